@@ -1,0 +1,38 @@
+"""The Celery application. Settings come from Django's (CELERY_*)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
+
+app = Celery("contentstudio")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def _configure_worker_process() -> None:
+    from django.conf import settings
+
+    from generation.engine import configure_torch_threads
+
+    configure_torch_threads(settings.TORCH_THREADS)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@worker_process_init.connect
+def _on_process_init(**kwargs) -> None:  # noqa: ANN003
+    _configure_worker_process()
+
+
+@worker_ready.connect
+def _on_ready(**kwargs) -> None:  # noqa: ANN003
+    _configure_worker_process()

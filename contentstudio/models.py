@@ -1,0 +1,73 @@
+"""The core domain: projects and the people who work in them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import validate_slug
+from django.db import models
+
+
+class ContentType(models.TextChoices):
+    NEWS_REPORT = "news_report", "News report"
+    AD_COPY = "ad_copy", "Ad copy"
+    ARTICLE = "article", "Article"
+    SCRIPT = "script", "Script"
+    SOCIAL_POST = "social_post", "Social post"
+
+
+class Role(models.TextChoices):
+    # Configures the project: models, templates, rules, members; and everything an editor can.
+    ADMIN = "admin", "Admin"
+    # Edits, approves, rejects, requests changes, releases held drafts, starts generation jobs.
+    EDITOR = "editor", "Editor"
+    # Reads everything, comments and recommends; cannot change a draft's state.
+    REVIEWER = "reviewer", "Reviewer"
+    # Reads everything, changes nothing.
+    VIEWER = "viewer", "Viewer"
+
+
+# Higher rank includes the powers of every lower rank.
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 0, Role.REVIEWER: 1, Role.EDITOR: 2, Role.ADMIN: 3}
+
+
+def role_at_least(role: str | None, minimum: str) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True, validators=[validate_slug])
+    description = models.TextField(blank=True)
+    content_type = models.CharField(
+        max_length=20, choices=ContentType.choices, default=ContentType.NEWS_REPORT
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"

@@ -1,0 +1,281 @@
+"""ContentStudio settings: one file, read from the environment.
+
+With no environment at all the studio runs embedded: SQLite, the in-memory channel layer and a
+Celery worker inside the serving process on the in-memory transport. ``DATABASE_URL`` switches the
+database to PostgreSQL, ``REDIS_URL`` switches the Celery broker, the channel layer and the cache
+to Redis (workers then run as separate processes). A bad value stops the start with a message that
+names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if not raw:
+        return default
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no.")
+
+
+def _env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below its minimum of {minimum}.")
+    return value
+
+
+def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} is below its minimum of {minimum}.")
+    return value
+
+
+DEBUG = _env_bool("DEBUG", False)
+SECRET_KEY = _env("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and _env_bool("CONTENTSTUDIO_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set when CONTENTSTUDIO_REQUIRE_SECRET_KEY=1.")
+    # A per-checkout development key: fine for the embedded studio on localhost, never for a
+    # deployment reachable by others (set SECRET_KEY there).
+    SECRET_KEY = "contentstudio-insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+# Where the studio keeps its files: the SQLite database, converted models, test fixtures.
+DATA_DIR = Path(_env("CONTENTSTUDIO_DATA_DIR") or BASE_DIR / "var").resolve()
+MODEL_CACHE_DIR = Path(_env("CONTENTSTUDIO_MODEL_CACHE") or DATA_DIR / "models").resolve()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "contentstudio",
+    "generation",
+    "review",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "contentstudio.middleware.DomainErrorMiddleware",
+]
+
+ROOT_URLCONF = "contentstudio.urls"
+ASGI_APPLICATION = "contentstudio.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = _env("DATABASE_URL")
+if DATABASE_URL:
+    import dj_database_url
+
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    except Exception as exc:  # dj_database_url raises plain ValueErrors with terse messages
+        raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {exc}") from None
+    if _db["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgres:// URL (got engine {_db['ENGINE']})."
+        )
+    DATABASES = {"default": _db}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _env("SQLITE_PATH") or str(DATA_DIR / "contentstudio.sqlite3"),
+            # The worker thread, the server and the stream share this file: WAL lets readers
+            # proceed during a write, IMMEDIATE transactions avoid deadlocking upgrades, and the
+            # timeout waits out a concurrent writer instead of failing with "database is locked".
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # A file, not :memory:, so the live-server and worker threads of tests share it.
+            "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker, channel layer, cache ---------------------------------------------
+REDIS_URL = _env("REDIS_URL")
+if REDIS_URL:
+    _parsed = urlparse(REDIS_URL)
+    if _parsed.scheme not in {"redis", "rediss"} or not _parsed.hostname:
+        raise ImproperlyConfigured(
+            f"REDIS_URL={REDIS_URL!r} must look like redis://host:6379/0 (or rediss://)."
+        )
+
+# The embedded studio runs its Celery worker inside the serving process (a thread), so a request
+# returns at once and the job runs asynchronously without any service.
+CELERY_EMBEDDED = not REDIS_URL
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "generation.tasks.*": {"queue": "generate"},
+    "review.tasks.*": {"queue": "review"},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A generation job may run for minutes; the broker must not hand it to another worker meanwhile.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_REDIRECT_STDOUTS = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Started by the ASGI application when embedded; tests start their own worker thread.
+EMBEDDED_WORKER_AUTOSTART = _env_bool("CONTENTSTUDIO_EMBEDDED_WORKER", CELERY_EMBEDDED)
+
+if REDIS_URL:
+    # The pub/sub layer: group sends are fire-and-forget publishes (MODELS.md: about 5x the
+    # throughput of the list-based core layer at generation pace).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "contentstudio"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "contentstudio",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Generation -----------------------------------------------------------------------------
+# Threads torch may use in this process. 0 = all cores. The worker is the only heavy user.
+TORCH_THREADS = _env_int("CONTENTSTUDIO_TORCH_THREADS", 0, minimum=0)
+GENERATION_MAX_CANDIDATES = 8
+# Coalescing of streamed tokens into websocket frames (see generation/stream.py).
+STREAM_TOKENS_PER_FRAME = _env_int("CONTENTSTUDIO_STREAM_TOKENS_PER_FRAME", 8, minimum=1)
+STREAM_MIN_FRAME_INTERVAL = _env_float("CONTENTSTUDIO_STREAM_MIN_INTERVAL", 0.05)
+STREAM_MAX_FRAME_DELAY = _env_float("CONTENTSTUDIO_STREAM_MAX_DELAY", 0.25)
+# Partial text is saved this often, so a worker crash loses at most this much text.
+GENERATION_SAVE_INTERVAL = _env_float("CONTENTSTUDIO_SAVE_INTERVAL", 2.0, minimum=0.1)
+# How often the worker looks for a cancel request while generating.
+GENERATION_CANCEL_POLL = _env_float("CONTENTSTUDIO_CANCEL_POLL", 0.25, minimum=0.01)
+# A running job whose worker has not saved for this long is considered lost (worker crash).
+GENERATION_STALE_AFTER = _env_float("CONTENTSTUDIO_STALE_AFTER", 60.0, minimum=1.0)
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = _env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the page's JavaScript reads it for API calls
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "contentstudio.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ContentStudio API",
+    "DESCRIPTION": "Generate, review and publish drafts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "celery": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "transformers": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from contentstudio import api as core_api
+from contentstudio import views as core_views
+from generation import api as gen_api
+from generation import views as gen_views
+
+api_v1 = [
+    path("projects/", core_api.ProjectListApi.as_view(), name="api_projects"),
+    path("projects/<slug:slug>/jobs/", gen_api.JobListCreateApi.as_view(), name="api_jobs"),
+    path(
+        "projects/<slug:slug>/templates/",
+        gen_api.TemplateListApi.as_view(),
+        name="api_templates",
+    ),
+    path("jobs/<int:job_id>/", gen_api.JobDetailApi.as_view(), name="api_job"),
+    path("jobs/<int:job_id>/cancel/", gen_api.JobCancelApi.as_view(), name="api_job_cancel"),
+    path("models/", gen_api.ModelListApi.as_view(), name="api_models"),
+    path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+]
+
+project_pages = [
+    path("", core_views.project_detail, name="project_detail"),
+    path("generate/", gen_views.generate, name="generate"),
+    path("jobs/<int:job_id>/", gen_views.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/cancel/", gen_views.job_cancel, name="job_cancel"),
+    path("drafts/<int:draft_id>/", gen_views.draft_detail, name="draft_detail"),
+    path("templates/", gen_views.template_list, name="template_list"),
+    path("templates/new/", gen_views.template_edit, name="template_create"),
+    path("templates/<int:template_id>/", gen_views.template_edit, name="template_edit"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="project_list", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("projects/", core_views.project_list_view, name="project_list"),
+    path("p/<slug:slug>/", include(project_pages)),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]

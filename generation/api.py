@@ -1,0 +1,202 @@
+"""The generation API: jobs (create, status with the text so far, cancel), templates, models."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from contentstudio.selectors import project_get
+from generation import selectors, services
+from generation.models import GenerationJob, LanguageModel, PromptTemplateVersion
+
+
+class JobCreateIn(serializers.Serializer):
+    template_version = serializers.IntegerField(required=False, allow_null=True)
+    template = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A template id: its current version is used."
+    )
+    variables = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    seed_text = serializers.CharField(required=False, allow_blank=True, default="")
+    model = serializers.IntegerField(required=False, allow_null=True)
+    settings = serializers.DictField(required=False)
+    n_candidates = serializers.IntegerField(required=False, default=1)
+    seed = serializers.IntegerField(required=False, allow_null=True)
+
+
+class CandidateOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    status = serializers.CharField()
+    text = serializers.CharField()
+    tokens = serializers.IntegerField()
+    tokens_per_second = serializers.FloatField(allow_null=True)
+    finish_reason = serializers.CharField()
+    draft_id = serializers.IntegerField(allow_null=True)
+    draft_url = serializers.CharField(allow_null=True)
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.CharField()
+    status = serializers.CharField()
+    error = serializers.CharField()
+    model = serializers.CharField()
+    n_candidates = serializers.IntegerField()
+    base_seed = serializers.IntegerField()
+    settings = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    cancel_requested = serializers.BooleanField()
+    seq = serializers.IntegerField()
+    candidates = CandidateOut(many=True)
+
+
+def job_out(job: GenerationJob) -> dict:
+    snapshot = selectors.job_snapshot(job_id=job.pk)
+    return JobOut(
+        {
+            "id": job.pk,
+            "project": job.project.slug,
+            "status": snapshot["status"],
+            "error": snapshot["error"],
+            "model": job.model.name,
+            "n_candidates": job.n_candidates,
+            "base_seed": job.base_seed,
+            "settings": job.settings,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "cancel_requested": snapshot["cancel_requested"],
+            "seq": snapshot["seq"],
+            "candidates": snapshot["candidates"],
+        }
+    ).data
+
+
+def _job_or_404(request: Request, job_id: int) -> GenerationJob:
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    if job is None:
+        raise Http404("No such job.")
+    services.job_fail_if_stale(job=job)
+    return job
+
+
+class JobListCreateApi(APIView):
+    @extend_schema(responses=JobOut(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project, _ = project_get(user=request.user, slug=slug)
+        jobs = selectors.project_jobs(project_id=project.pk, limit=50)
+        return Response([job_out(job) for job in jobs])
+
+    @extend_schema(request=JobCreateIn, responses={201: JobOut})
+    def post(self, request: Request, slug: str) -> Response:
+        project, _ = project_get(user=request.user, slug=slug)
+        data = JobCreateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        payload = data.validated_data
+        version = None
+        if payload.get("template_version"):
+            version = PromptTemplateVersion.objects.filter(
+                pk=payload["template_version"], template__project=project
+            ).first()
+            if version is None:
+                return Response({"template_version": ["No such template version in this project."]},
+                                status=status.HTTP_400_BAD_REQUEST)
+        elif payload.get("template"):
+            template = project.templates.filter(pk=payload["template"]).first()
+            version = template.current_version if template else None
+            if version is None:
+                return Response({"template": ["No such template in this project."]},
+                                status=status.HTTP_400_BAD_REQUEST)
+        model = None
+        if payload.get("model"):
+            model = LanguageModel.objects.filter(pk=payload["model"]).first()
+            if model is None:
+                return Response({"model": ["No such model."]}, status=status.HTTP_400_BAD_REQUEST)
+        job = services.job_create(
+            project=project,
+            user=request.user,
+            model=model,
+            template_version=version,
+            variables=payload.get("variables") or {},
+            seed_text=payload.get("seed_text", ""),
+            settings=payload.get("settings") or {},
+            n_candidates=payload.get("n_candidates", 1),
+            base_seed=payload.get("seed"),
+        )
+        return Response(job_out(job), status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOut)
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(job_out(_job_or_404(request, job_id)))
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOut)
+    def post(self, request: Request, job_id: int) -> Response:
+        job = services.job_cancel(job=_job_or_404(request, job_id), user=request.user)
+        return Response(job_out(job))
+
+
+class TemplateOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    version = serializers.IntegerField()
+    version_id = serializers.IntegerField()
+    variables = serializers.ListField(child=serializers.DictField())
+
+
+class TemplateListApi(APIView):
+    @extend_schema(responses=TemplateOut(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project, _ = project_get(user=request.user, slug=slug)
+        rows = []
+        for template in selectors.project_templates(project_id=project.pk):
+            version = template.current_version
+            if version is None:
+                continue
+            rows.append(
+                {
+                    "id": template.pk,
+                    "name": template.name,
+                    "content_type": template.content_type,
+                    "version": version.number,
+                    "version_id": version.pk,
+                    "variables": version.variables,
+                }
+            )
+        return Response(TemplateOut(rows, many=True).data)
+
+
+class ModelOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    is_default = serializers.BooleanField()
+    max_new_tokens_limit = serializers.IntegerField()
+    defaults = serializers.DictField()
+
+
+class ModelListApi(APIView):
+    @extend_schema(responses=ModelOut(many=True))
+    def get(self, request: Request) -> Response:
+        rows = [
+            {
+                "id": m.pk,
+                "name": m.name,
+                "is_default": m.is_default,
+                "max_new_tokens_limit": m.max_new_tokens_limit,
+                "defaults": m.default_settings(),
+            }
+            for m in LanguageModel.objects.filter(enabled=True)
+        ]
+        return Response(ModelOut(rows, many=True).data)
+
+

@@ -1,0 +1,355 @@
+"""Language models, prompt templates, generation jobs and the drafts they produce."""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from contentstudio.models import ContentType, Project
+
+
+class ModelSource(models.TextChoices):
+    # A Hugging Face hub id ("HuggingFaceTB/SmolLM2-135M-Instruct"); needs the hub or its cache.
+    HUB = "hub", "Hub id"
+    # A directory on the worker's disk written by save_pretrained.
+    LOCAL = "local", "Local directory"
+    # "package:file.gguf": a GGUF file shipped inside an installed Python package, converted
+    # once into the model cache directory, then loaded like a local directory.
+    PACKAGE_GGUF = "package_gguf", "GGUF file in an installed package"
+
+
+class Device(models.TextChoices):
+    AUTO = "auto", "Auto (CUDA when present)"
+    CPU = "cpu", "CPU"
+    CUDA = "cuda", "CUDA"
+
+
+class DType(models.TextChoices):
+    AUTO = "auto", "Auto (fp32 on CPU, bf16 on CUDA)"
+    FLOAT32 = "float32", "float32"
+    FLOAT16 = "float16", "float16"
+    BFLOAT16 = "bfloat16", "bfloat16"
+
+
+class LanguageModel(models.Model):
+    """A model configuration that admins manage; workers load it once per process."""
+
+    name = models.CharField(max_length=100, unique=True)
+    source_kind = models.CharField(max_length=20, choices=ModelSource.choices)
+    source = models.CharField(
+        max_length=500,
+        help_text="Hub id, absolute directory, or 'package:file.gguf' for a packaged GGUF.",
+    )
+    revision = models.CharField(max_length=100, blank=True, help_text="Hub branch, tag or commit.")
+    device = models.CharField(max_length=10, choices=Device.choices, default=Device.AUTO)
+    dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.AUTO)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False)
+    # The most new tokens a request may ask for; prompt + output must also fit the context.
+    max_new_tokens_limit = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    # Default generation settings; a request may override each.
+    max_new_tokens = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
+    min_new_tokens = models.PositiveIntegerField(default=0)
+    temperature = models.FloatField(default=0.8, validators=[MinValueValidator(0.0)])
+    top_p = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    top_k = models.PositiveIntegerField(default=50)
+    repetition_penalty = models.FloatField(default=1.1, validators=[MinValueValidator(0.01)])
+    no_repeat_ngram_size = models.PositiveIntegerField(default=0)
+    # Written by the "check" action (a task on the generate queue, so it tests the worker).
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_check_ok = models.BooleanField(null=True)
+    last_check_message = models.TextField(blank=True)
+    last_check_load_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_model"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_new_tokens__lte=models.F("max_new_tokens_limit")),
+                name="model_default_tokens_within_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_new_tokens__lte=models.F("max_new_tokens")),
+                name="model_min_tokens_below_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def default_settings(self) -> dict[str, float | int]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+
+
+class PromptTemplate(models.Model):
+    """A named prompt of a project. Its text lives in versions; editing adds a version."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(
+        max_length=20, choices=ContentType.choices, default=ContentType.NEWS_REPORT
+    )
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="template_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def current_version(self) -> PromptTemplateVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class PromptTemplateVersion(models.Model):
+    """An immutable version of a template: drafts point at the exact version they used."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    system_prompt = models.TextField(blank=True)
+    # The user message with {{variable}} placeholders.
+    body = models.TextField()
+    # [{"name": "headline", "label": "Headline", "required": true, "multiline": false}, ...]
+    variables = models.JSONField(default=list)
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="template_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} v{self.number}"
+
+    @property
+    def variable_names(self) -> list[str]:
+        return [v["name"] for v in self.variables]
+
+
+class JobStatus(models.TextChoices):
+    # Created and enqueued on commit; no worker has claimed it yet.
+    QUEUED = "queued", "Queued"
+    # Claimed by a worker that is loading the model or generating.
+    RUNNING = "running", "Running"
+    # Every candidate finished; each became a draft.
+    SUCCEEDED = "succeeded", "Succeeded"
+    # Stopped by an error (model failed to load, worker crash...); ``error`` says why.
+    FAILED = "failed", "Failed"
+    # Stopped on request; candidates that had finished stay as drafts.
+    CANCELLED = "cancelled", "Cancelled"
+
+
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+JOB_FINAL_STATES = frozenset(s for s, nexts in JOB_TRANSITIONS.items() if not nexts)
+
+
+class GenerationJob(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="jobs")
+    template_version = models.ForeignKey(
+        PromptTemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    variables = models.JSONField(default=dict, blank=True)
+    seed_text = models.TextField(blank=True, help_text="Free prompt when no template is used.")
+    # The exact text sent to the model (after the chat template), set when the job runs.
+    prompt = models.TextField(blank=True)
+    # Resolved generation settings: the model's defaults overridden by the request.
+    settings = models.JSONField(default=dict)
+    n_candidates = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(8)]
+    )
+    base_seed = models.BigIntegerField()
+    # The draft this job regenerates, if any.
+    parent_draft = models.ForeignKey(
+        "Draft", null=True, blank=True, on_delete=models.SET_NULL, related_name="regenerations"
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Touched by the worker with every periodic save; a stale one means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(n_candidates__gte=1) & Q(n_candidates__lte=8),
+                name="job_candidates_1_to_8",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in JOB_FINAL_STATES
+
+
+class CandidateStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STREAMING = "streaming", "Writing"
+    FINISHED = "finished", "Finished"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class Candidate(models.Model):
+    """One of the texts a job writes. Its text is saved periodically while streaming."""
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="candidates")
+    index = models.PositiveSmallIntegerField()
+    seed = models.BigIntegerField()
+    settings = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=10, choices=CandidateStatus.choices, default=CandidateStatus.PENDING
+    )
+    text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    # eos | length | cancelled | error
+    finish_reason = models.CharField(max_length=20, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="candidate_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Candidate {self.index} of job {self.job_id}"
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not (self.first_token_at and self.completion_tokens > 1):
+            return None
+        end = self.finished_at
+        if end is None:
+            return None
+        seconds = (end - self.first_token_at).total_seconds()
+        return (self.completion_tokens - 1) / seconds if seconds > 0 else None
+
+
+class DraftStatus(models.TextChoices):
+    """The life of a draft. The allowed moves live in review.lifecycle (one table)."""
+
+    # Written by the model; the checks have not started.
+    GENERATED = "generated", "Generated"
+    # Automated checks (toxicity, ethics, plagiarism) are running.
+    CHECKING = "checking", "Checking"
+    # Checks passed the project's policy; waiting for an editor.
+    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+    # A check crossed a threshold or could not run; an editor must release or reject it.
+    HELD = "held", "Held"
+    # An editor asked for changes; back to the writer (a person or a regeneration).
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    # Approved by an editor; may be published.
+    APPROVED = "approved", "Approved"
+    # Rejected by an editor; kept for the record.
+    REJECTED = "rejected", "Rejected"
+    # Out in the publishing systems.
+    PUBLISHED = "published", "Published"
+    # Withdrawn after publication.
+    UNPUBLISHED = "unpublished", "Unpublished"
+
+
+class Draft(models.Model):
+    """A finished candidate with its full provenance; editors review and edit it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drafts")
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="drafts")
+    candidate = models.OneToOneField(Candidate, on_delete=models.CASCADE, related_name="draft")
+    title = models.CharField(max_length=300, blank=True)
+    # What the model wrote, never changed; ``body`` is the current (possibly edited) text.
+    model_output = models.TextField()
+    body = models.TextField()
+    status = models.CharField(
+        max_length=20, choices=DraftStatus.choices, default=DraftStatus.GENERATED
+    )
+    # Optimistic concurrency: every change increments it; a stale write is refused.
+    version = models.PositiveIntegerField(default=1)
+    # Provenance, copied so that later edits of the model or template change nothing here.
+    model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="drafts")
+    model_name = models.CharField(max_length=100)
+    model_source = models.CharField(max_length=500)
+    model_revision = models.CharField(max_length=100, blank=True)
+    template_version = models.ForeignKey(
+        PromptTemplateVersion, null=True, blank=True, on_delete=models.PROTECT,
+        related_name="drafts",
+    )
+    variables = models.JSONField(default=dict, blank=True)
+    prompt = models.TextField()
+    settings = models.JSONField(default=dict)
+    seed = models.BigIntegerField()
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    # {"queue_seconds", "load_seconds", "ttft_seconds", "generation_seconds", "tokens_per_second"}
+    timings = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["project", "status", "-created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=DraftStatus.values), name="draft_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Draft {self.pk}"

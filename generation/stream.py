@@ -1,0 +1,335 @@
+"""All live publishing: group names, event types, numbered frames, the text so far.
+
+The database is the source of truth and the stream is best-effort (the in-memory layer drops
+messages past its capacity). So every frame carries a job-wide sequence number and, per
+candidate, the character offset its text starts at: a client appends when the offset matches
+what it has, and asks for a fresh snapshot when it sees a gap.
+
+Publishing never pays a new event loop per call: ``Publisher`` hands each group_send to one
+long-lived loop (its own thread for Redis; the consumers' loop for the in-memory layer, whose
+asyncio queues are not thread-safe) and does not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypedDict
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+# Event types; a consumer handles "job.tokens" in its method job_tokens.
+JOB_TOKENS = "job.tokens"
+JOB_STATUS = "job.status"
+JOB_DRAFT = "job.draft"
+PROJECT_EVENT = "project.event"
+
+LIVE_STATE_TTL = 6 * 3600
+
+
+def job_group(job_id: int) -> str:
+    return f"job.{job_id}"
+
+
+def project_group(project_id: int) -> str:
+    return f"project.{project_id}"
+
+
+def live_state_key(job_id: int) -> str:
+    return f"job-live:{job_id}"
+
+
+class Delta(TypedDict):
+    i: int  # candidate index
+    o: int  # offset in the candidate's text where ``t`` starts (replacing what follows)
+    t: str  # text
+    n: int  # tokens generated so far by this candidate
+
+
+class TokensEvent(TypedDict):
+    type: str
+    seq: int
+    deltas: list[Delta]
+
+
+class CandidateState(TypedDict):
+    index: int
+    status: str
+    text: str
+    tokens: int
+    tokens_per_second: float | None
+    draft_id: int | None
+
+
+class StatusEvent(TypedDict):
+    type: str
+    seq: int
+    status: str
+    error: str
+    candidates: list[CandidateState]
+
+
+class DraftEvent(TypedDict):
+    type: str
+    seq: int
+    index: int
+    draft_id: int
+    url: str
+
+
+class LiveState(TypedDict):
+    seq: int
+    texts: dict[str, str]
+    tokens: dict[str, int]
+
+
+# --- Publisher --------------------------------------------------------------------------------
+
+
+class Publisher:
+    """Fire-and-forget group sends from worker threads, on one long-lived event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._consumer_loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[Future[Any]] = set()
+        self.sent = 0
+
+    def bind_consumer_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the loop the websocket consumers run in (needed for the in-memory layer)."""
+        self._consumer_loop = loop
+
+    def _loop_for(self, layer: Any) -> asyncio.AbstractEventLoop | None:
+        if isinstance(layer, InMemoryChannelLayer):
+            loop = self._consumer_loop
+            # No consumer has connected in this process: nobody can be listening.
+            return loop if loop is not None and not loop.is_closed() else None
+        with self._lock:
+            if self._own_loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="stream-publisher", daemon=True
+                )
+                thread.start()
+                self._own_loop = loop
+            return self._own_loop
+
+    def publish(self, group: str, message: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        loop = self._loop_for(layer)
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # called from the loop itself (an async consumer): just schedule
+            task = loop.create_task(layer.group_send(group, message))
+            task.add_done_callback(self._log_failure)
+            self.sent += 1
+            return
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        self.sent += 1
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        self._log_failure(future)
+
+    @staticmethod
+    def _log_failure(future: Any) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            # Best-effort: a lost frame is recovered by the client's resync from the snapshot.
+            logger.warning("stream publish failed: %s", exc)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every send handed over so far has completed (end of a job, tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending or time.monotonic() > deadline:
+                return
+            for future in pending:
+                try:
+                    future.result(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # noqa: S110 - logged by _done
+                    pass
+
+
+publisher = Publisher()
+
+
+def publish_project_event(project_id: int, payload: dict[str, Any]) -> None:
+    """Tell every page watching a project (queue, project page) that something changed."""
+    publisher.publish(project_group(project_id), {"type": PROJECT_EVENT, "payload": payload})
+
+
+# --- One job's stream -------------------------------------------------------------------------
+
+
+class JobStream:
+    """Coalesces a job's tokens into numbered frames and keeps the text so far in the cache.
+
+    The first token goes out at once. After that a frame goes out when ``tokens_per_frame``
+    tokens are pending, but never sooner than ``min_interval`` after the previous frame; and
+    when fewer are pending, once ``max_delay`` has passed, so a slow model still shows progress.
+    Tokens of all candidates of the job share a frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        n_candidates: int,
+        tokens_per_frame: int,
+        min_interval: float,
+        max_delay: float,
+        send: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job_id = job_id
+        self.group = job_group(job_id)
+        self.tokens_per_frame = tokens_per_frame
+        self.min_interval = min_interval
+        self.max_delay = max_delay
+        self._send = send or publisher.publish
+        self._clock = clock
+        self.seq = 0
+        self.texts = [""] * n_candidates
+        self.tokens = [0] * n_candidates
+        # Per candidate: the offset of the first character not yet sent.
+        self._sent_upto = [0] * n_candidates
+        self._replace_from: list[int | None] = [None] * n_candidates
+        self._pending_tokens = 0
+        self._last_frame_at: float | None = None
+        self._first_pending_at: float | None = None
+        self.frames = 0
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def step(self, deltas: list[str | None]) -> None:
+        """Record one decoding step (per candidate: new text, "" or None when finished)."""
+        for index, delta in enumerate(deltas):
+            if delta is None:
+                continue
+            self.tokens[index] += 1
+            self._pending_tokens += 1
+            if delta:
+                self.texts[index] += delta
+        now = self._clock()
+        if self._first_pending_at is None and self._pending_tokens:
+            self._first_pending_at = now
+        if self._due(now):
+            self.flush(now)
+
+    def replace(self, index: int, text: str) -> None:
+        """Set a candidate's final text when it differs from what was streamed."""
+        if text == self.texts[index]:
+            return
+        common = 0
+        for a, b in zip(text, self.texts[index], strict=False):
+            if a != b:
+                break
+            common += 1
+        self.texts[index] = text
+        start = min(common, self._sent_upto[index])
+        current = self._replace_from[index]
+        self._replace_from[index] = start if current is None else min(current, start)
+
+    def _due(self, now: float) -> bool:
+        if not self._pending_tokens:
+            return False
+        if self._last_frame_at is None:
+            return True  # the first token of the job: at once
+        since_frame = now - self._last_frame_at
+        if since_frame < self.min_interval:
+            return False
+        if self._pending_tokens >= self.tokens_per_frame:
+            return True
+        waited = now - (self._first_pending_at or now)
+        return since_frame >= self.max_delay or waited >= self.max_delay
+
+    def flush(self, now: float | None = None) -> None:
+        """Send whatever is pending as one frame, now."""
+        deltas: list[Delta] = []
+        for index, text in enumerate(self.texts):
+            start = self._sent_upto[index]
+            replace_from = self._replace_from[index]
+            if replace_from is not None:
+                start = replace_from
+            if start == len(text) and replace_from is None and not self._pending_tokens:
+                continue
+            if start < len(text) or replace_from is not None:
+                deltas.append({"i": index, "o": start, "t": text[start:], "n": self.tokens[index]})
+            self._sent_upto[index] = len(text)
+            self._replace_from[index] = None
+        self._pending_tokens = 0
+        self._first_pending_at = None
+        self._last_frame_at = self._clock() if now is None else now
+        if not deltas:
+            return
+        seq = self._next_seq()
+        self._save_live_state(seq)
+        event: TokensEvent = {"type": JOB_TOKENS, "seq": seq, "deltas": deltas}
+        self._send(self.group, dict(event))
+        self.frames += 1
+
+    def status(self, status: str, *, error: str = "", candidates: list[CandidateState]) -> None:
+        """Announce a job status change; pending tokens go out first so order is kept."""
+        self.flush()
+        seq = self._next_seq()
+        self._save_live_state(seq)
+        event: StatusEvent = {
+            "type": JOB_STATUS,
+            "seq": seq,
+            "status": status,
+            "error": error,
+            "candidates": candidates,
+        }
+        self._send(self.group, dict(event))
+
+    def draft(self, *, index: int, draft_id: int, url: str) -> None:
+        seq = self._next_seq()
+        event: DraftEvent = {
+            "type": JOB_DRAFT,
+            "seq": seq,
+            "index": index,
+            "draft_id": draft_id,
+            "url": url,
+        }
+        self._send(self.group, dict(event))
+
+    def _save_live_state(self, seq: int) -> None:
+        state: LiveState = {
+            "seq": seq,
+            "texts": {str(i): t for i, t in enumerate(self.texts)},
+            "tokens": {str(i): n for i, n in enumerate(self.tokens)},
+        }
+        cache.set(live_state_key(self.job_id), state, LIVE_STATE_TTL)
+
+
+def live_state(job_id: int) -> LiveState | None:
+    return cache.get(live_state_key(job_id))
+
+
+def live_state_clear(job_id: int) -> None:
+    cache.delete(live_state_key(job_id))

@@ -1,0 +1,37 @@
+"""Celery tasks of the generation app: thin wrappers that call services with ids."""
+
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from generation import services
+
+
+def worker_name() -> str:
+    from celery import current_task
+
+    hostname = getattr(getattr(current_task, "request", None), "hostname", None)
+    return hostname or f"worker@{socket.gethostname()}"
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def job_run(job_id: int) -> None:
+    """Generate a job's candidates. Idempotent: a redelivered job that already ran is skipped."""
+    services.job_execute(job_id=job_id, worker_name=worker_name())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def model_check(model_id: int) -> None:
+    services.model_check(model_id=model_id)
+
+
+@worker_ready.connect
+def _fail_orphaned_jobs(sender=None, **kwargs) -> None:  # noqa: ANN001 - celery's signature
+    # A worker that starts under the name of one that was running jobs replaces a dead
+    # process: those jobs can never finish, so they are failed with the reason.
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        services.jobs_fail_orphaned(worker_name=hostname)

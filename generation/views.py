@@ -1,0 +1,209 @@
+"""Pages of the generation app: start a job, watch it stream, read a draft, edit templates."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from contentstudio.errors import DomainError
+from contentstudio.models import Role, role_at_least
+from contentstudio.selectors import project_get
+from generation import selectors, services
+from generation.forms import generation_context, parse_generation_post
+from generation.models import Draft, PromptTemplate
+
+
+@login_required
+def generate(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        kwargs, errors = parse_generation_post(project=project, data=request.POST)
+        if not errors:
+            try:
+                job = services.job_create(project=project, user=request.user, **kwargs)
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                return redirect("job_detail", slug=project.slug, job_id=job.pk)
+    context = {
+        "project": project,
+        "role": role,
+        "errors": errors,
+        "error_list": [(field, msg) for field, msgs in errors.items() for msg in msgs],
+        "posted": request.method == "POST",
+        # Given back to the page's script (json_script) to refill the fields after an error.
+        "posted_values": {
+            k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"
+        },
+        **generation_context(project=project),
+    }
+    return render(request, "generation/generate.html", context, status=400 if errors else 200)
+
+
+@login_required
+def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    if job is None or job.project_id != project.pk:
+        raise Http404("No such job.")
+    services.job_fail_if_stale(job=job)
+    snapshot = selectors.job_snapshot(job_id=job.pk)
+    return render(
+        request,
+        "generation/job_detail.html",
+        {
+            "project": project,
+            "role": role,
+            "job": job,
+            "snapshot": snapshot,
+            "can_cancel": role_at_least(role, Role.EDITOR),
+        },
+    )
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
+    project, _ = project_get(user=request.user, slug=slug)
+    job = selectors.job_for_user(user=request.user, job_id=job_id)
+    if job is None or job.project_id != project.pk:
+        raise Http404("No such job.")
+    try:
+        services.job_cancel(job=job, user=request.user)
+        messages.info(request, "Cancel requested; finished candidates are kept.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("job_detail", slug=project.slug, job_id=job.pk)
+
+
+@login_required
+def template_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    templates = PromptTemplate.objects.filter(project=project).prefetch_related("versions")
+    return render(
+        request,
+        "generation/template_list.html",
+        {
+            "project": project,
+            "role": role,
+            "templates": templates,
+            "is_admin": role_at_least(role, Role.ADMIN),
+        },
+    )
+
+
+def _variables_from_post(raw: str) -> list:
+    """Variables as typed in the form: one per line, "name: Label" with an optional "*"
+    (optional) or "+" (multi-line) suffix on the name."""
+    variables = []
+    for line in raw.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        name, _, label = line.partition(":")
+        name = name.strip()
+        required, multiline = True, False
+        while name and name[-1] in "*+":
+            required = required and name[-1] != "*"
+            multiline = multiline or name[-1] == "+"
+            name = name[:-1]
+        variables.append(
+            {"name": name, "label": label.strip() or None, "required": required,
+             "multiline": multiline}
+        )
+    return variables
+
+
+def _variables_to_text(variables: list) -> str:
+    lines = []
+    for v in variables:
+        suffix = ("" if v.get("required", True) else "*") + ("+" if v.get("multiline") else "")
+        lines.append(f"{v['name']}{suffix}: {v.get('label') or ''}".rstrip(": "))
+    return "\n".join(lines)
+
+
+@login_required
+def template_edit(request: HttpRequest, slug: str, template_id: int | None = None) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug, minimum=Role.ADMIN)
+    template = (
+        get_object_or_404(PromptTemplate, pk=template_id, project=project) if template_id else None
+    )
+    version = template.current_version if template else None
+    errors: dict[str, list[str]] = {}
+    values = {
+        "name": template.name if template else "",
+        "content_type": template.content_type if template else project.content_type,
+        "system_prompt": version.system_prompt if version else "",
+        "body": version.body if version else "",
+        "variables": _variables_to_text(version.variables) if version else "",
+        "note": "",
+    }
+    if request.method == "POST":
+        values.update({k: request.POST.get(k, "") for k in values})
+        variables = _variables_from_post(values["variables"])
+        try:
+            if template is None:
+                template = services.template_create(
+                    project=project,
+                    user=request.user,
+                    name=values["name"],
+                    content_type=values["content_type"] or None,
+                    system_prompt=values["system_prompt"],
+                    body=values["body"],
+                    variables=variables,
+                )
+                messages.success(request, f"Template {template.name} created.")
+            else:
+                new = services.template_update(
+                    template=template,
+                    user=request.user,
+                    system_prompt=values["system_prompt"],
+                    body=values["body"],
+                    variables=variables,
+                    note=values["note"],
+                )
+                messages.success(request, f"Saved as version {new.number}.")
+            return redirect("template_list", slug=project.slug)
+        except ValidationError as exc:
+            errors = exc.message_dict
+    return render(
+        request,
+        "generation/template_edit.html",
+        {
+            "project": project,
+            "role": role,
+            "template": template,
+            "version": version,
+            "values": values,
+            "errors": errors,
+            "error_list": [(f, m) for f, ms in errors.items() for m in ms],
+        },
+        status=400 if errors else 200,
+    )
+
+
+@login_required
+def draft_detail(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    draft = get_object_or_404(
+        Draft.objects.select_related("job", "template_version__template", "candidate"),
+        pk=draft_id,
+        project=project,
+    )
+    return render(
+        request,
+        "generation/draft_detail.html",
+        {
+            "project": project,
+            "role": role,
+            "draft": draft,
+            "settings_json": json.dumps(draft.settings, indent=2, sort_keys=True),
+        },
+    )

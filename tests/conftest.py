@@ -1,0 +1,177 @@
+"""Shared fixtures: people, projects, a small real model, a real worker, a real ASGI server.
+
+Users follow one cast in every test: alice (admin), bob (editor), charlie (reviewer),
+dave (viewer) are members of project "newsroom"; eve belongs only to project "other".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Tests start their own worker thread; importing the ASGI app must not start another one.
+os.environ.setdefault("CONTENTSTUDIO_EMBEDDED_WORKER", "0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    settings.EMBEDDED_WORKER_AUTOSTART = False
+    # Two cores: the model, the worker, the server and Chromium share them.
+    import torch
+
+    torch.set_num_threads(1)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer GPT-2 with a BPE tokenizer trained on real text, saved with save_pretrained."""
+    from generation.tiny import build_tiny_gpt2, corpus_sample
+
+    path = tmp_path_factory.mktemp("models") / "tiny-gpt2"
+    return build_tiny_gpt2(path, texts=corpus_sample(max_chars=150_000), vocab_size=2000)
+
+
+@pytest.fixture
+def make_user(django_user_model: Any) -> Callable[..., Any]:
+    def make(username: str, **extra: Any) -> Any:
+        return django_user_model.objects.create_user(
+            username=username, password=f"{username}-password-1", **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+def cast(db: None, make_user: Callable[..., Any]) -> dict[str, Any]:
+    from contentstudio.models import Role
+    from contentstudio.services import membership_set, project_create
+
+    people = {name: make_user(name) for name in ["alice", "bob", "charlie", "dave", "eve"]}
+    newsroom = project_create(name="Newsroom", slug="newsroom", admin=people["alice"])
+    for name, role in [("bob", Role.EDITOR), ("charlie", Role.REVIEWER), ("dave", Role.VIEWER)]:
+        membership_set(project=newsroom, user=people[name], role=role)
+    other = project_create(name="Other desk", slug="other", admin=people["eve"])
+    return {**people, "newsroom": newsroom, "other": other}
+
+
+@pytest.fixture
+def language_model(db: None, tiny_model_dir: Path) -> Any:
+    from generation.models import LanguageModel
+
+    return LanguageModel.objects.create(
+        name="tiny-gpt2",
+        source_kind="local",
+        source=str(tiny_model_dir),
+        is_default=True,
+        max_new_tokens_limit=256,
+        max_new_tokens=24,
+        temperature=0.9,
+        top_p=0.95,
+        top_k=50,
+        repetition_penalty=1.0,
+    )
+
+
+@pytest.fixture
+def news_template(cast: dict[str, Any]) -> Any:
+    from generation import services
+
+    template = services.template_create(
+        project=cast["newsroom"],
+        user=cast["alice"],
+        name="News report",
+        system_prompt="You are a careful news writer.",
+        body="Headline: {{headline}}\nLede: {{lede}}\nBody:",
+        variables=[{"name": "headline"}, {"name": "lede", "multiline": True}],
+    )
+    return template.current_version
+
+
+@pytest.fixture(scope="session")
+def celery_worker_thread() -> Iterator[None]:
+    """A real Celery worker (threads pool) consuming the configured broker: the in-memory
+    transport on the embedded default, Redis when REDIS_URL is set."""
+    from contentstudio.celery import app
+    from contentstudio.embedded import start_embedded_worker, stop_embedded_worker
+
+    if not app.conf.broker_url.startswith("memory"):
+        # Left-overs of an earlier run would only find unknown ids, but start clean anyway.
+        with app.connection_for_write() as conn:
+            for queue in ("generate", "review"):
+                conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
+    start_embedded_worker()
+    yield
+    stop_embedded_worker()
+
+
+@pytest.fixture
+def worker(celery_worker_thread: None, transactional_db: None) -> None:
+    """Use in tests whose jobs run in the worker thread (their data must be committed)."""
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def slow_steps(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Slow each decoding step down (the real model still runs every step), so a test can act
+    while a job is mid-stream: cancel it, join late, kill the worker."""
+    from generation import services
+
+    def apply(delay: float) -> None:
+        original = services._Recorder.on_step
+
+        def on_step(self: Any, deltas: list[str | None]) -> None:
+            time.sleep(delay)
+            original(self, deltas)
+
+        monkeypatch.setattr(services._Recorder, "on_step", on_step)
+
+    return apply
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(worker: None) -> Iterator[str]:
+    """The real ASGI application (HTTP + websockets) served by uvicorn in a thread, with the
+    worker thread beside it, as in the embedded studio."""
+    import uvicorn
+
+    from contentstudio.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=20)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
