@@ -19,7 +19,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Domain errors to their status codes; Django ValidationErrors to 400 naming the fields."""
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
-            body: Any = {field: messages for field, messages in exc.message_dict.items()}
+            body: Any = dict(exc.message_dict)
         else:
             body = {"non_field_errors": exc.messages}
         return Response(body, status=400)

@@ -29,10 +29,10 @@ def _configure_worker_process() -> None:
 
 
 @worker_process_init.connect
-def _on_process_init(**kwargs) -> None:  # noqa: ANN003
+def _on_process_init(**kwargs) -> None:
     _configure_worker_process()
 
 
 @worker_ready.connect
-def _on_ready(**kwargs) -> None:  # noqa: ANN003
+def _on_ready(**kwargs) -> None:
     _configure_worker_process()

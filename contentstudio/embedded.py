@@ -10,6 +10,7 @@ selection.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -68,10 +69,8 @@ def _run(worker: object) -> None:
 def stop_embedded_worker() -> None:
     with _lock:
         for worker in _workers:
-            try:
+            with contextlib.suppress(Exception):  # best effort at shutdown
                 worker.stop(in_sighandler=False)  # type: ignore[attr-defined]
-            except Exception:  # noqa: S110 - best effort at shutdown
-                pass
         for thread in _started:
             thread.join(timeout=10)
         _started.clear()

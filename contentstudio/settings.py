@@ -64,7 +64,9 @@ DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY = _env("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG and _env_bool("CONTENTSTUDIO_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set when CONTENTSTUDIO_REQUIRE_SECRET_KEY=1.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when CONTENTSTUDIO_REQUIRE_SECRET_KEY=1."
+        )
     # A per-checkout development key: fine for the embedded studio on localhost, never for a
     # deployment reachable by others (set SECRET_KEY there).
     SECRET_KEY = "contentstudio-insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105

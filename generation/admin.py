@@ -18,13 +18,24 @@ from generation.models import (
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "source_kind", "source", "device", "enabled", "is_default",
-        "last_check_ok", "last_check_load_seconds", "last_check_at",
+        "name",
+        "source_kind",
+        "source",
+        "device",
+        "enabled",
+        "is_default",
+        "last_check_ok",
+        "last_check_load_seconds",
+        "last_check_at",
     ]
     list_filter = ["enabled", "source_kind", "device"]
     readonly_fields = [
-        "last_check_at", "last_check_ok", "last_check_message", "last_check_load_seconds",
-        "created_at", "updated_at",
+        "last_check_at",
+        "last_check_ok",
+        "last_check_message",
+        "last_check_load_seconds",
+        "created_at",
+        "updated_at",
     ]
     fieldsets = [
         (None, {"fields": ["name", "enabled", "is_default"]}),
@@ -33,15 +44,27 @@ class LanguageModelAdmin(admin.ModelAdmin):
             "Default generation settings",
             {
                 "fields": [
-                    "max_new_tokens_limit", "max_new_tokens", "min_new_tokens", "temperature",
-                    "top_p", "top_k", "repetition_penalty", "no_repeat_ngram_size",
+                    "max_new_tokens_limit",
+                    "max_new_tokens",
+                    "min_new_tokens",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "repetition_penalty",
+                    "no_repeat_ngram_size",
                 ]
             },
         ),
         (
             "Last check",
-            {"fields": ["last_check_at", "last_check_ok", "last_check_load_seconds",
-                        "last_check_message"]},
+            {
+                "fields": [
+                    "last_check_at",
+                    "last_check_ok",
+                    "last_check_load_seconds",
+                    "last_check_message",
+                ]
+            },
         ),
     ]
     actions = ["check_models"]

@@ -105,14 +105,18 @@ class JobListCreateApi(APIView):
                 pk=payload["template_version"], template__project=project
             ).first()
             if version is None:
-                return Response({"template_version": ["No such template version in this project."]},
-                                status=status.HTTP_400_BAD_REQUEST)
+                return Response(
+                    {"template_version": ["No such template version in this project."]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
         elif payload.get("template"):
             template = project.templates.filter(pk=payload["template"]).first()
             version = template.current_version if template else None
             if version is None:
-                return Response({"template": ["No such template in this project."]},
-                                status=status.HTTP_400_BAD_REQUEST)
+                return Response(
+                    {"template": ["No such template in this project."]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
         model = None
         if payload.get("model"):
             model = LanguageModel.objects.filter(pk=payload["model"]).first()
@@ -198,5 +202,3 @@ class ModelListApi(APIView):
             for m in LanguageModel.objects.filter(enabled=True)
         ]
         return Response(ModelOut(rows, many=True).data)
-
-

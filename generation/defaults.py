@@ -45,15 +45,19 @@ STARTER_TEMPLATES = [
         "body": "Write an article about {{topic}}.\n{{notes}}",
         "variables": [
             {"name": "topic", "label": "Topic"},
-            {"name": "notes", "label": "Notes for the writer", "required": False,
-             "multiline": True},
+            {
+                "name": "notes",
+                "label": "Notes for the writer",
+                "required": False,
+                "multiline": True,
+            },
         ],
     },
 ]
 
 
 def ensure_default_model() -> LanguageModel:
-    model, created = LanguageModel.objects.get_or_create(
+    model, _ = LanguageModel.objects.get_or_create(
         name=DEFAULT_MODEL_NAME,
         defaults={
             "source_kind": ModelSource.PACKAGE_GGUF,

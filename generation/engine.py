@@ -20,6 +20,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+# C0 control characters other than tab and newlines, and DEL: a model can emit them (byte-level
+# BPE covers every byte) but they have no place in a draft, and PostgreSQL refuses NUL.
+_CONTROL_CHARS = dict.fromkeys([*range(0, 9), 11, 12, *range(14, 32), 127])
+
+
+def clean_text(text: str) -> str:
+    return text.translate(_CONTROL_CHARS)
+
+
 class ModelLoadError(Exception):
     """The model could not be loaded; the message is the exact reason shown to people."""
 
@@ -142,7 +151,9 @@ def convert_packaged_gguf(
     # Tied output embeddings show up as "missing"; anything else means a broken conversion.
     missing = [name for name in missing if not name.endswith("lm_head.weight")]
     if missing or unexpected:
-        raise ModelLoadError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+        raise ModelLoadError(
+            f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}"
+        )
     clean.tie_weights()
     clean.generation_config = gguf_model.generation_config
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
@@ -317,7 +328,7 @@ class Engine:
             )
         now = time.monotonic()
         for out in outputs:
-            out.text = self.tokenizer.decode(out.token_ids, skip_special_tokens=True)
+            out.text = clean_text(self.tokenizer.decode(out.token_ids, skip_special_tokens=True))
             if not out.finished:
                 out.finished = True
                 out.finished_at = now
@@ -445,7 +456,7 @@ class _BatchStreamer:
         full = self.tokenizer.decode(ids[prefix_offset:], skip_special_tokens=True)
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
             self.offsets[row] = (read_offset, len(ids))
-            return full[len(prefix) :]
+            return clean_text(full[len(prefix) :])
         return ""
 
     def end(self) -> None:
@@ -480,4 +491,3 @@ def configure_torch_threads(threads: int) -> int:
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
-

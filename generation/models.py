@@ -48,7 +48,9 @@ class LanguageModel(models.Model):
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
     # The most new tokens a request may ask for; prompt + output must also fit the context.
-    max_new_tokens_limit = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    max_new_tokens_limit = models.PositiveIntegerField(
+        default=1024, validators=[MinValueValidator(1)]
+    )
     # Default generation settings; a request may override each.
     max_new_tokens = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
     min_new_tokens = models.PositiveIntegerField(default=0)
@@ -207,7 +209,11 @@ class GenerationJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     # Touched by the worker with every periodic save; a stale one means the worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -325,7 +331,10 @@ class Draft(models.Model):
     model_source = models.CharField(max_length=500)
     model_revision = models.CharField(max_length=100, blank=True)
     template_version = models.ForeignKey(
-        PromptTemplateVersion, null=True, blank=True, on_delete=models.PROTECT,
+        PromptTemplateVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="drafts",
     )
     variables = models.JSONField(default=dict, blank=True)

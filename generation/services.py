@@ -88,7 +88,9 @@ def _coerce(name: str, value: Any, rule: _Rule) -> int | float:
     return number
 
 
-def resolve_settings(*, model: LanguageModel, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+def resolve_settings(
+    *, model: LanguageModel, overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The model's defaults overridden by ``overrides``, validated; errors name each field."""
     resolved: dict[str, Any] = {**model.default_settings(), "temperature_spread": 0.0}
     errors: dict[str, list[str]] = {}
@@ -124,9 +126,7 @@ def resolve_settings(*, model: LanguageModel, overrides: Mapping[str, Any] | Non
         and "settings.max_new_tokens" not in errors
         and resolved["min_new_tokens"] > resolved["max_new_tokens"]
     ):
-        errors.setdefault("settings.min_new_tokens", []).append(
-            "Must not exceed max_new_tokens."
-        )
+        errors.setdefault("settings.min_new_tokens", []).append("Must not exceed max_new_tokens.")
     if errors:
         raise ValidationError(errors)
     return resolved
@@ -269,7 +269,9 @@ def template_render(*, version: PromptTemplateVersion, values: Mapping[str, Any]
 
 
 def system_render(*, version: PromptTemplateVersion, values: Mapping[str, Any]) -> str:
-    return PLACEHOLDER_RE.sub(lambda m: str(values.get(m.group(1)) or "").strip(), version.system_prompt)
+    return PLACEHOLDER_RE.sub(
+        lambda m: str(values.get(m.group(1)) or "").strip(), version.system_prompt
+    )
 
 
 # --- Jobs -------------------------------------------------------------------------------------
@@ -453,7 +455,9 @@ def _announce_final(job_id: int) -> None:
     js.seq = (live or {}).get("seq", 0)
     js.texts = [s["text"] for s in states]
     js.status(job.status, error=job.error, candidates=[{**s, "text": ""} for s in states])
-    stream.publish_project_event(job.project_id, {"kind": "job", "id": job.pk, "status": job.status})
+    stream.publish_project_event(
+        job.project_id, {"kind": "job", "id": job.pk, "status": job.status}
+    )
 
 
 def job_fail(*, job_id: int, error: str) -> bool:
@@ -588,7 +592,15 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
         if job is not None:
             job_fail_if_stale(job=job)
         return
+    try:
+        _job_run(job_id)
+    except Exception as exc:
+        # Whatever broke, the job must not stay "running" until it looks stale.
+        logger.exception("job %s failed", job_id)
+        job_fail(job_id=job_id, error=f"Internal error while running the job: {exc!r}")
 
+
+def _job_run(job_id: int) -> None:
     job = GenerationJob.objects.select_related("model", "template_version", "project").get(
         pk=job_id
     )
@@ -657,8 +669,16 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
         js.flush()
         job_fail(job_id=job.pk, error=error)
         return
-    _job_finish(job=job, candidates=candidates, outputs=outputs, js=js, started=started,
-                prompt=prompt, load_seconds=engine.load_seconds, first_token_at=recorder._first_token_at)
+    _job_finish(
+        job=job,
+        candidates=candidates,
+        outputs=outputs,
+        js=js,
+        started=started,
+        prompt=prompt,
+        load_seconds=engine.load_seconds,
+        first_token_at=recorder._first_token_at,
+    )
 
 
 def _job_finish(
@@ -697,7 +717,14 @@ def _job_finish(
                 candidate.status = CandidateStatus.FINISHED
         Candidate.objects.bulk_update(
             candidates,
-            ["text", "completion_tokens", "finish_reason", "first_token_at", "finished_at", "status"],
+            [
+                "text",
+                "completion_tokens",
+                "finish_reason",
+                "first_token_at",
+                "finished_at",
+                "status",
+            ],
         )
         for candidate in candidates:
             if candidate.status != CandidateStatus.FINISHED:
@@ -748,13 +775,13 @@ def _job_finish(
             status=final, finished_at=end, heartbeat_at=end
         )
         for draft in created:
-            transaction.on_commit(
-                lambda d=draft: signals.draft_created.send(sender=Draft, draft=d)
-            )
+            transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
     job.refresh_from_db()
-    js.status(job.status, error=job.error, candidates=[
-        {**s, "text": ""} for s in _candidate_states(job.pk)
-    ])
+    js.status(
+        job.status,
+        error=job.error,
+        candidates=[{**s, "text": ""} for s in _candidate_states(job.pk)],
+    )
     for draft in created:
         js.draft(
             index=draft.candidate.index,
@@ -762,8 +789,8 @@ def _job_finish(
             url=reverse("draft_detail", args=[job.project.slug, draft.pk]),
         )
     stream.publish_project_event(
-        job.project_id, {"kind": "job", "id": job.pk, "status": job.status,
-                         "drafts": [d.pk for d in created]}
+        job.project_id,
+        {"kind": "job", "id": job.pk, "status": job.status, "drafts": [d.pk for d in created]},
     )
 
 
@@ -772,7 +799,9 @@ def model_check(*, model_id: int) -> LanguageModel:
     model = LanguageModel.objects.get(pk=model_id)
     ok, message, load_seconds = False, "", None
     try:
-        engine = engine_mod.get_engine(model_spec(model), cache_root=django_settings.MODEL_CACHE_DIR)
+        engine = engine_mod.get_engine(
+            model_spec(model), cache_root=django_settings.MODEL_CACHE_DIR
+        )
         load_seconds = engine.load_seconds
         prompt = engine.render_prompt(system="", user="Write one sentence about the weather.")
         started = time.monotonic()
@@ -797,4 +826,3 @@ def model_check(*, model_id: int) -> LanguageModel:
     )
     model.refresh_from_db()
     return model
-

@@ -13,6 +13,7 @@ asyncio queues are not thread-safe) and does not wait for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -167,10 +168,8 @@ class Publisher:
             if not pending or time.monotonic() > deadline:
                 return
             for future in pending:
-                try:
+                with contextlib.suppress(Exception):  # logged by _done
                     future.result(timeout=max(0.0, deadline - time.monotonic()))
-                except Exception:  # noqa: S110 - logged by _done
-                    pass
 
 
 publisher = Publisher()

@@ -29,7 +29,7 @@ def model_check(model_id: int) -> None:
 
 
 @worker_ready.connect
-def _fail_orphaned_jobs(sender=None, **kwargs) -> None:  # noqa: ANN001 - celery's signature
+def _fail_orphaned_jobs(sender=None, **kwargs) -> None:
     # A worker that starts under the name of one that was running jobs replaces a dead
     # process: those jobs can never finish, so they are failed with the reason.
     hostname = getattr(sender, "hostname", None)

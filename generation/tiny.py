@@ -56,16 +56,19 @@ def build_tiny_gpt2(
     sample = list(texts) if texts is not None else corpus_sample()
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        sample, vocab_size=vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"],
+        sample,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=["<|endoftext|>"],
         show_progress=False,
     )
     # GPT2TokenizerFast(vocab_file=...) silently builds an empty vocabulary in transformers 5
     # (MODELS.md): wrap the trained tokenizer object instead.
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
+        bos_token="<|endoftext|>",  # noqa: S106 - a token, not a password
+        eos_token="<|endoftext|>",  # noqa: S106
+        unk_token="<|endoftext|>",  # noqa: S106
         model_max_length=n_positions,
     )
     torch.manual_seed(seed)

