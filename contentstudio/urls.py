@@ -10,6 +10,7 @@ from contentstudio import api as core_api
 from contentstudio import views as core_views
 from generation import api as gen_api
 from generation import views as gen_views
+from review import views as review_views
 
 api_v1 = [
     path("projects/", core_api.ProjectListApi.as_view(), name="api_projects"),
@@ -30,7 +31,19 @@ project_pages = [
     path("generate/", gen_views.generate, name="generate"),
     path("jobs/<int:job_id>/", gen_views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", gen_views.job_cancel, name="job_cancel"),
-    path("drafts/<int:draft_id>/", gen_views.draft_detail, name="draft_detail"),
+    path("drafts/<int:draft_id>/", review_views.draft_detail, name="draft_detail"),
+    path("drafts/<int:draft_id>/panel/", review_views.draft_panel, name="draft_panel"),
+    path("drafts/<int:draft_id>/recheck/", review_views.draft_recheck, name="draft_recheck"),
+    path("archive/", review_views.archive_list, name="archive_list"),
+    path("archive/import/", review_views.archive_import, name="archive_import"),
+    path("archive/imports/<int:run_id>/", review_views.import_status, name="import_status"),
+    path("archive/<int:document_id>/", review_views.document_detail, name="document_detail"),
+    path(
+        "archive/<int:document_id>/delete/",
+        review_views.document_delete,
+        name="document_delete",
+    ),
+    path("policy/", review_views.policy_edit, name="policy_edit"),
     path("templates/", gen_views.template_list, name="template_list"),
     path("templates/new/", gen_views.template_edit, name="template_create"),
     path("templates/<int:template_id>/", gen_views.template_edit, name="template_edit"),

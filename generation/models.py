@@ -317,7 +317,8 @@ class Draft(models.Model):
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="drafts")
     candidate = models.OneToOneField(Candidate, on_delete=models.CASCADE, related_name="draft")
     title = models.CharField(max_length=300, blank=True)
-    # What the model wrote, never changed; ``body`` is the current (possibly edited) text.
+    # What the model wrote (plain text), never changed; ``body`` is the current text as
+    # sanitised HTML (see contentstudio.html): the model's paragraphs, then editors' edits.
     model_output = models.TextField()
     body = models.TextField()
     status = models.CharField(

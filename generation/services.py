@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contentstudio.errors import InvalidTransition
+from contentstudio.html import text_to_html
 from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
 from generation import engine as engine_mod
@@ -509,6 +510,14 @@ def jobs_fail_orphaned(*, worker_name: str) -> int:
     return failed
 
 
+def jobs_queued_ids() -> list[int]:
+    return list(
+        GenerationJob.objects.filter(status=JobStatus.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def model_spec(model: LanguageModel) -> engine_mod.ModelSpec:
     return engine_mod.ModelSpec(
         source_kind=model.source_kind,
@@ -741,7 +750,7 @@ def _job_finish(
                     candidate=candidate,
                     title=_draft_title(job, candidate.text),
                     model_output=candidate.text,
-                    body=candidate.text,
+                    body=text_to_html(candidate.text),
                     status=DraftStatus.GENERATED,
                     model=job.model,
                     model_name=job.model.name,

@@ -283,9 +283,10 @@ class JobStream:
             self._replace_from[index] = None
         self._pending_tokens = 0
         self._first_pending_at = None
-        self._last_frame_at = self._clock() if now is None else now
         if not deltas:
+            # Nothing was sent: the next token still counts as the first one, at once.
             return
+        self._last_frame_at = self._clock() if now is None else now
         seq = self._next_seq()
         self._save_live_state(seq)
         event: TokensEvent = {"type": JOB_TOKENS, "seq": seq, "deltas": deltas}

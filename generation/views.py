@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -16,7 +14,7 @@ from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import project_get
 from generation import selectors, services
 from generation.forms import generation_context, parse_generation_post
-from generation.models import Draft, PromptTemplate
+from generation.models import PromptTemplate
 
 
 @login_required
@@ -188,24 +186,4 @@ def template_edit(request: HttpRequest, slug: str, template_id: int | None = Non
             "error_list": [(f, m) for f, ms in errors.items() for m in ms],
         },
         status=400 if errors else 200,
-    )
-
-
-@login_required
-def draft_detail(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
-    project, role = project_get(user=request.user, slug=slug)
-    draft = get_object_or_404(
-        Draft.objects.select_related("job", "template_version__template", "candidate"),
-        pk=draft_id,
-        project=project,
-    )
-    return render(
-        request,
-        "generation/draft_detail.html",
-        {
-            "project": project,
-            "role": role,
-            "draft": draft,
-            "settings_json": json.dumps(draft.settings, indent=2, sort_keys=True),
-        },
     )

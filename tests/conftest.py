@@ -11,10 +11,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from review.checks.toxicity import Detector, load_detector
+from review.checks.toxicity_build import (
+    LabelledExample,
+    build_checkpoint,
+    load_examples,
+    split_examples,
+)
 
 # Tests start their own worker thread; importing the ASGI app must not start another one.
 os.environ.setdefault("CONTENTSTUDIO_EMBEDDED_WORKER", "0")
@@ -148,9 +157,52 @@ def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Itera
     stop_embedded_worker()
 
 
+class _Activity:
+    """Counts tasks the worker thread is running, so a test can wait for it to go quiet."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.lock = threading.Lock()
+
+    def started(self, **kwargs: Any) -> None:
+        with self.lock:
+            self.active += 1
+
+    def finished(self, **kwargs: Any) -> None:
+        with self.lock:
+            self.active -= 1
+
+
+_activity = _Activity()
+
+
 @pytest.fixture
-def worker(celery_worker_thread: None, transactional_db: None) -> None:
-    """Use in tests whose jobs run in the worker thread (their data must be committed)."""
+def worker(celery_worker_thread: None, transactional_db: None) -> Iterator[None]:
+    """Use in tests whose jobs run in the worker thread (their data must be committed).
+
+    At the end it waits until the worker has finished what the test started (generation,
+    then the checks of its drafts), so nothing writes to the database after the test."""
+    from celery.signals import task_postrun, task_prerun
+
+    task_prerun.connect(_activity.started, weak=False)
+    task_postrun.connect(_activity.finished, weak=False)
+    yield
+    from generation.models import Draft, GenerationJob
+
+    def quiet() -> bool:
+        busy = (
+            GenerationJob.objects.filter(status__in=["queued", "running"]).exists()
+            or Draft.objects.filter(status__in=["generated", "checking"]).exists()
+        )
+        return not busy and _activity.active == 0
+
+    try:
+        wait_for(quiet, timeout=120)
+        time.sleep(0.1)
+        wait_for(quiet, timeout=30)
+    finally:
+        task_prerun.disconnect(_activity.started)
+        task_postrun.disconnect(_activity.finished)
 
 
 @pytest.fixture
@@ -158,9 +210,12 @@ def hold_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Keep generation jobs out of the broker: the test runs job_execute itself. (In a
     transactional test on_commit fires at once, so capturing callbacks would not hold them.)"""
     from generation import tasks
+    from review import tasks as review_tasks
 
-    held: list[int] = []
+    held: list[Any] = []
     monkeypatch.setattr(tasks.job_run, "delay_on_commit", held.append)
+    monkeypatch.setattr(review_tasks.draft_check, "delay_on_commit", lambda *a: held.append(a))
+    monkeypatch.setattr(review_tasks.passages_embed, "delay", lambda *a: held.append(a))
     return held
 
 
@@ -222,3 +277,52 @@ def asgi_server(worker: None) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# --- A small Detoxify-format toxicity model -----------------------------------------------------
+# No Detoxify weights can be downloaded here, so the session builds a tiny BERT (2 layers,
+# hidden 32) in Detoxify's checkpoint format and trains it briefly on 80% of the hand-labelled
+# seed fixture; the other 20% is held out. Tests load it through Detoxify's real loading path.
+
+
+@dataclass(frozen=True)
+class TinyToxicityModel:
+    checkpoint: str
+    config_dir: str
+    train: list[LabelledExample]
+    held_out: list[LabelledExample]
+
+
+@pytest.fixture(scope="session")
+def tiny_toxicity_model(tmp_path_factory: pytest.TempPathFactory) -> TinyToxicityModel:
+    """Paths of a tiny toxicity checkpoint and its config dir, trained on the seed fixture."""
+    out_dir: Path = tmp_path_factory.mktemp("toxicity-model")
+    train, held_out = split_examples(load_examples())
+    built = build_checkpoint(out_dir, examples=train, encoder="tiny", seed=0, progress=False)
+    return TinyToxicityModel(
+        checkpoint=built["checkpoint"],
+        config_dir=built["config_dir"],
+        train=train,
+        held_out=held_out,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_toxicity_detector(tiny_toxicity_model: TinyToxicityModel) -> Detector:
+    """The tiny model loaded once for the session (through detoxify.Detoxify)."""
+    return load_detector(
+        model_name=None,
+        checkpoint=tiny_toxicity_model.checkpoint,
+        config_dir=tiny_toxicity_model.config_dir,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _toxicity_settings(tiny_toxicity_model: TinyToxicityModel) -> None:
+    """The studio's toxicity check uses the tiny model in every test (set per test where a
+    test needs another)."""
+    from django.conf import settings
+
+    settings.TOXICITY_MODEL = ""
+    settings.TOXICITY_CHECKPOINT = tiny_toxicity_model.checkpoint
+    settings.TOXICITY_CONFIG_DIR = tiny_toxicity_model.config_dir

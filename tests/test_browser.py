@@ -92,7 +92,7 @@ def test_an_editor_watches_two_candidates_stream_live_and_finds_the_drafts(
     final = [texts.nth(i).text_content() for i in range(2)]
     assert all(len(f.strip()) >= len(p.strip()) for f, p in zip(final, partial, strict=True))
     page.wait_for_selector(".candidate [data-role=draft] a >> nth=1")
-    drafts = {d.candidate.index: d.body for d in Draft.objects.filter(job=job)}
+    drafts = {d.candidate.index: d.model_output for d in Draft.objects.filter(job=job)}
     assert final == [drafts[0], drafts[1]], "the page shows exactly what was saved"
     assert page.locator("#cancel-form").is_hidden()
 

@@ -104,7 +104,7 @@ async def test_a_viewer_watches_tokens_stream_and_the_frames_rebuild_the_drafts(
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "numbered, in order"
     texts = apply({}, frames, after_seq=snapshot["seq"])
     drafts = await database_sync_to_async(
-        lambda: {d.candidate.index: d.body for d in job.drafts.select_related("candidate")}
+        lambda: {d.candidate.index: d.model_output for d in job.drafts.select_related("candidate")}
     )()
     assert texts == drafts
     token_frames = [f for f in frames if f["type"] == "job.tokens"]
@@ -138,7 +138,7 @@ async def test_a_client_that_joins_late_gets_the_text_so_far_then_the_live_tail(
     await run
     texts = apply(dict(so_far), frames, after_seq=snapshot["seq"])
     drafts = await database_sync_to_async(
-        lambda: {d.candidate.index: d.body for d in job.drafts.select_related("candidate")}
+        lambda: {d.candidate.index: d.model_output for d in job.drafts.select_related("candidate")}
     )()
     assert texts == drafts
     await early.disconnect()

@@ -147,3 +147,24 @@ def test_missing_package_is_named(tmp_path: Path) -> None:
 def test_chat_template_is_used_when_the_tokenizer_has_one(engine: Engine) -> None:
     # The tiny model has none: system and user text are joined plainly.
     assert engine.render_prompt(system="S", user="U") == "S\n\nU\n\n"
+
+
+def test_per_row_sampling_keeps_only_the_top_k_and_top_p_tokens() -> None:
+    import torch
+
+    from generation.engine import PerRowSampler
+
+    # given one row of logits whose probabilities are 0.5, 0.3, 0.15, 0.05
+    scores = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]]))
+    seen: set[int] = set()
+    for seed in range(200):
+        sampler = PerRowSampler(
+            seeds=[seed],
+            settings=SamplingSettings(max_new_tokens=1, temperature=1.0, top_k=3, top_p=0.7),
+            device="cpu",
+        )
+        out = sampler(None, scores.clone())
+        seen.add(int(out.argmax()))
+        assert torch.isinf(out).sum() == 3, "one token chosen, the rest ruled out"
+    # then top-p 0.7 keeps the two tokens that reach it (0.5 + 0.3), top-k drops the 0.05
+    assert seen == {1, 3}

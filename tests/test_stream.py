@@ -114,3 +114,12 @@ def test_status_flushes_pending_tokens_first(sent: list) -> None:
     kinds = [m["type"] for _, m in sent]
     assert kinds == [stream.JOB_TOKENS, stream.JOB_TOKENS, stream.JOB_STATUS]
     assert sent[-1][1]["seq"] == 3
+
+
+def test_a_status_frame_before_the_first_token_does_not_hold_that_token_back(sent: list) -> None:
+    clock = Clock()
+    js = make(sent, clock)
+    js.status("running", candidates=[])
+    clock.now += 0.2  # the prompt is being read
+    js.step(["First"])
+    assert [m["type"] for _, m in sent] == [stream.JOB_STATUS, stream.JOB_TOKENS]

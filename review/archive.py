@@ -1,0 +1,369 @@
+"""Importing archive documents: reading sources row by row, and storing them with their passages.
+
+Sources: plain text files (one document each; a folder or a zip of them), CSV and JSON Lines with
+a column mapping. A bad row (not UTF-8, empty text, missing column, broken JSON) is reported with
+its line number (or file name) and the rest are still imported; the same text imported twice is
+stored once.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.db import transaction
+from django.utils import timezone
+
+from contentstudio.html import html_to_text
+from generation.models import Draft
+from review import indexes
+from review.checks.plagiarism import split_passages
+from review.models import (
+    ArchiveDocument,
+    ImportFormat,
+    ImportRun,
+    ImportStatus,
+    SourceKind,
+    SourcePassage,
+)
+
+FIELDS = ("text", "title", "source_url", "citation", "author", "license", "published_date")
+TEXT_SUFFIXES = {".txt", ".md", ".text"}
+CHUNK = 200
+MAX_ERRORS_KEPT = 1000
+
+
+@dataclass
+class RawRow:
+    where: str  # "line 12" or a file name: what the person fixes
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    processed: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+def content_hash(text: str) -> str:
+    normalised = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
+    """``"text=body,title=headline"`` or a dict -> {field: column}; unknown fields refused."""
+    if not spec:
+        return {}
+    pairs = (
+        spec.items()
+        if isinstance(spec, dict)
+        else (part.split("=", 1) for part in spec.split(",") if part.strip())
+    )
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"Mapping entries look like field=column, got {'='.join(pair)!r}.")
+        name, column = (p.strip() for p in pair)
+        if name not in FIELDS:
+            raise ValueError(f"Unknown field {name!r} in the mapping; fields: {', '.join(FIELDS)}.")
+        mapping[name] = column
+    return mapping
+
+
+# --- Readers -----------------------------------------------------------------------------------
+
+
+def _decode(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _map_fields(
+    record: dict[str, Any], mapping: dict[str, str]
+) -> tuple[dict[str, Any], str | None]:
+    fields: dict[str, Any] = {}
+    for name in FIELDS:
+        column = mapping.get(name, name)
+        if column in record:
+            fields[name] = record[column]
+        elif name == "text":
+            return {}, f"missing column {column!r}"
+    return fields, None
+
+
+def read_text_files(paths: Iterable[tuple[str, bytes]]) -> Iterator[RawRow]:
+    """One document per file: the title is the first line when short, else the file name."""
+    for name, raw in paths:
+        text = _decode(raw)
+        if text is None:
+            yield RawRow(name, error="not valid UTF-8")
+            continue
+        first, _, rest = text.strip().partition("\n")
+        title = first.strip() if 0 < len(first.strip()) <= 200 and rest.strip() else Path(name).stem
+        body = rest.strip() if title == first.strip() else text
+        yield RawRow(name, {"title": title, "text": body})
+
+
+def text_files_in(path: Path) -> Iterator[tuple[str, bytes]]:
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES):
+            yield str(file.relative_to(path)), file.read_bytes()
+    elif path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            yield from zip_members(archive)
+    else:
+        yield path.name, path.read_bytes()
+
+
+def zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        if not info.is_dir() and Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
+            yield info.filename, archive.read(info)
+
+
+def read_csv(stream: BinaryIO, mapping: dict[str, str]) -> Iterator[RawRow]:
+    # surrogateescape keeps undecodable bytes visible per row instead of aborting the file.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text)
+    if reader.fieldnames is None:
+        return
+    start = 2
+    for record in reader:
+        where = f"line {start}"
+        start = reader.line_num + 1
+        values = [v for v in record.values() if isinstance(v, str)]
+        if any(_has_surrogates(v) for v in values):
+            yield RawRow(where, error="not valid UTF-8")
+            continue
+        if None in record:
+            yield RawRow(where, error="more values than columns")
+            continue
+        fields, error = _map_fields(record, mapping)
+        yield RawRow(where, fields if error is None else None, error)
+
+
+def read_jsonl(stream: BinaryIO, mapping: dict[str, str]) -> Iterator[RawRow]:
+    for number, raw in enumerate(stream, start=1):
+        where = f"line {number}"
+        if not raw.strip():
+            continue
+        line = _decode(raw)
+        if line is None:
+            yield RawRow(where, error="not valid UTF-8")
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RawRow(where, error=f"not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(record, dict):
+            yield RawRow(where, error="not a JSON object")
+            continue
+        fields, error = _map_fields(record, mapping)
+        yield RawRow(where, fields if error is None else None, error)
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def count_rows(path: Path, fmt: str) -> int:
+    """A quick total for the progress bar (exact for JSONL and text, close for CSV)."""
+    if fmt == ImportFormat.TEXT:
+        return sum(1 for _ in text_files_in(path))
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return max(0, lines - 1) if fmt == ImportFormat.CSV else lines
+
+
+def rows_from_path(path: Path, fmt: str, mapping: dict[str, str]) -> Iterator[RawRow]:
+    if fmt == ImportFormat.TEXT:
+        yield from read_text_files(text_files_in(path))
+    elif fmt == ImportFormat.CSV:
+        with path.open("rb") as handle:
+            yield from read_csv(handle, mapping)
+    elif fmt == ImportFormat.JSONL:
+        with path.open("rb") as handle:
+            yield from read_jsonl(handle, mapping)
+    else:
+        raise ValueError(f"Unknown format {fmt!r}.")
+
+
+# --- Storing ------------------------------------------------------------------------------------
+
+
+def _clean(fields: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The document's field values, and warnings for values dropped (never the text)."""
+    values = {**{k: v for k, v in defaults.items() if k in FIELDS}, **fields}
+    warnings: list[str] = []
+    out: dict[str, Any] = {}
+    for name in FIELDS:
+        value = values.get(name)
+        if value is None:
+            continue
+        value = str(value).strip() if not isinstance(value, str) else value.strip()
+        if name == "published_date":
+            if not value:
+                continue
+            try:
+                out[name] = dt.date.fromisoformat(value[:10])
+            except ValueError:
+                warnings.append(f"published_date {value!r} is not a date (YYYY-MM-DD); left out")
+            continue
+        limit = ArchiveDocument._meta.get_field(name).max_length
+        if limit and len(value) > limit:
+            value = value[:limit]
+        out[name] = value
+    return out, warnings
+
+
+def import_rows(
+    *,
+    run: ImportRun,
+    rows: Iterable[RawRow],
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Store the rows as documents with their passages, CHUNK rows per transaction.
+
+    Side effects: ArchiveDocument and SourcePassage rows, the run's counters after every chunk,
+    the project's index version (so the plagiarism indexes pick the passages up).
+    """
+    progress = Progress(total=run.total)
+    defaults = run.defaults or {}
+    chunk: list[RawRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= CHUNK:
+            _store_chunk(run, chunk, defaults, progress)
+            chunk = []
+            if on_progress:
+                on_progress(progress)
+    if chunk:
+        _store_chunk(run, chunk, defaults, progress)
+    if on_progress:
+        on_progress(progress)
+    return progress
+
+
+def _store_chunk(
+    run: ImportRun, chunk: list[RawRow], defaults: dict[str, Any], progress: Progress
+) -> None:
+    def error(where: str, message: str) -> None:
+        if len(progress.errors) < MAX_ERRORS_KEPT:
+            progress.errors.append({"line": where, "message": message})
+
+    candidates: list[tuple[RawRow, dict[str, Any], str]] = []
+    for row in chunk:
+        progress.processed += 1
+        if row.error or row.fields is None:
+            error(row.where, row.error or "unreadable")
+            continue
+        values, warnings = _clean(row.fields, defaults)
+        for warning in warnings:
+            error(row.where, warning)
+        if not values.get("text"):
+            error(row.where, "empty text")
+            continue
+        candidates.append((row, values, content_hash(values["text"])))
+
+    with transaction.atomic():
+        existing = set(
+            ArchiveDocument.objects.filter(
+                project_id=run.project_id, content_hash__in=[h for _, _, h in candidates]
+            ).values_list("content_hash", flat=True)
+        )
+        documents: list[ArchiveDocument] = []
+        for _row, values, digest in candidates:
+            if digest in existing:
+                progress.duplicates += 1
+                continue
+            existing.add(digest)
+            documents.append(
+                ArchiveDocument(
+                    project_id=run.project_id, import_run=run, content_hash=digest, **values
+                )
+            )
+        ArchiveDocument.objects.bulk_create(documents)
+        passages = [
+            SourcePassage(
+                project_id=run.project_id,
+                kind=SourceKind.ARCHIVE,
+                document=document,
+                number=number,
+                start=start,
+                end=end,
+                text=document.text[start:end],
+            )
+            for document in documents
+            for number, (start, end) in enumerate(split_passages(document.text))
+        ]
+        SourcePassage.objects.bulk_create(passages, batch_size=1000)
+        progress.imported += len(documents)
+        ImportRun.objects.filter(pk=run.pk).update(
+            processed=progress.processed,
+            imported=progress.imported,
+            duplicates=progress.duplicates,
+            errors=progress.errors,
+        )
+        if documents:
+            indexes.bump(run.project_id)
+
+
+def finish_run(run: ImportRun, progress: Progress | None, *, error: str = "") -> None:
+    ImportRun.objects.filter(pk=run.pk).update(
+        status=ImportStatus.FAILED if error else ImportStatus.SUCCEEDED,
+        error=error,
+        finished_at=timezone.now(),
+        **(
+            {
+                "processed": progress.processed,
+                "imported": progress.imported,
+                "duplicates": progress.duplicates,
+                "errors": progress.errors,
+            }
+            if progress
+            else {}
+        ),
+    )
+
+
+def publication_add(draft: Draft) -> int:
+    """A published draft becomes a source later drafts are compared against."""
+    text = html_to_text(draft.body)
+    SourcePassage.objects.filter(draft=draft).delete()
+    passages = [
+        SourcePassage(
+            project_id=draft.project_id,
+            kind=SourceKind.PUBLISHED,
+            draft=draft,
+            number=number,
+            start=start,
+            end=end,
+            text=text[start:end],
+        )
+        for number, (start, end) in enumerate(split_passages(text))
+    ]
+    SourcePassage.objects.bulk_create(passages)
+    indexes.bump(draft.project_id, removed=True)
+    return len(passages)
+
+
+def publication_remove(draft: Draft) -> None:
+    if SourcePassage.objects.filter(draft=draft).delete()[0]:
+        indexes.bump(draft.project_id, removed=True)

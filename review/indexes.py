@@ -1,0 +1,174 @@
+"""The plagiarism indexes of each project, kept in step with the database.
+
+``SourcePassage`` rows (archive passages, published drafts) are the truth. Each process keeps,
+per project, a lexical LSH index (in Redis when REDIS_URL is set, shared by every worker; in
+the process otherwise) and a semantic vector index (always in the process, built from the stored
+sentence vectors). ``IndexState`` says what they must contain: ``version`` moves with every
+change (a process catches up by adding rows newer than what it has), ``epoch`` moves when
+sources are removed (a process rebuilds).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+from django.conf import settings
+from django.db.models import F
+
+from review.checks.plagiarism import LexicalIndex
+from review.checks.semantic import VectorIndex, from_bytes, passage_key
+from review.models import IndexState, PassageSentence, SourceKind, SourcePassage
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 2000
+
+
+def passage_key_of(kind: str, pk: int) -> str:
+    return f"{'a' if kind == SourceKind.ARCHIVE else 'p'}:{pk}"
+
+
+def parse_source_key(key: str) -> int | None:
+    """The SourcePassage id of "a:12" / "p:12" (sentence suffixes "#3" allowed)."""
+    item = key.partition("#")[0]
+    prefix, _, number = item.partition(":")
+    return int(number) if prefix in {"a", "p"} and number.isdigit() else None
+
+
+def bump(project_id: int, *, removed: bool = False) -> None:
+    """Record a change of the project's sources (call inside the transaction that made it)."""
+    state, _ = IndexState.objects.get_or_create(project_id=project_id)
+    updates = {"version": F("version") + 1}
+    if removed:
+        updates["epoch"] = F("epoch") + 1
+    IndexState.objects.filter(pk=state.pk).update(**updates)
+
+
+def _state(project_id: int) -> tuple[int, int]:
+    row = IndexState.objects.filter(project_id=project_id).values_list("version", "epoch").first()
+    return row or (0, 0)
+
+
+@dataclass
+class ProjectIndexes:
+    project_id: int
+    lexical: LexicalIndex
+    semantic: VectorIndex
+    version: int = -1
+    epoch: int = -1
+    lexical_upto: int = 0  # highest SourcePassage id in the lexical index
+    semantic_upto: int = 0  # highest PassageSentence id in the semantic index
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> None:
+        """Bring both indexes up to the database's state (one query when nothing changed)."""
+        version, epoch = _state(self.project_id)
+        with self.lock:
+            if version == self.version and epoch == self.epoch:
+                return
+            if epoch != self.epoch:
+                # Sources were removed: start both indexes again.
+                self.semantic = VectorIndex(namespace=self.semantic.namespace)
+                self.semantic_upto = 0
+                self.lexical_upto = 0
+                marker = self._shared_marker()
+                if marker is None or marker[0] != epoch:
+                    self.lexical.clear()
+                    self._set_shared_marker(epoch, 0)
+            self._catch_up(epoch)
+            self.version, self.epoch = version, epoch
+
+    def _catch_up(self, epoch: int) -> None:
+        marker = self._shared_marker()
+        if marker is not None and marker[0] == epoch:
+            # Another worker may already have added newer passages to the shared store.
+            self.lexical_upto = max(self.lexical_upto, marker[1])
+        rows = (
+            SourcePassage.objects.filter(project_id=self.project_id, pk__gt=self.lexical_upto)
+            .order_by("pk")
+            .values_list("pk", "kind", "text")
+        )
+        batch: list[tuple[str, str]] = []
+        for pk, kind, text in rows.iterator(chunk_size=_BATCH):
+            batch.append((passage_key_of(kind, pk), text))
+            self.lexical_upto = pk
+            if len(batch) >= _BATCH:
+                self.lexical.add_many(batch)
+                batch = []
+        if batch:
+            self.lexical.add_many(batch)
+        self._set_shared_marker(epoch, self.lexical_upto)
+
+        sentences = (
+            PassageSentence.objects.filter(
+                passage__project_id=self.project_id, pk__gt=self.semantic_upto
+            )
+            .order_by("pk")
+            .values_list("pk", "passage_id", "passage__kind", "number", "vector")
+        )
+        keys: list[str] = []
+        vectors: list[np.ndarray] = []
+        for pk, passage_id, kind, number, vector in sentences.iterator(chunk_size=_BATCH):
+            keys.append(passage_key(passage_key_of(kind, passage_id), number))
+            vectors.append(from_bytes(bytes(vector)))
+            self.semantic_upto = pk
+            if len(keys) >= _BATCH:
+                self.semantic.add(keys, np.stack(vectors))
+                keys, vectors = [], []
+        if keys:
+            self.semantic.add(keys, np.stack(vectors))
+
+    # With Redis the lexical store is shared by every worker: a marker next to it records
+    # which epoch it holds and up to which passage.
+    def _marker_key(self) -> str:
+        return f"contentstudio:plagiarism:{self.lexical.namespace}:{self.lexical.fingerprint}:built"
+
+    def _shared_marker(self) -> tuple[int, int] | None:
+        if not settings.REDIS_URL:
+            return None
+        raw = _redis().get(self._marker_key())
+        if not raw:
+            return None
+        epoch, _, upto = raw.decode().partition(":")
+        return int(epoch), int(upto)
+
+    def _set_shared_marker(self, epoch: int, upto: int) -> None:
+        if not settings.REDIS_URL:
+            return
+        marker = self._shared_marker()
+        if marker is None or marker[0] != epoch or marker[1] < upto:
+            _redis().set(self._marker_key(), f"{epoch}:{upto}")
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+_registry: dict[int, ProjectIndexes] = {}
+_registry_lock = threading.Lock()
+
+
+def indexes_for(project_id: int) -> ProjectIndexes:
+    """The project's indexes in this process, brought up to date."""
+    with _registry_lock:
+        indexes = _registry.get(project_id)
+        if indexes is None:
+            namespace = f"project-{project_id}"
+            indexes = ProjectIndexes(
+                project_id=project_id,
+                lexical=LexicalIndex(namespace, redis_url=settings.REDIS_URL or None),
+                semantic=VectorIndex(namespace=namespace),
+            )
+            _registry[project_id] = indexes
+    indexes.refresh()
+    return indexes
+
+
+def forget_all() -> None:
+    """Drop every in-process index (tests; the next use rebuilds from the database)."""
+    with _registry_lock:
+        _registry.clear()

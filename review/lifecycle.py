@@ -1,0 +1,200 @@
+"""The draft state machine: one table of actions, one service that moves a draft.
+
+Every move checks the actor's role and the table, changes the row with a conditional UPDATE on
+(status, version), and writes an audit event in the same transaction; watchers hear about it on
+commit. An impossible move raises InvalidTransition (HTTP 409), a stale version Conflict (409),
+a role that is too low PermissionDenied (403).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from contentstudio.errors import Conflict, InvalidTransition, PermissionDenied
+from contentstudio.models import Role, role_at_least
+from contentstudio.selectors import require_role
+from generation import stream
+from generation.models import Draft
+from generation.models import DraftStatus as S
+from review import archive
+from review.models import DraftEvent
+
+SYSTEM = None  # actions only the checks pipeline performs
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    # The lowest role that may take it; SYSTEM for the pipeline's own moves.
+    role: str | None
+    moves: dict[str, str]
+    needs_reason: bool = False
+
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in [
+        # The pipeline: checks start when a draft is written or edited, then the policy routes it.
+        Action(
+            "check",
+            "Run checks",
+            SYSTEM,
+            {
+                S.GENERATED: S.CHECKING,
+                S.AWAITING_REVIEW: S.CHECKING,
+                S.HELD: S.CHECKING,
+                S.CHANGES_REQUESTED: S.CHECKING,
+            },
+        ),
+        Action("pass", "Checks passed", SYSTEM, {S.CHECKING: S.AWAITING_REVIEW}),
+        Action("hold", "Held by checks", SYSTEM, {S.CHECKING: S.HELD}),
+        # People.
+        Action("approve", "Approve", Role.EDITOR, {S.AWAITING_REVIEW: S.APPROVED}),
+        Action(
+            "reject",
+            "Reject",
+            Role.EDITOR,
+            {S.AWAITING_REVIEW: S.REJECTED, S.HELD: S.REJECTED, S.CHANGES_REQUESTED: S.REJECTED},
+        ),
+        Action(
+            "request_changes",
+            "Request changes",
+            Role.EDITOR,
+            {S.AWAITING_REVIEW: S.CHANGES_REQUESTED, S.HELD: S.CHANGES_REQUESTED},
+        ),
+        # A held draft goes to the queue only with a stated reason (it is in the audit trail).
+        Action("release", "Release", Role.EDITOR, {S.HELD: S.AWAITING_REVIEW}, needs_reason=True),
+        Action(
+            "reopen",
+            "Reopen",
+            Role.EDITOR,
+            {S.APPROVED: S.AWAITING_REVIEW, S.REJECTED: S.AWAITING_REVIEW},
+        ),
+        Action("publish", "Publish", Role.EDITOR, {S.APPROVED: S.PUBLISHED}),
+        Action("unpublish", "Unpublish", Role.EDITOR, {S.PUBLISHED: S.UNPUBLISHED}),
+    ]
+}
+
+# States in which the text may be edited (an edit re-runs the checks).
+EDITABLE = frozenset({S.AWAITING_REVIEW, S.HELD, S.CHANGES_REQUESTED})
+# States that need a person to act.
+NEEDS_ACTION = frozenset({S.AWAITING_REVIEW, S.HELD, S.CHANGES_REQUESTED})
+
+
+def allowed_actions(*, draft: Draft, role: str | None) -> list[Action]:
+    """What this role may do to the draft now (for buttons and keyboard shortcuts)."""
+    return [
+        action
+        for action in ACTIONS.values()
+        if action.role is not None
+        and role_at_least(role, action.role)
+        and draft.status in action.moves
+    ]
+
+
+def _describe(draft: Draft) -> dict[str, Any]:
+    return {"status": draft.status, "version": draft.version, "title": draft.title}
+
+
+def draft_transition(
+    *,
+    draft: Draft,
+    action: str,
+    user: AbstractBaseUser | None,
+    reason: str = "",
+    expected_version: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Draft:
+    """Move ``draft`` by ``action``; returns the refreshed draft.
+
+    ``user`` None means the checks pipeline. ``expected_version`` (the version the person saw)
+    makes a stale click fail with Conflict instead of acting on a draft that changed meanwhile.
+    Side effects: the row, an audit DraftEvent, and a project event on commit.
+    """
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise InvalidTransition(f"Unknown action {action!r}.")
+    if spec.role is None:
+        if user is not None:
+            raise PermissionDenied(f"{spec.label} is done by the checks, not by people.")
+    else:
+        if user is None:
+            raise PermissionDenied(f"{spec.label} needs a person.")
+        require_role(user=user, project=draft.project, minimum=spec.role)
+    reason = (reason or "").strip()
+    if spec.needs_reason and not reason:
+        raise InvalidTransition(f"{spec.label} needs a reason.")
+
+    with transaction.atomic():
+        current = Draft.objects.select_for_update().get(pk=draft.pk)
+        if expected_version is not None and current.version != expected_version:
+            raise Conflict(
+                f"The draft changed since you opened it (version {expected_version} -> "
+                f"{current.version}, now {current.get_status_display().lower()}).",
+                current=_describe(current),
+            )
+        target = spec.moves.get(current.status)
+        if target is None:
+            raise InvalidTransition(
+                f"Cannot {spec.label.lower()} a draft that is "
+                f"{current.get_status_display().lower()}."
+            )
+        # Conditional update: exactly one concurrent mover wins, even without the row lock
+        # (SQLite ignores select_for_update).
+        updated = Draft.objects.filter(
+            pk=current.pk, status=current.status, version=current.version
+        ).update(status=target, version=F("version") + 1, updated_at=timezone.now())
+        if updated != 1:
+            latest = Draft.objects.get(pk=draft.pk)
+            raise Conflict(
+                "Someone else changed the draft at the same moment.", current=_describe(latest)
+            )
+        if action == "publish":
+            archive.publication_add(current)
+        elif action == "unpublish":
+            archive.publication_remove(current)
+        DraftEvent.objects.create(
+            draft=current,
+            actor=user,
+            action=action,
+            from_status=current.status,
+            to_status=target,
+            reason=reason,
+            data=data or {},
+        )
+        project_id, draft_id = current.project_id, current.pk
+        transaction.on_commit(
+            lambda: stream.publish_project_event(
+                project_id,
+                {"kind": "draft", "id": draft_id, "status": target, "action": action},
+            )
+        )
+    draft.refresh_from_db()
+    return draft
+
+
+def draft_log(
+    *,
+    draft: Draft,
+    user: AbstractBaseUser | None,
+    action: str,
+    data: dict | None = None,
+    reason: str = "",
+) -> DraftEvent:
+    """An audit row for an action that is not a state change (edit, comment, assign...)."""
+    return DraftEvent.objects.create(
+        draft=draft,
+        actor=user,
+        action=action,
+        from_status=draft.status,
+        to_status=draft.status,
+        reason=reason,
+        data=data or {},
+    )

@@ -1,0 +1,110 @@
+"""Routing a checked draft: the project's thresholds decide between the queue and a hold.
+
+Plain functions over check results (the dicts stored in CheckResult), so every threshold can be
+tested without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+from review.checks.ethics import DEFAULT_RULES
+
+# Defaults a newsroom would accept: hold clear abuse and anything severe or threatening; let
+# mild language through to a person's judgement in the queue.
+DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
+    "toxicity": 0.5,
+    "severe_toxicity": 0.2,
+    "obscene": 0.5,
+    "threat": 0.3,
+    "insult": 0.5,
+    "identity_attack": 0.3,
+    "sexual_explicit": 0.4,
+}
+# Percent of a source passage's 5-word shingles found in the draft.
+DEFAULT_LEXICAL_THRESHOLD = 50.0
+# A draft sentence counts as a paraphrase of a source sentence at this cosine...
+DEFAULT_SEMANTIC_THRESHOLD = 0.8
+# ...and the draft is held when this share of its sentences are paraphrases.
+DEFAULT_SEMANTIC_SHARE = 0.25
+# Hits of these rule kinds hold a draft; claims needing a source are only highlighted.
+DEFAULT_BLOCKING_RULE_KINDS = ["blocked_term", "regex", "pii", "disclosure"]
+RULE_KINDS = ["blocked_term", "regex", "pii", "disclosure", "claim"]
+
+
+def default_policy() -> dict[str, Any]:
+    return {
+        "toxicity_thresholds": dict(DEFAULT_TOXICITY_THRESHOLDS),
+        "lexical_threshold": DEFAULT_LEXICAL_THRESHOLD,
+        "semantic_threshold": DEFAULT_SEMANTIC_THRESHOLD,
+        "semantic_share": DEFAULT_SEMANTIC_SHARE,
+        "blocking_rule_kinds": list(DEFAULT_BLOCKING_RULE_KINDS),
+        "rules": dict(DEFAULT_RULES),
+    }
+
+
+class PolicyView(TypedDict):
+    toxicity_thresholds: Mapping[str, float]
+    lexical_threshold: float
+    semantic_threshold: float
+    semantic_share: float
+    blocking_rule_kinds: Sequence[str]
+
+
+class CheckOutcome(TypedDict, total=False):
+    kind: str
+    status: str
+    reason: str
+    scores: dict[str, Any]
+    details: dict[str, Any]
+
+
+def route(checks: Sequence[CheckOutcome], policy: PolicyView) -> list[str]:
+    """The reasons to hold the draft; an empty list sends it to the queue.
+
+    A check that did not run is always a reason: a draft never passes unchecked.
+    """
+    reasons: list[str] = []
+    for check in checks:
+        kind = check["kind"]
+        if check["status"] != "ok":
+            reasons.append(f"The {kind} check could not run: {check.get('reason') or 'unknown'}")
+            continue
+        scores = check.get("scores") or {}
+        if kind == "toxicity":
+            for category, threshold in policy["toxicity_thresholds"].items():
+                score = scores.get(category)
+                if score is not None and score >= threshold:
+                    label = category.replace("_", " ")
+                    reasons.append(f"Toxicity: {label} {score:.2f} ≥ {threshold:.2f}")
+        elif kind == "ethics":
+            hits = (check.get("details") or {}).get("hits", [])
+            blocking = set(policy["blocking_rule_kinds"])
+            for hit in hits:
+                if hit["rule_kind"] in blocking:
+                    reasons.append(
+                        f"Ethics rule ({hit['rule_kind'].replace('_', ' ')}): {hit['message']}"
+                    )
+        elif kind == "lexical":
+            best = scores.get("max_similarity", 0.0)
+            if best >= policy["lexical_threshold"]:
+                source = scores.get("best_source") or "a source"
+                reasons.append(
+                    f"Plagiarism: {best:.0f}% of {source} appears in the draft "
+                    f"(threshold {policy['lexical_threshold']:.0f}%)"
+                )
+        elif kind == "semantic":
+            share = scores.get("paraphrased_share", 0.0)
+            if share >= policy["semantic_share"] and scores.get("paraphrased_sentences", 0):
+                reasons.append(
+                    f"Paraphrase: {scores['paraphrased_sentences']} of "
+                    f"{scores.get('sentences_checked', 0)} sentences closely match sources "
+                    f"(cosine ≥ {policy['semantic_threshold']:.2f})"
+                )
+    return _dedupe(reasons)
+
+
+def _dedupe(reasons: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [r for r in reasons if not (r in seen or seen.add(r))]

@@ -1,0 +1,34 @@
+"""Celery tasks of the review app (queue ``review``): thin wrappers around services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from review import services
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def draft_check(draft_id: int, version: int) -> None:
+    services.draft_checks_run(draft_id=draft_id, version=version)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def archive_import(run_id: int) -> None:
+    services.import_run_execute(run_id=run_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def passages_embed(project_id: int) -> None:
+    # One short batch per task run; the next batch queues behind whatever arrived meanwhile
+    # (the checks of new drafts), so a large archive never blocks the review queue.
+    if services.passages_embed(project_id=project_id) > 0:
+        passages_embed.delay(project_id)
+
+
+@worker_ready.connect
+def _resume_pending(**kwargs: object) -> None:
+    # Messages do not outlive the in-memory broker (embedded studio) and may be lost with a
+    # crashed worker: pick up what the database says is still to do. Every task claims its
+    # row, so a message that does exist twice runs once.
+    services.resume_pending()
