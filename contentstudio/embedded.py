@@ -1,11 +1,12 @@
-"""The embedded Celery worker: a real worker in a thread of the serving process.
+"""The embedded Celery workers: real workers in threads of the serving process.
 
 With no REDIS_URL the broker is Celery's in-memory transport, which only reaches consumers in
-the same process, so the studio runs its worker next to the web server: a request enqueues and
-returns at once, the job runs asynchronously in the worker thread. One worker consumes both
-queues with two threads, so a long generation job does not hold back the checks of the drafts
-before it. (Two Worker objects cannot share one app: each would rewrite the app's queue
-selection.)
+the same process, so the studio runs its workers next to the web server: a request enqueues and
+returns at once, the job runs asynchronously in a worker thread. One worker per queue, each
+running one task at a time, as separate processes would: a long generation job never holds back
+the checks of the drafts before it, and checks never compete with each other for the cores.
+(Two Worker objects cannot share one Celery app, each rewrites the app's queue selection, so
+the review worker gets an app of its own with the same configuration.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import logging
 import socket
 import threading
+
+from celery import Celery
 
 logger = logging.getLogger(__name__)
 
@@ -24,38 +27,49 @@ _lock = threading.Lock()
 EMBEDDED_QUEUES = ["generate", "review"]
 
 
-def embedded_hostname() -> str:
+def embedded_hostname(queue: str) -> str:
     # The same name across restarts lets a new process fail the jobs its predecessor died
     # with (see generation.tasks).
-    return f"embedded@{socket.gethostname()}"
+    return f"embedded-{queue}@{socket.gethostname()}"
 
 
-def start_embedded_worker(
-    queues: list[str] | None = None, *, concurrency: int = 2
-) -> list[threading.Thread]:
-    """Start the worker thread, once per process."""
+def _app_for(queue: str, index: int) -> Celery:
     from contentstudio.celery import app
 
+    if index == 0:
+        return app
+    # Tasks are shared_task: every app knows them. set_as_current=False keeps the main app
+    # the one that tasks publish through.
+    other = Celery(app.main, set_as_current=False)
+    other.config_from_object("django.conf:settings", namespace="CELERY")
+    return other
+
+
+def start_embedded_worker(queues: list[str] | None = None) -> list[threading.Thread]:
+    """Start one worker thread per queue, once per process."""
     with _lock:
         if _started:
             return list(_started)
-        worker = app.Worker(
-            hostname=embedded_hostname(),
-            queues=queues or EMBEDDED_QUEUES,
-            pool="threads",
-            concurrency=concurrency,
-            loglevel="WARNING",
-            quiet=True,
-            without_heartbeat=True,
-            without_mingle=True,
-            without_gossip=True,
-            # The serving process owns signals and stdout.
-            redirect_stdouts=False,
-        )
-        thread = threading.Thread(target=_run, args=(worker,), name="celery-embedded", daemon=True)
-        thread.start()
-        _started.append(thread)
-        _workers.append(worker)
+        for index, queue in enumerate(queues or EMBEDDED_QUEUES):
+            worker = _app_for(queue, index).Worker(
+                hostname=embedded_hostname(queue),
+                queues=[queue],
+                pool="solo",
+                concurrency=1,
+                loglevel="WARNING",
+                quiet=True,
+                without_heartbeat=True,
+                without_mingle=True,
+                without_gossip=True,
+                # The serving process owns signals and stdout.
+                redirect_stdouts=False,
+            )
+            thread = threading.Thread(
+                target=_run, args=(worker,), name=f"celery-{queue}", daemon=True
+            )
+            thread.start()
+            _started.append(thread)
+            _workers.append(worker)
         return list(_started)
 
 

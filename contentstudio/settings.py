@@ -252,6 +252,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 2**20
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "/media-not-served/"
 
+# --- Editorial workflow -------------------------------------------------------------------
+# An editor's soft lock on a draft lasts this long unless the open editor renews it.
+EDIT_LOCK_SECONDS = _env_int("CONTENTSTUDIO_EDIT_LOCK_SECONDS", 120, minimum=10)
+QUEUE_PAGE_SIZE = 50
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

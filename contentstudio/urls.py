@@ -10,6 +10,7 @@ from contentstudio import api as core_api
 from contentstudio import views as core_views
 from generation import api as gen_api
 from generation import views as gen_views
+from review import api as review_api
 from review import views as review_views
 
 api_v1 = [
@@ -23,6 +24,19 @@ api_v1 = [
     path("jobs/<int:job_id>/", gen_api.JobDetailApi.as_view(), name="api_job"),
     path("jobs/<int:job_id>/cancel/", gen_api.JobCancelApi.as_view(), name="api_job_cancel"),
     path("models/", gen_api.ModelListApi.as_view(), name="api_models"),
+    path("drafts/", review_api.DraftListApi.as_view(), name="api_drafts"),
+    path("drafts/<int:draft_id>/", review_api.DraftDetailApi.as_view(), name="api_draft"),
+    path(
+        "drafts/<int:draft_id>/transition/",
+        review_api.DraftTransitionApi.as_view(),
+        name="api_draft_transition",
+    ),
+    path("drafts/<int:draft_id>/edit/", review_api.DraftEditApi.as_view(), name="api_draft_edit"),
+    path(
+        "drafts/<int:draft_id>/comments/",
+        review_api.DraftCommentsApi.as_view(),
+        name="api_draft_comments",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
 ]
 
@@ -34,6 +48,17 @@ project_pages = [
     path("drafts/<int:draft_id>/", review_views.draft_detail, name="draft_detail"),
     path("drafts/<int:draft_id>/panel/", review_views.draft_panel, name="draft_panel"),
     path("drafts/<int:draft_id>/recheck/", review_views.draft_recheck, name="draft_recheck"),
+    path("drafts/<int:draft_id>/activity/", review_views.draft_activity, name="draft_activity"),
+    path("drafts/<int:draft_id>/action/", review_views.draft_action, name="draft_action"),
+    path("drafts/<int:draft_id>/edit/", review_views.draft_edit, name="draft_edit"),
+    path("drafts/<int:draft_id>/comment/", review_views.draft_comment, name="draft_comment"),
+    path("drafts/<int:draft_id>/assign/", review_views.draft_assign, name="draft_assign"),
+    path("drafts/<int:draft_id>/lock/", review_views.draft_lock, name="draft_lock"),
+    path(
+        "drafts/<int:draft_id>/regenerate/",
+        review_views.draft_regenerate,
+        name="draft_regenerate",
+    ),
     path("archive/", review_views.archive_list, name="archive_list"),
     path("archive/import/", review_views.archive_import, name="archive_import"),
     path("archive/imports/<int:run_id>/", review_views.import_status, name="import_status"),
@@ -54,6 +79,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/", core_views.project_list_view, name="project_list"),
+    path("queue/", review_views.queue, name="queue"),
+    path("queue/rows/", review_views.queue_rows, name="queue_rows"),
+    path("queue/bulk/", review_views.queue_bulk, name="queue_bulk"),
     path("p/<slug:slug>/", include(project_pages)),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),

@@ -48,3 +48,34 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
 
     async def project_event(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "event", **event["payload"]})
+
+
+def _project_ids(user: Any) -> list[int]:
+    from review.queue import visible_projects
+
+    return list(visible_projects(user=user).values_list("pk", flat=True))
+
+
+class QueueConsumer(AsyncJsonWebsocketConsumer):
+    """The queue spans every project of the user: listen to all of their project groups."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.groups_joined = [
+            stream.project_group(pk) for pk in await database_sync_to_async(_project_ids)(user)
+        ]
+        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "projects": len(self.groups_joined)})
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def project_event(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "event", **event["payload"]})

@@ -258,6 +258,30 @@ class CheckResult(models.Model):
         return f"{self.kind} check of draft {self.draft_id} v{self.draft_version}"
 
 
+class CheckSummary(models.Model):
+    """The headline numbers of a draft's newest check run, for queue badges, filters and sorting
+    without reading every CheckResult (one row per draft, updated when checks finish)."""
+
+    draft = models.OneToOneField(Draft, on_delete=models.CASCADE, related_name="check_summary")
+    draft_version = models.PositiveIntegerField()
+    toxicity_max = models.FloatField(null=True, blank=True)
+    toxicity_category = models.CharField(max_length=30, blank=True)
+    ethics_hits = models.PositiveIntegerField(default=0)
+    lexical_max = models.FloatField(null=True, blank=True)  # percent
+    semantic_share = models.FloatField(null=True, blank=True)  # share of sentences
+    not_run = models.PositiveSmallIntegerField(default=0)  # checks that could not run
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["toxicity_max"]),
+            models.Index(fields=["lexical_max"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Check summary of draft {self.draft_id}"
+
+
 # --- What people do to a draft -----------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from review.models import (
     CheckKind,
     CheckResult,
     CheckStatus,
+    CheckSummary,
     ImportFormat,
     ImportRun,
     ImportStatus,
@@ -537,6 +538,7 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
                 "scores": outcome.get("scores", {}),
             },
         )
+    _summarise(draft, version, outcomes)
     reasons = policy.route(outcomes, _policy_view(rules))
     try:
         return lifecycle.draft_transition(
@@ -550,6 +552,29 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
     except (Conflict, InvalidTransition):
         # Edited or re-checked meanwhile: the newer check run routes it.
         return None
+
+
+def _summarise(draft: Draft, version: int, outcomes: list[policy.CheckOutcome]) -> None:
+    by_kind = {o["kind"]: o for o in outcomes if o["status"] == CheckStatus.OK}
+    tox = (by_kind.get(CheckKind.TOXICITY) or {}).get("scores") or {}
+    worst = max(tox.items(), key=lambda item: item[1], default=(None, None))
+    ethics_counts = (by_kind.get(CheckKind.ETHICS) or {}).get("scores") or {}
+    lexical = (by_kind.get(CheckKind.LEXICAL) or {}).get("scores") or {}
+    sem = (by_kind.get(CheckKind.SEMANTIC) or {}).get("scores") or {}
+    CheckSummary.objects.update_or_create(
+        draft=draft,
+        defaults={
+            "draft_version": version,
+            "toxicity_max": worst[1],
+            "toxicity_category": worst[0] or "",
+            "ethics_hits": sum(
+                int(v) for v in ethics_counts.values() if isinstance(v, int | float)
+            ),
+            "lexical_max": lexical.get("max_similarity") if lexical else None,
+            "semantic_share": sem.get("paraphrased_share") if sem else None,
+            "not_run": sum(1 for o in outcomes if o["status"] != CheckStatus.OK),
+        },
+    )
 
 
 # --- The archive -------------------------------------------------------------------------------
@@ -713,14 +738,17 @@ def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
     with transaction.atomic():
         PassageSentence.objects.filter(passage_id__in=[pk for pk, _ in pending]).delete()
         PassageSentence.objects.bulk_create(
-            PassageSentence(
-                passage_id=pk,
-                number=p.number,
-                start=p.start,
-                end=p.end,
-                vector=semantic.to_bytes(vector, dtype="float16"),
-            )
-            for (pk, p), vector in zip(pieces, vectors, strict=True)
+            [
+                PassageSentence(
+                    passage_id=pk,
+                    number=p.number,
+                    start=p.start,
+                    end=p.end,
+                    vector=semantic.to_bytes(vector, dtype="float16"),
+                )
+                for (pk, p), vector in zip(pieces, vectors, strict=True)
+            ],
+            ignore_conflicts=True,
         )
         SourcePassage.objects.filter(pk__in=[pk for pk, _ in pending]).update(
             embedded_at=timezone.now()

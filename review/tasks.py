@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.core.cache import cache
 
 from review import services
 
@@ -21,8 +22,16 @@ def archive_import(run_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def passages_embed(project_id: int) -> None:
     # One short batch per task run; the next batch queues behind whatever arrived meanwhile
-    # (the checks of new drafts), so a large archive never blocks the review queue.
-    if services.passages_embed(project_id=project_id) > 0:
+    # (the checks of new drafts), so a large archive never blocks the review queue. One chain
+    # per project: a second one (a restart re-enqueued it) stops here instead of duplicating.
+    key = f"embed-chain:{project_id}"
+    if not cache.add(key, 1, timeout=600):
+        return
+    try:
+        left = services.passages_embed(project_id=project_id)
+    finally:
+        cache.delete(key)
+    if left > 0:
         passages_embed.delay(project_id)
 
 

@@ -9,36 +9,110 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from contentstudio.errors import DomainError
-from contentstudio.models import Project, Role, role_at_least
+from contentstudio.errors import Conflict, DomainError
+from contentstudio.html import html_to_text, sanitize
+from contentstudio.models import Membership, Project, Role, role_at_least
 from contentstudio.selectors import project_get
 from generation.models import Draft
-from review import archive, lifecycle, policy, selectors, services
+from review import archive, diff, editorial, lifecycle, policy, selectors, services
+from review import queue as queue_mod
 from review.checks.ethics import DEFAULT_RULES
-from review.models import ArchiveDocument, ImportFormat, ImportRun, SourcePassage
+from review.models import (
+    ArchiveDocument,
+    Comment,
+    CommentKind,
+    DraftEvent,
+    DraftRevision,
+    ImportFormat,
+    ImportRun,
+    SourcePassage,
+)
 
 
 def _draft(project: Project, draft_id: int) -> Draft:
     return get_object_or_404(
-        Draft.objects.select_related("job", "template_version__template", "candidate", "project"),
+        Draft.objects.select_related(
+            "job", "template_version__template", "candidate", "project", "assignment__assignee"
+        ),
         pk=draft_id,
         project=project,
     )
 
 
+def _revision_diff(draft: Draft, request: HttpRequest) -> dict[str, Any]:
+    revisions = list(DraftRevision.objects.filter(draft=draft).select_related("author"))
+    numbers = [r.number for r in revisions]
+    by_number = {r.number: r for r in revisions}
+    compare = None
+    try:
+        a, b = int(request.GET.get("rev_a", "")), int(request.GET.get("rev_b", ""))
+    except ValueError:
+        a = b = None
+    if a in by_number and b in by_number:
+        compare = {
+            "a": a,
+            "b": b,
+            "pieces": diff.word_diff(
+                html_to_text(by_number[a].body), html_to_text(by_number[b].body)
+            ),
+        }
+    return {
+        "revisions": revisions,
+        "revision_numbers": numbers,
+        "compare": compare,
+        "model_vs_current": diff.word_diff(draft.model_output.strip(), html_to_text(draft.body)),
+    }
+
+
 def _draft_context(request: HttpRequest, project: Project, role: str, draft: Draft) -> dict:
+    filters = queue_mod.parse_filters(QueryDict(request.GET.get("q", "")))
     return {
         "project": project,
         "role": role,
         "draft": draft,
         "can_edit": role_at_least(role, Role.EDITOR),
+        "can_comment": role_at_least(role, Role.REVIEWER),
+        "editable": draft.status in lifecycle.EDITABLE,
         "actions": lifecycle.allowed_actions(draft=draft, role=role),
+        "lock": editorial.lock_state(draft=draft, user=request.user),
+        "body_html": sanitize(draft.body),
         "settings_json": json.dumps(draft.settings, indent=2, sort_keys=True),
+        "queue_q": request.GET.get("q", ""),
+        "queue_querystring": filters.querystring(),
         **selectors.draft_review_context(draft=draft),
+    }
+
+
+def _activity_context(request: HttpRequest, draft: Draft) -> dict[str, Any]:
+    comments = list(
+        Comment.objects.filter(draft=draft).select_related("author").order_by("created_at", "pk")
+    )
+    children: dict[int | None, list[Comment]] = {}
+    for comment in comments:
+        children.setdefault(comment.parent_id, []).append(comment)
+
+    def thread(parent_id: int | None, depth: int) -> list[tuple[Comment, int]]:
+        rows: list[tuple[Comment, int]] = []
+        for comment in children.get(parent_id, []):
+            rows.append((comment, min(depth, 4)))
+            rows.extend(thread(comment.pk, depth + 1))
+        return rows
+
+    return {
+        "comment_rows": thread(None, 0),
+        "events": DraftEvent.objects.filter(draft=draft)
+        .select_related("actor")
+        .order_by("-created_at", "-pk"),
+        "regenerations": draft.regenerations.order_by("-created_at"),
+        **_revision_diff(draft, request),
     }
 
 
@@ -46,9 +120,14 @@ def _draft_context(request: HttpRequest, project: Project, role: str, draft: Dra
 def draft_detail(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
     project, role = project_get(user=request.user, slug=slug)
     draft = _draft(project, draft_id)
-    return render(
-        request, "review/draft_detail.html", _draft_context(request, project, role, draft)
-    )
+    context = _draft_context(request, project, role, draft)
+    context.update(_activity_context(request, draft))
+    filters = queue_mod.parse_filters(QueryDict(context["queue_q"]))
+    context["neighbours"] = queue_mod.neighbours(user=request.user, filters=filters, draft=draft)
+    context["assignable"] = editorial.assignable_members(draft=draft)
+    context["comment_kinds"] = CommentKind.choices
+    context["conflict"] = request.session.pop(f"conflict-{draft.pk}", None)
+    return render(request, "review/draft_detail.html", context)
 
 
 @login_required
@@ -62,6 +141,186 @@ def draft_panel(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
 
 
 @login_required
+def draft_activity(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    """Comments, revisions and history, re-rendered when they change."""
+    project, _ = project_get(user=request.user, slug=slug)
+    draft = _draft(project, draft_id)
+    context = {"project": project, "draft": draft, **_activity_context(request, draft)}
+    return render(request, "review/_draft_activity.html", context)
+
+
+def _back(request: HttpRequest, project: Project, draft: Draft) -> HttpResponse:
+    target = reverse("draft_detail", args=[project.slug, draft.pk])
+    q = request.POST.get("q", "")
+    return redirect(f"{target}?{urlencode({'q': q})}" if q else target)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@login_required
+@require_POST
+def draft_action(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    """Approve, reject, request changes, release, reopen: one endpoint, the lifecycle decides."""
+    project, _ = project_get(user=request.user, slug=slug)
+    draft = _draft(project, draft_id)
+    action = request.POST.get("action", "")
+    try:
+        moved = lifecycle.draft_transition(
+            draft=draft,
+            action=action,
+            user=request.user,
+            reason=request.POST.get("reason", ""),
+            expected_version=_int(request.POST.get("version")),
+        )
+    except DomainError as exc:
+        if _wants_json(request):
+            body: dict[str, Any] = {"detail": exc.message}
+            if isinstance(exc, Conflict):
+                body["current"] = exc.current
+            return JsonResponse(body, status=exc.status_code)
+        messages.error(request, exc.message)
+        return _back(request, project, draft)
+    label = lifecycle.ACTIONS[action].label
+    if _wants_json(request):
+        return JsonResponse({"status": moved.status, "version": moved.version, "action": action})
+    messages.success(request, f"{label}: the draft is now {moved.get_status_display().lower()}.")
+    return _back(request, project, moved)
+
+
+@login_required
+@require_POST
+def draft_edit(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    draft = _draft(project, draft_id)
+    try:
+        editorial.draft_edit(
+            draft=draft,
+            user=request.user,
+            body=request.POST.get("body", ""),
+            title=request.POST.get("title"),
+            expected_version=_int(request.POST.get("version")) or -1,
+            note=request.POST.get("note", ""),
+        )
+    except Conflict as exc:
+        # Keep what they wrote and what changed, shown once on the page they return to.
+        request.session[f"conflict-{draft.pk}"] = {
+            "message": exc.message,
+            "theirs": sanitize(request.POST.get("body", "")),
+            "diff": exc.current.get("diff", []),
+        }
+        return _back(request, project, draft)
+    except (DomainError, ValidationError) as exc:
+        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
+        messages.error(request, text)
+        return _back(request, project, draft)
+    messages.success(request, "Saved as a new revision; the checks are running again.")
+    return _back(request, project, draft)
+
+
+@login_required
+@require_POST
+def draft_comment(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    project, _ = project_get(user=request.user, slug=slug)
+    draft = _draft(project, draft_id)
+    parent = None
+    parent_id = _int(request.POST.get("parent"))
+    if parent_id:
+        parent = Comment.objects.filter(pk=parent_id, draft=draft).first()
+    try:
+        editorial.comment_add(
+            draft=draft,
+            user=request.user,
+            body=request.POST.get("body", ""),
+            kind=request.POST.get("kind", CommentKind.COMMENT),
+            parent=parent,
+        )
+    except (DomainError, ValidationError) as exc:
+        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
+        messages.error(request, text)
+    return _back(request, project, draft)
+
+
+@login_required
+@require_POST
+def draft_assign(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    draft = _draft(project, draft_id)
+    try:
+        assignee, due_at = _assignee_and_due(request)
+        editorial.draft_assign(draft=draft, user=request.user, assignee=assignee, due_at=due_at)
+    except (DomainError, ValidationError) as exc:
+        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
+        messages.error(request, text)
+    else:
+        messages.success(request, "Assignment saved.")
+    return _back(request, project, draft)
+
+
+def _assignee_and_due(request: HttpRequest) -> tuple[Any, Any]:
+    from django.contrib.auth import get_user_model
+
+    username = request.POST.get("assignee", "").strip()
+    assignee = None
+    if username:
+        assignee = get_user_model().objects.filter(username=username).first()
+        if assignee is None:
+            raise ValidationError({"assignee": f"No user {username!r}."})
+    due_raw = request.POST.get("due_at", "").strip()
+    due_at = None
+    if due_raw:
+        parsed = parse_datetime(due_raw) or (
+            parse_datetime(due_raw + ":00") if len(due_raw) == 16 else None
+        )
+        if parsed is None:
+            raise ValidationError({"due_at": f"{due_raw!r} is not a date and time."})
+        due_at = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+    return assignee, due_at
+
+
+@login_required
+@require_POST
+def draft_lock(request: HttpRequest, slug: str, draft_id: int) -> JsonResponse:
+    """Take, renew (POST) or give back (POST release=1) the soft edit lock."""
+    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    draft = _draft(project, draft_id)
+    if request.POST.get("release"):
+        editorial.lock_release(draft=draft, user=request.user)
+        state = editorial.lock_state(draft=draft, user=request.user)
+    else:
+        state = editorial.lock_acquire(draft=draft, user=request.user)
+    return JsonResponse(
+        {
+            "holder": state.holder,
+            "mine": state.mine,
+            "expires_at": state.expires_at.isoformat() if state.expires_at else None,
+        }
+    )
+
+
+@login_required
+@require_POST
+def draft_regenerate(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
+    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    draft = _draft(project, draft_id)
+    try:
+        job = editorial.draft_regenerate(draft=draft, user=request.user)
+    except (DomainError, ValidationError) as exc:
+        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
+        messages.error(request, text)
+        return _back(request, project, draft)
+    return redirect("job_detail", slug=project.slug, job_id=job.pk)
+
+
+@login_required
 @require_POST
 def draft_recheck(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
     project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
@@ -71,7 +330,75 @@ def draft_recheck(request: HttpRequest, slug: str, draft_id: int) -> HttpRespons
         messages.info(request, "The checks are running again.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("draft_detail", slug=project.slug, draft_id=draft.pk)
+    return _back(request, project, draft)
+
+
+# --- The queue ------------------------------------------------------------------------------
+
+
+def _queue_context(request: HttpRequest) -> dict[str, Any]:
+    filters = queue_mod.parse_filters(request.GET)
+    drafts = queue_mod.queue_drafts(user=request.user, filters=filters)
+    page = Paginator(drafts, filters.page_size).get_page(request.GET.get("page"))
+    roles = {m.project_id: m.role for m in Membership.objects.filter(user=request.user)}
+    rows = [
+        {
+            "draft": d,
+            "can_decide": request.user.is_superuser
+            or role_at_least(roles.get(d.project_id), Role.EDITOR),
+        }
+        for d in page.object_list
+    ]
+    return {
+        "filters": filters,
+        "page": page,
+        "rows": rows,
+        "now": timezone.now(),
+        "querystring": filters.querystring(),
+        **queue_mod.filter_choices(user=request.user),
+    }
+
+
+@login_required
+def queue(request: HttpRequest) -> HttpResponse:
+    return render(request, "review/queue.html", _queue_context(request))
+
+
+@login_required
+def queue_rows(request: HttpRequest) -> HttpResponse:
+    """The table body alone, for live updates."""
+    return render(request, "review/_queue_rows.html", _queue_context(request))
+
+
+@login_required
+@require_POST
+def queue_bulk(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    ids = [i for i in (_int(v) for v in request.POST.getlist("draft")) if i]
+    back = reverse("queue") + (f"?{request.POST.get('q')}" if request.POST.get("q") else "")
+    if not ids:
+        messages.error(request, "Select at least one draft.")
+        return redirect(back)
+    try:
+        assignee, due_at = _assignee_and_due(request) if action == "assign" else (None, None)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back)
+    outcomes = editorial.bulk_act(
+        user=request.user,
+        draft_ids=ids,
+        action=action,
+        reason=request.POST.get("reason", ""),
+        assignee=assignee,
+        due_at=due_at,
+    )
+    done = [o for o in outcomes if o.ok]
+    if done:
+        messages.success(request, f"{len(done)} of {len(outcomes)} drafts done.")
+    for outcome in outcomes:
+        if not outcome.ok:
+            messages.error(request, f"Draft {outcome.draft_id}: {outcome.message}")
+    return redirect(back)
 
 
 # --- Archive --------------------------------------------------------------------------------

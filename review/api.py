@@ -1,0 +1,185 @@
+"""The review API: drafts with their check summary, decisions (409 on an impossible or stale
+move), edits with optimistic versions, comments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from contentstudio.html import html_to_text
+from contentstudio.selectors import membership_role
+from generation.models import Draft
+from review import editorial, lifecycle, queue, selectors
+from review.models import Comment, CommentKind
+
+
+class SummaryOut(serializers.Serializer):
+    toxicity_max = serializers.FloatField(allow_null=True)
+    toxicity_category = serializers.CharField()
+    ethics_hits = serializers.IntegerField()
+    lexical_max = serializers.FloatField(allow_null=True)
+    semantic_share = serializers.FloatField(allow_null=True)
+    not_run = serializers.IntegerField()
+
+
+class DraftOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.CharField(source="project.slug")
+    title = serializers.CharField()
+    status = serializers.CharField()
+    version = serializers.IntegerField()
+    job = serializers.IntegerField(source="job_id")
+    model = serializers.CharField(source="model_name")
+    seed = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    summary = serializers.SerializerMethodField()
+
+    def get_summary(self, draft: Draft) -> dict[str, Any] | None:
+        summary = getattr(draft, "check_summary", None)
+        return SummaryOut(summary).data if summary is not None else None
+
+
+class CheckOut(serializers.Serializer):
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    engine = serializers.CharField()
+    engine_version = serializers.CharField()
+    scores = serializers.DictField()
+    spans = serializers.ListField(child=serializers.DictField())
+
+
+class DraftDetailOut(DraftOut):
+    body = serializers.CharField()
+    text = serializers.SerializerMethodField()
+    model_output = serializers.CharField()
+    variables = serializers.DictField()
+    settings = serializers.DictField()
+    checks = serializers.SerializerMethodField()
+
+    def get_text(self, draft: Draft) -> str:
+        return html_to_text(draft.body)
+
+    def get_checks(self, draft: Draft) -> list[dict[str, Any]]:
+        return CheckOut(selectors.latest_checks(draft=draft), many=True).data
+
+
+def _draft(request: Request, draft_id: int) -> Draft:
+    draft = Draft.objects.select_related("project", "check_summary").filter(pk=draft_id).first()
+    if draft is None or membership_role(user=request.user, project=draft.project) is None:
+        raise Http404("No such draft.")
+    return draft
+
+
+class DraftListApi(APIView):
+    @extend_schema(responses=DraftOut(many=True))
+    def get(self, request: Request) -> Response:
+        filters = queue.parse_filters(request.query_params)
+        if "state" not in request.query_params:
+            from generation.models import DraftStatus
+
+            filters.states = list(DraftStatus.values)
+        drafts = queue.queue_drafts(user=request.user, filters=filters)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(drafts, request, view=self)
+        return paginator.get_paginated_response(DraftOut(page, many=True).data)
+
+
+class DraftDetailApi(APIView):
+    @extend_schema(responses=DraftDetailOut)
+    def get(self, request: Request, draft_id: int) -> Response:
+        return Response(DraftDetailOut(_draft(request, draft_id)).data)
+
+
+class TransitionIn(serializers.Serializer):
+    action = serializers.ChoiceField(choices=sorted(lifecycle.ACTIONS))
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    version = serializers.IntegerField(required=False, allow_null=True)
+
+
+class DraftTransitionApi(APIView):
+    @extend_schema(request=TransitionIn, responses={200: DraftOut})
+    def post(self, request: Request, draft_id: int) -> Response:
+        data = TransitionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        moved = lifecycle.draft_transition(
+            draft=_draft(request, draft_id),
+            action=data.validated_data["action"],
+            user=request.user,
+            reason=data.validated_data["reason"],
+            expected_version=data.validated_data.get("version"),
+        )
+        return Response(DraftOut(moved).data)
+
+
+class EditIn(serializers.Serializer):
+    body = serializers.CharField(allow_blank=True)
+    title = serializers.CharField(required=False, allow_blank=True)
+    version = serializers.IntegerField()
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DraftEditApi(APIView):
+    @extend_schema(request=EditIn, responses={200: DraftDetailOut})
+    def post(self, request: Request, draft_id: int) -> Response:
+        data = EditIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        edited = editorial.draft_edit(
+            draft=_draft(request, draft_id),
+            user=request.user,
+            body=data.validated_data["body"],
+            title=data.validated_data.get("title"),
+            expected_version=data.validated_data["version"],
+            note=data.validated_data["note"],
+        )
+        return Response(DraftDetailOut(edited).data)
+
+
+class CommentIn(serializers.Serializer):
+    body = serializers.CharField(allow_blank=True)
+    kind = serializers.ChoiceField(choices=CommentKind.values, default=CommentKind.COMMENT)
+    parent = serializers.IntegerField(required=False, allow_null=True)
+
+
+class CommentOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    author = serializers.CharField(source="author.username", allow_null=True)
+    kind = serializers.CharField()
+    body = serializers.CharField()
+    parent = serializers.IntegerField(source="parent_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class DraftCommentsApi(APIView):
+    @extend_schema(responses=CommentOut(many=True))
+    def get(self, request: Request, draft_id: int) -> Response:
+        draft = _draft(request, draft_id)
+        comments = Comment.objects.filter(draft=draft).select_related("author")
+        return Response(CommentOut(comments, many=True).data)
+
+    @extend_schema(request=CommentIn, responses={201: CommentOut})
+    def post(self, request: Request, draft_id: int) -> Response:
+        draft = _draft(request, draft_id)
+        data = CommentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        parent = None
+        if data.validated_data.get("parent"):
+            parent = Comment.objects.filter(pk=data.validated_data["parent"], draft=draft).first()
+            if parent is None:
+                return Response({"parent": ["No such comment on this draft."]}, status=400)
+        comment = editorial.comment_add(
+            draft=draft,
+            user=request.user,
+            body=data.validated_data["body"],
+            kind=data.validated_data["kind"],
+            parent=parent,
+        )
+        return Response(CommentOut(comment).data, status=201)

@@ -1,0 +1,201 @@
+"""Reads for the approval queue: drafts needing action in the user's projects, filtered, sorted
+and paginated with a fixed number of queries whatever the page size (no N+1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import F, Q, QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+
+from contentstudio.models import Membership, Project, Role
+from generation.models import Draft, DraftStatus, LanguageModel, PromptTemplate
+from review.lifecycle import NEEDS_ACTION
+
+SORTS: dict[str, tuple[str, list[Any]]] = {
+    "oldest": ("Oldest first", [F("created_at").asc(), F("pk").asc()]),
+    "newest": ("Newest first", [F("created_at").desc(), F("pk").desc()]),
+    "due": ("Due soonest", [F("assignment__due_at").asc(nulls_last=True), F("created_at").asc()]),
+    "toxicity": (
+        "Most toxic",
+        [F("check_summary__toxicity_max").desc(nulls_last=True), F("created_at").asc()],
+    ),
+    "plagiarism": (
+        "Most copied",
+        [F("check_summary__lexical_max").desc(nulls_last=True), F("created_at").asc()],
+    ),
+    "project": ("Project", [F("project__name").asc(), F("created_at").asc()]),
+}
+PAGE_SIZES = (10, 25, 50, 100)
+
+
+@dataclass
+class QueueFilters:
+    projects: list[str] = field(default_factory=list)
+    states: list[str] = field(default_factory=lambda: sorted(NEEDS_ACTION))
+    assignee: str = ""  # "" anyone, "me", "none", or a username
+    template: str = ""  # template id
+    model: str = ""  # model name
+    tox_min: float | None = None
+    tox_max: float | None = None
+    plag_min: float | None = None
+    plag_max: float | None = None
+    sort: str = "oldest"
+    page_size: int = 50
+    errors: list[str] = field(default_factory=list)
+
+    def querystring(self, **override: Any) -> str:
+        params: list[tuple[str, Any]] = [("project", p) for p in self.projects]
+        params += [("state", s) for s in self.states]
+        for name in (
+            "assignee",
+            "template",
+            "model",
+            "tox_min",
+            "tox_max",
+            "plag_min",
+            "plag_max",
+            "sort",
+            "page_size",
+        ):
+            value = override.get(name, getattr(self, name))
+            if value not in ("", None):
+                params.append((name, value))
+        if "page" in override:
+            params.append(("page", override["page"]))
+        return urlencode(params)
+
+
+def _number(raw: str | None, name: str, errors: list[str], low: float, high: float) -> float | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        errors.append(f"{name}: {raw!r} is not a number.")
+        return None
+    if not low <= value <= high:
+        errors.append(f"{name}: must be between {low:g} and {high:g}.")
+        return None
+    return value
+
+
+def parse_filters(query: QueryDict) -> QueueFilters:
+    """Filters from the query string; a bad value is dropped and reported, never a 500."""
+    errors: list[str] = []
+    states = [s for s in query.getlist("state") if s in DraftStatus.values]
+    if query.getlist("state") and not states:
+        errors.append("state: none of the given states exist.")
+    sort = query.get("sort", "oldest")
+    if sort not in SORTS:
+        errors.append(f"sort: unknown order {sort!r}.")
+        sort = "oldest"
+    try:
+        page_size = int(query.get("page_size", 50))
+    except ValueError:
+        page_size = 50
+    if page_size not in PAGE_SIZES:
+        page_size = min(PAGE_SIZES, key=lambda s: abs(s - page_size))
+    return QueueFilters(
+        projects=[p for p in query.getlist("project") if p],
+        states=states or sorted(NEEDS_ACTION),
+        assignee=query.get("assignee", "").strip(),
+        template=query.get("template", "").strip(),
+        model=query.get("model", "").strip(),
+        tox_min=_number(query.get("tox_min"), "tox_min", errors, 0, 1),
+        tox_max=_number(query.get("tox_max"), "tox_max", errors, 0, 1),
+        plag_min=_number(query.get("plag_min"), "plag_min", errors, 0, 100),
+        plag_max=_number(query.get("plag_max"), "plag_max", errors, 0, 100),
+        sort=sort,
+        page_size=page_size,
+        errors=errors,
+    )
+
+
+def visible_projects(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    if getattr(user, "is_superuser", False):
+        return Project.objects.order_by("name")
+    return Project.objects.filter(memberships__user=user).order_by("name")
+
+
+def queue_drafts(*, user: AbstractBaseUser, filters: QueueFilters) -> QuerySet[Draft]:
+    projects = visible_projects(user=user)
+    if filters.projects:
+        projects = projects.filter(slug__in=filters.projects)
+    drafts = Draft.objects.filter(project__in=projects, status__in=filters.states)
+    if filters.assignee == "me":
+        drafts = drafts.filter(assignment__assignee=user)
+    elif filters.assignee == "none":
+        drafts = drafts.filter(assignment__isnull=True)
+    elif filters.assignee:
+        drafts = drafts.filter(assignment__assignee__username=filters.assignee)
+    if filters.template.isdigit():
+        drafts = drafts.filter(template_version__template_id=int(filters.template))
+    if filters.model:
+        drafts = drafts.filter(model_name=filters.model)
+    if filters.tox_min is not None:
+        drafts = drafts.filter(check_summary__toxicity_max__gte=filters.tox_min)
+    if filters.tox_max is not None:
+        drafts = drafts.filter(
+            Q(check_summary__toxicity_max__lte=filters.tox_max)
+            | Q(check_summary__toxicity_max__isnull=True)
+        )
+    if filters.plag_min is not None:
+        drafts = drafts.filter(check_summary__lexical_max__gte=filters.plag_min)
+    if filters.plag_max is not None:
+        drafts = drafts.filter(
+            Q(check_summary__lexical_max__lte=filters.plag_max)
+            | Q(check_summary__lexical_max__isnull=True)
+        )
+    return drafts.select_related(
+        "project",
+        "template_version__template",
+        "check_summary",
+        "assignment__assignee",
+        "edit_lock__user",
+    ).order_by(*SORTS[filters.sort][1])
+
+
+def filter_choices(*, user: AbstractBaseUser) -> dict[str, Any]:
+    projects = list(visible_projects(user=user))
+    member_ids = Membership.objects.filter(
+        project__in=projects, role__in=[Role.ADMIN, Role.EDITOR, Role.REVIEWER]
+    ).values_list("user_id", flat=True)
+    from django.contrib.auth import get_user_model
+
+    return {
+        "projects": projects,
+        "states": [(s.value, s.label) for s in DraftStatus],
+        "templates": PromptTemplate.objects.filter(project__in=projects)
+        .select_related("project")
+        .order_by("project__name", "name"),
+        "models": LanguageModel.objects.order_by("name").values_list("name", flat=True),
+        "assignees": get_user_model().objects.filter(pk__in=member_ids).order_by("username"),
+        "sorts": [(key, label) for key, (label, _) in SORTS.items()],
+        "page_sizes": PAGE_SIZES,
+    }
+
+
+def neighbours(*, user: AbstractBaseUser, filters: QueueFilters, draft: Draft) -> dict[str, Any]:
+    """The previous and next drafts of the queue around ``draft`` (for j/k on the draft page)."""
+    ids = list(queue_drafts(user=user, filters=filters).values_list("pk", flat=True)[:2000])
+    if draft.pk not in ids:
+        return {"previous": None, "next": ids[0] if ids else None}
+    at = ids.index(draft.pk)
+    return {
+        "previous": ids[at - 1] if at > 0 else None,
+        "next": ids[at + 1] if at + 1 < len(ids) else None,
+    }
+
+
+def age_label(created_at: Any) -> str:
+    seconds = (timezone.now() - created_at).total_seconds()
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} d"
