@@ -41,7 +41,9 @@ THREAT = "I swear I will hunt you down."
 
 
 @pytest.fixture(autouse=True)
-def _fresh_indexes() -> Any:
+def _review_env(settings: Any) -> Any:
+    # Hashing the cast's five passwords properly takes over a second per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     reset_indexes()
     yield
     reset_indexes()
