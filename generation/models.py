@@ -354,6 +354,12 @@ class Draft(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["project", "status", "-created_at"]),
+            # The approval queue's default view: drafts needing a person, oldest first.
+            models.Index(
+                fields=["project", "created_at", "id"],
+                condition=Q(status__in=["awaiting_review", "changes_requested", "held"]),
+                name="draft_queue_oldest",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -83,6 +83,9 @@ class DraftListApi(APIView):
     @extend_schema(responses=DraftOut(many=True))
     def get(self, request: Request) -> Response:
         filters = queue.parse_filters(request.query_params)
+        if filters.errors:
+            # A script must not mistake unfiltered results for filtered ones.
+            return Response({"filters": filters.errors}, status=400)
         if "state" not in request.query_params:
             from generation.models import DraftStatus
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -36,6 +38,8 @@ from review.models import (
     SourceKind,
     SourcePassage,
 )
+
+_validate_url = URLValidator(schemes=["http", "https"])
 
 FIELDS = ("text", "title", "source_url", "citation", "author", "license", "published_date")
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
@@ -218,6 +222,13 @@ def _clean(fields: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict[str, 
         if value is None:
             continue
         value = str(value).strip() if not isinstance(value, str) else value.strip()
+        if name == "source_url" and value:
+            # Pages link to it: only web addresses (a "javascript:" link would run a script).
+            try:
+                _validate_url(value)
+            except ValidationError:
+                warnings.append(f"source_url {value[:100]!r} is not an http(s) address; left out")
+                continue
         if name == "published_date":
             if not value:
                 continue
@@ -283,6 +294,10 @@ def _store_chunk(
         candidates.append((row, values, content_hash(values["text"])))
 
     with transaction.atomic():
+        if candidates:
+            # Before reading what exists: a concurrent import of the same project waits here
+            # until this chunk commits, then sees its documents as duplicates.
+            indexes.lock(run.project_id)
         existing = set(
             ArchiveDocument.objects.filter(
                 project_id=run.project_id, content_hash__in=[h for _, _, h in candidates]
@@ -344,8 +359,10 @@ def finish_run(run: ImportRun, progress: Progress | None, *, error: str = "") ->
 
 
 def publication_add(draft: Draft) -> int:
-    """A published draft becomes a source later drafts are compared against."""
+    """A published draft becomes a source later drafts are compared against (call inside the
+    publishing transaction)."""
     text = html_to_text(draft.body)
+    indexes.lock(draft.project_id)
     SourcePassage.objects.filter(draft=draft).delete()
     passages = [
         SourcePassage(
@@ -365,5 +382,6 @@ def publication_add(draft: Draft) -> int:
 
 
 def publication_remove(draft: Draft) -> None:
+    indexes.lock(draft.project_id)
     if SourcePassage.objects.filter(draft=draft).delete()[0]:
         indexes.bump(draft.project_id, removed=True)

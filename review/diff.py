@@ -12,15 +12,31 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def _key(token: str) -> str:
+    """What a token is compared by. Runs of whitespace compare by the break they make (a space,
+    a line break, a paragraph break), not by their exact characters: the model's raw output and
+    the same text after a round trip through HTML differ only there, and an unedited draft must
+    show no change."""
+    if not token.isspace():
+        return token
+    newlines = token.count("\n")
+    return "\n\n" if newlines >= 2 else "\n" if newlines else " "
+
+
 def word_diff(old: str, new: str) -> list[tuple[str, str]]:
-    """``[("equal"|"insert"|"delete", text), ...]`` turning ``old`` into ``new``; whitespace is
-    kept so the pieces concatenate back to either text."""
+    """``[("equal"|"insert"|"delete", text), ...]`` turning ``old`` into ``new``. The "equal"
+    and "insert" pieces concatenate back to ``new`` exactly; "equal" and "delete" to ``old`` up
+    to the exact characters of its whitespace (equal pieces carry ``new``'s)."""
     a, b = _tokens(old), _tokens(new)
     out: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    # Whitespace is junk: a lone space between two changed words must not anchor a match, or
+    # "new library" -> "old town hall" reads as -new +old -library +town hall.
+    matcher = difflib.SequenceMatcher(
+        isjunk=str.isspace, a=[_key(t) for t in a], b=[_key(t) for t in b], autojunk=False
+    )
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            out.append(("equal", "".join(a[i1:i2])))
+            out.append(("equal", "".join(b[j1:j2])))
         else:
             if i2 > i1:
                 out.append(("delete", "".join(a[i1:i2])))

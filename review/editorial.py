@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
@@ -96,8 +96,12 @@ def draft_edit(
             body=clean, title=new_title, version=F("version") + 1, updated_at=timezone.now()
         )
         if updated != 1:
+            # Describe the draft as the winner left it (not the row read above), with the
+            # difference from the text that was refused.
+            latest = Draft.objects.get(pk=current.pk)
             raise Conflict(
-                "Someone else saved at the same moment.", current=draft_snapshot(current)
+                "Someone else saved at the same moment.",
+                current=draft_snapshot(latest, theirs=clean),
             )
         number = (
             DraftRevision.objects.filter(draft=current).aggregate(n=Max("number"))["n"] or 0
@@ -271,13 +275,25 @@ def lock_acquire(*, draft: Draft, user: AbstractBaseUser) -> LockState:
     now = timezone.now()
     with transaction.atomic():
         lock = EditLock.objects.select_for_update().filter(draft=draft).first()
-        if lock is not None and lock.user_id != user.pk and lock.expires_at > now:
+        if lock is None:
+            # No row to lock yet: two editors can both get here. The unique draft column
+            # decides; the loser must not overwrite the winner's lock (update_or_create would),
+            # it sees the winner as the holder.
+            try:
+                with transaction.atomic():
+                    EditLock.objects.create(
+                        draft=draft, user=user, acquired_at=now, expires_at=now + _lock_ttl()
+                    )
+            except IntegrityError:
+                return lock_state(draft=draft, user=user)
+            newly = True
+        elif lock.user_id != user.pk and lock.expires_at > now:
             return lock_state(draft=draft, user=user)
-        newly = lock is None or lock.user_id != user.pk or lock.expires_at <= now
-        EditLock.objects.update_or_create(
-            draft=draft,
-            defaults={"user": user, "acquired_at": now, "expires_at": now + _lock_ttl()},
-        )
+        else:
+            newly = lock.user_id != user.pk or lock.expires_at <= now
+            EditLock.objects.filter(pk=lock.pk).update(
+                user=user, acquired_at=now, expires_at=now + _lock_ttl()
+            )
         if newly:
             _announce(draft, "lock", holder=user.get_username())
     return lock_state(draft=draft, user=user)

@@ -39,8 +39,25 @@ def parse_source_key(key: str) -> int | None:
     return int(number) if prefix in {"a", "p"} and number.isdigit() else None
 
 
+def lock(project_id: int) -> None:
+    """Take the project's turn to change its sources, until the transaction ends.
+
+    Call it (or :func:`bump`) inside the transaction that changes the sources, before writing
+    any SourcePassage or PassageSentence row. Why: the indexes catch up by id ("every row
+    above the highest id I have"), so a row must never become visible below that mark. Ids
+    are handed out at insert time, and two transactions could commit in the other order;
+    holding the project's IndexState row lock from before the first insert until the commit
+    makes the writers of one project take turns, so their ids grow in commit order. (SQLite
+    serialises writers anyway; this matters on PostgreSQL.) It also lets a writer read what
+    the previous one committed (the archive's duplicate check) before it writes.
+    """
+    IndexState.objects.get_or_create(project_id=project_id)
+    list(IndexState.objects.select_for_update().filter(project_id=project_id).values_list("pk"))
+
+
 def bump(project_id: int, *, removed: bool = False) -> None:
-    """Record a change of the project's sources (call inside the transaction that made it)."""
+    """Record a change of the project's sources, inside the transaction that made it (taking
+    the project's turn if :func:`lock` was not called first: see there)."""
     state, _ = IndexState.objects.get_or_create(project_id=project_id)
     updates = {"version": F("version") + 1}
     if removed:
@@ -92,15 +109,19 @@ class ProjectIndexes:
             .order_by("pk")
             .values_list("pk", "kind", "text")
         )
+        # The marks move only once a batch is stored: when a write fails (Redis unreachable),
+        # the next refresh starts again from the last stored row instead of skipping the batch.
         batch: list[tuple[str, str]] = []
+        last = self.lexical_upto
         for pk, kind, text in rows.iterator(chunk_size=_BATCH):
             batch.append((passage_key_of(kind, pk), text))
-            self.lexical_upto = pk
+            last = pk
             if len(batch) >= _BATCH:
                 self.lexical.add_many(batch)
-                batch = []
+                self.lexical_upto, batch = last, []
         if batch:
             self.lexical.add_many(batch)
+            self.lexical_upto = last
         self._set_shared_marker(epoch, self.lexical_upto)
 
         sentences = (
@@ -112,15 +133,17 @@ class ProjectIndexes:
         )
         keys: list[str] = []
         vectors: list[np.ndarray] = []
+        last = self.semantic_upto
         for pk, passage_id, kind, number, vector in sentences.iterator(chunk_size=_BATCH):
             keys.append(passage_key(passage_key_of(kind, passage_id), number))
             vectors.append(from_bytes(bytes(vector)))
-            self.semantic_upto = pk
+            last = pk
             if len(keys) >= _BATCH:
                 self.semantic.add(keys, np.stack(vectors))
-                keys, vectors = [], []
+                self.semantic_upto, keys, vectors = last, [], []
         if keys:
             self.semantic.add(keys, np.stack(vectors))
+            self.semantic_upto = last
 
     # With Redis the lexical store is shared by every worker: a marker next to it records
     # which epoch it holds and up to which passage.

@@ -148,10 +148,11 @@ ARCHIVE: list[dict[str, str]] = [
         "source_url": "",
         "text": (
             "Heavy rain flooded hundreds of homes in the river valley overnight. Emergency crews "
-            "rescued forty people from rooftops using boats and a helicopter. The town of Millbrook "
-            "was cut off after the main road collapsed into the swollen river. Forecasters expect "
-            "the water to fall slowly over the next three days, but more rain is due at the end of "
-            "the week. Schools across the district will stay closed until Monday."
+            "rescued forty people from rooftops using boats and a helicopter. The town of "
+            "Millbrook was cut off after the main road collapsed into the swollen river. "
+            "Forecasters expect the water to fall slowly over the next three days, but more rain "
+            "is due at the end of the week. Schools across the district will stay closed until "
+            "Monday."
         ),
     },
     {
@@ -177,10 +178,10 @@ ARCHIVE: list[dict[str, str]] = [
         "source_url": "",
         "text": (
             "Train drivers on the coastal line will walk out on Saturday and Sunday in a dispute "
-            "over rosters and overtime pay. The operator said it would run a reduced timetable with "
-            "replacement buses between the smaller stations. Union leaders said they had offered to "
-            "meet managers at any time before the weekend but had received no reply. Passengers "
-            "were advised to check journeys online before setting out."
+            "over rosters and overtime pay. The operator said it would run a reduced timetable "
+            "with replacement buses between the smaller stations. Union leaders said they had "
+            "offered to meet managers at any time before the weekend but had received no reply. "
+            "Passengers were advised to check journeys online before setting out."
         ),
     },
     {

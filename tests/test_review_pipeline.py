@@ -354,9 +354,7 @@ def test_a_paraphrase_of_an_archive_story_is_held_by_the_semantic_check_alone(
         (text.index(s), text.index(s) + len(s)) for s in draft_sentences
     }
     assert draft.status == DraftStatus.HELD
-    assert reasons(draft) == [
-        "Paraphrase: 3 of 6 sentences closely match sources (cosine ≥ 0.80)"
-    ]
+    assert reasons(draft) == ["Paraphrase: 3 of 6 sentences closely match sources (cosine ≥ 0.80)"]
 
 
 def test_a_published_draft_becomes_a_source_for_later_drafts(
@@ -431,9 +429,7 @@ def test_a_check_that_raises_is_stored_as_not_run_with_the_error_and_holds(
 # --- Idempotence and races ----------------------------------------------------------------------
 
 
-def test_a_stale_check_task_for_an_older_version_does_nothing(
-    cast: dict, hold_queue: list
-) -> None:
+def test_a_stale_check_task_for_an_older_version_does_nothing(cast: dict, hold_queue: list) -> None:
     draft = start(make_draft(cast["newsroom"], cast["bob"], UNRELATED))
     [(draft_id, version)] = hold_queue
     # the draft changes before the worker gets to the task (an edit bumps the version)
@@ -488,7 +484,7 @@ def ok(kind: str, scores: dict | None = None, details: dict | None = None) -> di
 def test_route_holds_at_each_toxicity_threshold_and_passes_just_below(
     category: str, threshold: float
 ) -> None:
-    below = {c: 0.0 for c in policy.DEFAULT_TOXICITY_THRESHOLDS} | {category: threshold - 0.01}
+    below = dict.fromkeys(policy.DEFAULT_TOXICITY_THRESHOLDS, 0.0) | {category: threshold - 0.01}
     at = below | {category: threshold}
     assert policy.route([ok("toxicity", below)], POLICY) == []
     label = category.replace("_", " ")

@@ -105,10 +105,14 @@
     body.querySelectorAll("input[name=draft]").forEach((box) => { box.checked = checked.has(box.value); });
     const row = focused();
     if (row) { row.classList.add("focused"); row.setAttribute("aria-selected", "true"); }
-    const count = rows().length;
-    document.getElementById("queue-count").textContent = "(updated)";
+    // The fragment carries the total of the whole queue (all pages), not just these rows.
+    const meta = body.querySelector("tr.queue-meta");
+    if (meta) {
+      const total = Number(meta.dataset.count);
+      document.getElementById("queue-count").textContent = total + " draft" + (total === 1 ? "" : "s");
+    }
     updateCount();
-    return count;
+    return rows().length;
   }
   function schedule() { if (!timer) timer = setTimeout(refresh, 200); }
 

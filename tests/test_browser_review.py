@@ -1,0 +1,222 @@
+"""The editors' workflow in a real headless Chromium against the real ASGI server and worker:
+the queue driven by the keyboard, the draft page with highlights, the side-by-side match, the
+editor and its diff, an approval; and two editors whose queues update live."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from generation.models import Draft, DraftStatus
+from review import services
+from review.models import Policy
+from tests.factories import ARCHIVE, FLOOD, HARBOUR, UNRELATED, make_archive, make_draft
+from tests.factories import reset_indexes as _reset_indexes
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+S = DraftStatus
+# The first two sentences of the harbour story, copied word for word.
+COPIED = ". ".join(ARCHIVE[HARBOUR]["text"].split(". ")[:2]) + "."
+LIBRARY_NEWS = (
+    "The council opened a new cycle path along the canal on Friday. Families rode the route "
+    "in the sunshine and stopped at the lock keeper's cottage for lunch."
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # plain blocking calls, which Django would otherwise refuse next to a running loop.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_indexes() -> Iterator[None]:
+    _reset_indexes()
+    yield
+    _reset_indexes()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which("chromium") and not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run `make deps` (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def login(browser: Any, base: str, username: str) -> Any:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"{username}-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/projects/")
+    return page
+
+
+def checked_draft(cast: dict, text: str, *, minutes_ago: int, title: str) -> Draft:
+    """A draft whose checks ran here, in the test thread (deterministic, no waiting)."""
+    draft = make_draft(cast["newsroom"], cast["bob"], text, status=S.CHECKING, title=title)
+    Draft.objects.filter(pk=draft.pk).update(
+        created_at=timezone.now() - timedelta(minutes=minutes_ago)
+    )
+    services.draft_checks_run(draft_id=draft.pk, version=draft.version)
+    draft.refresh_from_db()
+    return draft
+
+
+def focused_id(page: Any) -> int:
+    return int(page.get_attribute("#queue-rows tr.focused", "data-draft"))
+
+
+def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_approves_it(
+    asgi_server: str, browser: Any, cast: dict
+) -> None:
+    newsroom = cast["newsroom"]
+    make_archive(newsroom, [ARCHIVE[HARBOUR], ARCHIVE[FLOOD]])
+    # The copy is highlighted and matched side by side, but this policy lets it through to the
+    # queue (a third of the story, two of five sentences), so it can be approved after the edit.
+    services.policy_get(project=newsroom)
+    Policy.objects.filter(project=newsroom).update(lexical_threshold=90.0, semantic_share=0.9)
+    first = checked_draft(cast, UNRELATED, minutes_ago=30, title="Chess club centenary")
+    copied = checked_draft(cast, f"{COPIED} {UNRELATED}", minutes_ago=20, title="Bridge and chess")
+    last = checked_draft(cast, LIBRARY_NEWS, minutes_ago=10, title="Canal cycle path")
+    assert [first.status, copied.status, last.status] == [S.AWAITING_REVIEW] * 3
+
+    page = login(browser, asgi_server, "bob")
+    page.goto(f"{asgi_server}/queue/")
+    page.wait_for_selector("#queue-rows tr.focused")
+    assert focused_id(page) == first.pk
+    page.keyboard.press("j")
+    assert focused_id(page) == copied.pk
+    page.keyboard.press("j")
+    assert focused_id(page) == last.pk
+    page.keyboard.press("j")
+    assert focused_id(page) == last.pk, "j stops at the last row"
+    page.keyboard.press("k")
+    assert focused_id(page) == copied.pk
+    page.keyboard.press("?")
+    assert page.is_visible("#help")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#help")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/p/newsroom/drafts/{copied.pk}/**")
+
+    # The copied sentences are highlighted and shown beside their source.
+    marks = page.locator("#draft-text mark.hl-plagiarism")
+    assert marks.count() >= 1
+    assert "harbour bridge" in " ".join(marks.all_inner_texts()).lower()
+    match = page.locator(".match").first
+    assert "Harbour bridge to close for two years" in match.inner_text()
+    assert match.locator(".side-by-side mark.hl-plagiarism").count() >= 2
+    assert page.locator("#draft-status").inner_text() == "Awaiting review"
+    assert page.locator("a[rel=next]").count() == 1 and page.locator("a[rel=prev]").count() == 1
+
+    # e opens the editor; letters typed there are text, not shortcuts.
+    page.keyboard.press("e")
+    page.wait_for_selector("#editor-section:not([hidden])")
+    page.keyboard.press("Control+End")
+    page.keyboard.type(" Bob added a quote from the mayor.")
+    assert page.is_visible("#editor-section"), "typing 'e' or 'a' did not trigger shortcuts"
+    page.click("#edit-save")
+    page.wait_for_url(f"**/p/newsroom/drafts/{copied.pk}/**")
+    page.wait_for_selector("#draft-status")
+    assert "Saved as a new revision" in page.locator(".messages").inner_text()
+    inserted = " ".join(page.locator("#model-diff ins").all_inner_texts())
+    assert "Bob added a quote from the mayor." in inserted
+    assert page.locator("#model-diff del").count() == 0
+
+    # The worker re-checks the edited text; the page follows it live, then a approves.
+    page.wait_for_function(
+        "() => document.querySelector('#draft-status').dataset.status === 'awaiting_review'",
+        timeout=90_000,
+    )
+    page.wait_for_selector("#action-approve")
+    page.keyboard.press("a")
+    page.wait_for_function(
+        "() => document.querySelector('#draft-status').dataset.status === 'approved'",
+        timeout=20_000,
+    )
+    assert page.locator("#draft-status").inner_text() == "Approved"
+    copied.refresh_from_db()
+    assert copied.status == S.APPROVED
+    assert "Bob added a quote from the mayor." in copied.body
+    assert list(copied.events.values_list("action", flat=True)) == [
+        "pass",
+        "edit",
+        "check",
+        "pass",
+        "approve",
+    ]
+    page.context.close()
+
+
+def test_two_editors_see_each_others_queue_change_without_reloading(
+    asgi_server: str, browser: Any, cast: dict
+) -> None:
+    waiting = checked_draft(cast, UNRELATED, minutes_ago=30, title="Chess club centenary")
+    bob = login(browser, asgi_server, "bob")
+    alice = login(browser, asgi_server, "alice")
+    for page in (bob, alice):
+        page.goto(f"{asgi_server}/queue/")
+        page.wait_for_function(
+            "() => document.querySelector('#live-status').textContent === 'Live.'"
+        )
+        page.evaluate("window.__notReloaded = true")
+        assert page.locator("#queue-rows tr.queue-row").count() == 1
+
+    # A new draft finishes its checks: it appears in both queues.
+    arrived = checked_draft(cast, LIBRARY_NEWS, minutes_ago=10, title="Canal cycle path")
+    assert arrived.status == S.AWAITING_REVIEW
+    for page in (bob, alice):
+        page.wait_for_selector(f'#queue-rows tr[data-draft="{arrived.pk}"]', timeout=20_000)
+        assert "Canal cycle path" in page.locator(f'tr[data-draft="{arrived.pk}"]').inner_text()
+        page.wait_for_function(
+            "() => document.querySelector('#queue-count').textContent === '2 drafts'"
+        )
+
+    # Bob approves it from his queue by keyboard: it leaves alice's queue.
+    bob.keyboard.press("j")
+    assert focused_id(bob) == arrived.pk
+    bob.keyboard.press("a")
+    alice.wait_for_selector(
+        f'#queue-rows tr[data-draft="{arrived.pk}"]', state="detached", timeout=20_000
+    )
+    bob.wait_for_selector(
+        f'#queue-rows tr[data-draft="{arrived.pk}"]', state="detached", timeout=20_000
+    )
+    assert "approved" in bob.locator("#live-status").inner_text().lower()
+    assert alice.locator(f'#queue-rows tr[data-draft="{waiting.pk}"]').count() == 1
+    alice.wait_for_function(
+        "() => document.querySelector('#queue-count').textContent === '1 draft'"
+    )
+    for page in (bob, alice):
+        assert page.evaluate("window.__notReloaded") is True
+    arrived.refresh_from_db()
+    assert arrived.status == S.APPROVED
+    bob.context.close()
+    alice.context.close()
