@@ -7,6 +7,10 @@ running one task at a time, as separate processes would: a long generation job n
 the checks of the drafts before it, and checks never compete with each other for the cores.
 (Two Worker objects cannot share one Celery app, each rewrites the app's queue selection, so
 the review worker gets an app of its own with the same configuration.)
+
+On a real broker (tests and benchmarks on Redis) kombu drives one event loop per process, which
+two worker threads would share and deadlock on; there a single worker consumes both queues with
+two threads. Deployments on Redis run `celery worker` processes instead (see the README).
 """
 
 from __future__ import annotations
@@ -45,17 +49,33 @@ def _app_for(queue: str, index: int) -> Celery:
     return other
 
 
+def _plan(queues: list[str]) -> list[tuple[Celery, list[str], str, str, int]]:
+    """(app, queues, hostname, pool, concurrency) for each worker to start."""
+    from contentstudio.celery import app
+
+    if app.conf.broker_url.startswith("memory"):
+        return [
+            (_app_for(queue, index), [queue], embedded_hostname(queue), "solo", 1)
+            for index, queue in enumerate(queues)
+        ]
+    return [(app, queues, embedded_hostname("-".join(queues)), "threads", len(queues))]
+
+
+def worker_count(queues: list[str] | None = None) -> int:
+    return len(_plan(queues or EMBEDDED_QUEUES))
+
+
 def start_embedded_worker(queues: list[str] | None = None) -> list[threading.Thread]:
-    """Start one worker thread per queue, once per process."""
+    """Start the worker threads, once per process."""
     with _lock:
         if _started:
             return list(_started)
-        for index, queue in enumerate(queues or EMBEDDED_QUEUES):
-            worker = _app_for(queue, index).Worker(
-                hostname=embedded_hostname(queue),
-                queues=[queue],
-                pool="solo",
-                concurrency=1,
+        for app, worker_queues, hostname, pool, concurrency in _plan(queues or EMBEDDED_QUEUES):
+            worker = app.Worker(
+                hostname=hostname,
+                queues=worker_queues,
+                pool=pool,
+                concurrency=concurrency,
                 loglevel="WARNING",
                 quiet=True,
                 without_heartbeat=True,
@@ -65,7 +85,7 @@ def start_embedded_worker(queues: list[str] | None = None) -> list[threading.Thr
                 redirect_stdouts=False,
             )
             thread = threading.Thread(
-                target=_run, args=(worker,), name=f"celery-{queue}", daemon=True
+                target=_run, args=(worker,), name=f"celery-{hostname}", daemon=True
             )
             thread.start()
             _started.append(thread)

@@ -358,6 +358,9 @@ def bulk_act(
             continue
         try:
             if action == "assign":
+                if assignee is None:
+                    # The bulk form's empty choice means "nobody chosen", not "unassign all".
+                    raise ValidationError({"assignee": "Choose who to assign the draft to."})
                 draft_assign(draft=draft, user=user, assignee=assignee, due_at=due_at)
             elif action in lifecycle.ACTIONS and lifecycle.ACTIONS[action].role is not None:
                 lifecycle.draft_transition(draft=draft, action=action, user=user, reason=reason)

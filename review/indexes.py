@@ -65,9 +65,18 @@ def bump(project_id: int, *, removed: bool = False) -> None:
     IndexState.objects.filter(pk=state.pk).update(**updates)
 
 
-def _state(project_id: int) -> tuple[int, int]:
-    row = IndexState.objects.filter(project_id=project_id).values_list("version", "epoch").first()
-    return row or (0, 0)
+def _state(project_id: int) -> tuple[int, str]:
+    """(version, epoch key). The epoch key carries the state row's token, so a shared Redis
+    store built for another database (recreated, restored) never counts as built for this one."""
+    row = (
+        IndexState.objects.filter(project_id=project_id)
+        .values_list("version", "epoch", "token")
+        .first()
+    )
+    if row is None:
+        return 0, "new-0"
+    version, epoch, token = row
+    return version, f"{token.hex}-{epoch}"
 
 
 @dataclass
@@ -76,7 +85,7 @@ class ProjectIndexes:
     lexical: LexicalIndex
     semantic: VectorIndex
     version: int = -1
-    epoch: int = -1
+    epoch: str = ""
     lexical_upto: int = 0  # highest SourcePassage id in the lexical index
     semantic_upto: int = 0  # highest PassageSentence id in the semantic index
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,7 +108,7 @@ class ProjectIndexes:
             self._catch_up(epoch)
             self.version, self.epoch = version, epoch
 
-    def _catch_up(self, epoch: int) -> None:
+    def _catch_up(self, epoch: str) -> None:
         marker = self._shared_marker()
         if marker is not None and marker[0] == epoch:
             # Another worker may already have added newer passages to the shared store.
@@ -150,21 +159,21 @@ class ProjectIndexes:
     def _marker_key(self) -> str:
         return f"contentstudio:plagiarism:{self.lexical.namespace}:{self.lexical.fingerprint}:built"
 
-    def _shared_marker(self) -> tuple[int, int] | None:
+    def _shared_marker(self) -> tuple[str, int] | None:
         if not settings.REDIS_URL:
             return None
         raw = _redis().get(self._marker_key())
         if not raw:
             return None
-        epoch, _, upto = raw.decode().partition(":")
-        return int(epoch), int(upto)
+        epoch, _, upto = raw.decode().rpartition("|")
+        return (epoch, int(upto)) if upto.isdigit() else None
 
-    def _set_shared_marker(self, epoch: int, upto: int) -> None:
+    def _set_shared_marker(self, epoch: str, upto: int) -> None:
         if not settings.REDIS_URL:
             return
         marker = self._shared_marker()
         if marker is None or marker[0] != epoch or marker[1] < upto:
-            _redis().set(self._marker_key(), f"{epoch}:{upto}")
+            _redis().set(self._marker_key(), f"{epoch}|{upto}")
 
 
 def _redis() -> redis.Redis:

@@ -4,6 +4,8 @@ assignments, edit locks)."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
@@ -175,6 +177,9 @@ class IndexState(models.Model):
     every change (catch up on new passages)."""
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="index_state")
+    # Names this database's index: a shared (Redis) index built for another database that had
+    # the same project id is never mistaken for this one's.
+    token = models.UUIDField(default=uuid.uuid4, editable=False)
     version = models.PositiveBigIntegerField(default=0)
     epoch = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -654,6 +654,7 @@ def import_run_execute(*, run_id: int) -> None:
     else:
         archive.finish_run(run, progress)
         run.upload.delete(save=False)
+        ImportRun.objects.filter(pk=run.pk).update(upload="")
     embed_enqueue(project_id=run.project_id)
     stream.publish_project_event(run.project_id, {"kind": "import", "id": run.pk, "done": True})
 
@@ -734,9 +735,17 @@ def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
         return 0
     embedder = _embedder()
     pieces = [(pk, p) for pk, text in pending for p in semantic.index_passages(text)]
+    # The model runs outside the transaction (slow work never holds locks).
     vectors = embedder.encode([p.text for _, p in pieces]) if pieces else np.zeros((0, 384))
     with transaction.atomic():
-        PassageSentence.objects.filter(passage_id__in=[pk for pk, _ in pending]).delete()
+        # Writers of one project take turns (ids then grow in commit order, which the indexes
+        # rely on); a concurrent run may have embedded some of these meanwhile: skip those.
+        indexes.lock(project_id)
+        still_pending = set(
+            SourcePassage.objects.filter(
+                pk__in=[pk for pk, _ in pending], embedded_at__isnull=True
+            ).values_list("pk", flat=True)
+        )
         PassageSentence.objects.bulk_create(
             [
                 PassageSentence(
@@ -747,12 +756,10 @@ def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
                     vector=semantic.to_bytes(vector, dtype="float16"),
                 )
                 for (pk, p), vector in zip(pieces, vectors, strict=True)
-            ],
-            ignore_conflicts=True,
+                if pk in still_pending
+            ]
         )
-        SourcePassage.objects.filter(pk__in=[pk for pk, _ in pending]).update(
-            embedded_at=timezone.now()
-        )
+        SourcePassage.objects.filter(pk__in=still_pending).update(embedded_at=timezone.now())
         indexes.bump(project_id)
     left = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True).count()
     stream.publish_project_event(project_id, {"kind": "embedding", "left": left})

@@ -555,27 +555,35 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     current = services.policy_get(project=project)
     errors: dict[str, list[str]] = {}
     is_admin = role_at_least(role, Role.ADMIN)
+    shown: dict[str, Any] = {
+        "toxicity_thresholds": current.toxicity_thresholds,
+        "lexical_threshold": current.lexical_threshold,
+        "semantic_threshold": current.semantic_threshold,
+        "semantic_share": current.semantic_share,
+        "blocking_rule_kinds": current.blocking_rule_kinds,
+        "rules": current.rules or {},
+    }
     if request.method == "POST":
         project, role = project_get(user=request.user, slug=slug, minimum=Role.ADMIN)
+        posted: dict[str, Any] = {
+            "toxicity_thresholds": {
+                c: request.POST.get(f"tox_{c}", "") for c in policy.DEFAULT_TOXICITY_THRESHOLDS
+            },
+            "lexical_threshold": request.POST.get("lexical_threshold"),
+            "semantic_threshold": request.POST.get("semantic_threshold"),
+            "semantic_share": request.POST.get("semantic_share"),
+            "blocking_rule_kinds": request.POST.getlist("blocking_rule_kinds"),
+            "rules": _rules_from_post(request.POST),
+        }
         try:
-            services.policy_update(
-                project=project,
-                user=request.user,
-                toxicity_thresholds={
-                    c: request.POST.get(f"tox_{c}", "") for c in policy.DEFAULT_TOXICITY_THRESHOLDS
-                },
-                lexical_threshold=request.POST.get("lexical_threshold"),
-                semantic_threshold=request.POST.get("semantic_threshold"),
-                semantic_share=request.POST.get("semantic_share"),
-                blocking_rule_kinds=request.POST.getlist("blocking_rule_kinds"),
-                rules=_rules_from_post(request.POST),
-            )
+            services.policy_update(project=project, user=request.user, **posted)
         except ValidationError as exc:
             errors = exc.message_dict
+            shown = posted  # show what was typed, with the errors, not the stored policy
         else:
             messages.success(request, "Policy saved; it applies to drafts checked from now on.")
             return redirect("policy_edit", slug=project.slug)
-    rules = current.rules or {}
+    rules = shown["rules"]
     return render(
         request,
         "review/policy.html",
@@ -583,11 +591,11 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "role": role,
             "is_admin": is_admin,
-            "policy": current,
+            "policy": shown,
             "errors": errors,
             "error_list": [(f, m) for f, ms in errors.items() for m in ms],
             "toxicity": [
-                (c, current.toxicity_thresholds.get(c, d))
+                (c, shown["toxicity_thresholds"].get(c, d))
                 for c, d in policy.DEFAULT_TOXICITY_THRESHOLDS.items()
             ],
             "rule_kinds": policy.RULE_KINDS,

