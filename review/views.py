@@ -21,7 +21,7 @@ from contentstudio.errors import Conflict, DomainError
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Membership, Project, Role, role_at_least
 from contentstudio.selectors import project_get
-from generation.models import Draft
+from generation.models import Draft, DraftStatus
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
 from review.checks.ethics import DEFAULT_RULES
@@ -81,6 +81,8 @@ def _draft_context(request: HttpRequest, project: Project, role: str, draft: Dra
         "can_edit": role_at_least(role, Role.EDITOR),
         "can_comment": role_at_least(role, Role.REVIEWER),
         "editable": draft.status in lifecycle.EDITABLE,
+        "can_recheck": draft.status in lifecycle.ACTIONS["check"].moves
+        and draft.status != DraftStatus.GENERATED,
         "actions": lifecycle.allowed_actions(draft=draft, role=role),
         "lock": editorial.lock_state(draft=draft, user=request.user),
         "body_html": sanitize(draft.body),
@@ -235,6 +237,9 @@ def draft_comment(request: HttpRequest, slug: str, draft_id: int) -> HttpRespons
     parent_id = _int(request.POST.get("parent"))
     if parent_id:
         parent = Comment.objects.filter(pk=parent_id, draft=draft).first()
+        if parent is None:
+            messages.error(request, "That comment belongs to another draft.")
+            return _back(request, project, draft)
     try:
         editorial.comment_add(
             draft=draft,

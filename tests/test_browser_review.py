@@ -5,6 +5,7 @@ editor and its diff, an approval; and two editors whose queues update live."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from generation.models import Draft, DraftStatus
-from review import services
+from review import lifecycle, services
 from review.models import Policy
 from tests.factories import ARCHIVE, FLOOD, HARBOUR, UNRELATED, make_archive, make_draft
 from tests.factories import reset_indexes as _reset_indexes
@@ -123,6 +124,12 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
     assert page.is_visible("#help")
     page.keyboard.press("Escape")
     assert page.is_hidden("#help")
+    # Enter on a focused button is the button's, not "open the focused draft".
+    page.focus("button[data-help-open]")
+    page.keyboard.press("Enter")
+    assert page.is_visible("#help") and page.url.endswith("/queue/")
+    page.keyboard.press("Escape")
+    page.focus(f'#queue-rows tr[data-draft="{copied.pk}"]')
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/p/newsroom/drafts/{copied.pk}/**")
 
@@ -142,9 +149,9 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
     page.keyboard.press("Control+End")
     page.keyboard.type(" Bob added a quote from the mayor.")
     assert page.is_visible("#editor-section"), "typing 'e' or 'a' did not trigger shortcuts"
-    page.click("#edit-save")
-    page.wait_for_url(f"**/p/newsroom/drafts/{copied.pk}/**")
-    page.wait_for_selector("#draft-status")
+    # (The URL before and after saving is the same: wait for the navigation itself.)
+    with page.expect_navigation():
+        page.click("#edit-save")
     assert "Saved as a new revision" in page.locator(".messages").inner_text()
     inserted = " ".join(page.locator("#model-diff ins").all_inner_texts())
     assert "Bob added a quote from the mayor." in inserted
@@ -156,12 +163,18 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
         timeout=90_000,
     )
     page.wait_for_selector("#action-approve")
-    page.keyboard.press("a")
-    page.wait_for_function(
-        "() => document.querySelector('#draft-status').dataset.status === 'approved'",
-        timeout=20_000,
-    )
+    with page.expect_navigation():
+        page.keyboard.press("a")
     assert page.locator("#draft-status").inner_text() == "Approved"
+    page.keyboard.press("e")
+    assert page.is_hidden("#editor-section"), "an approved draft offers no editor"
+    page.keyboard.press("c")
+    assert page.evaluate("document.activeElement.id") == "comment-body"
+    page.keyboard.type("Approved after the edit.")
+    with page.expect_navigation():
+        page.click("#comment-form button[type=submit]")
+    page.wait_for_selector("article.comment")
+    assert "Approved after the edit." in page.locator("article.comment").inner_text()
     copied.refresh_from_db()
     assert copied.status == S.APPROVED
     assert "Bob added a quote from the mayor." in copied.body
@@ -171,6 +184,7 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
         "check",
         "pass",
         "approve",
+        "comment",
     ]
     page.context.close()
 
@@ -209,14 +223,65 @@ def test_two_editors_see_each_others_queue_change_without_reloading(
     bob.wait_for_selector(
         f'#queue-rows tr[data-draft="{arrived.pk}"]', state="detached", timeout=20_000
     )
-    assert "approved" in bob.locator("#live-status").inner_text().lower()
+    bob.wait_for_function(
+        "() => document.querySelector('#live-status').textContent === 'Draft approved.'"
+    )
     assert alice.locator(f'#queue-rows tr[data-draft="{waiting.pk}"]').count() == 1
     alice.wait_for_function(
         "() => document.querySelector('#queue-count').textContent === '1 draft'"
     )
+
+    # Alice rejects the other one with r, giving a reason when asked: it leaves bob's queue.
+    alice.once("dialog", lambda dialog: dialog.accept("Off topic for us"))
+    assert focused_id(alice) == waiting.pk
+    alice.keyboard.press("r")
+    bob.wait_for_selector(
+        f'#queue-rows tr[data-draft="{waiting.pk}"]', state="detached", timeout=20_000
+    )
+    bob.wait_for_function("() => document.querySelector('#queue-count').textContent === '0 drafts'")
+    waiting.refresh_from_db()
+    assert waiting.status == S.REJECTED
+    assert waiting.events.get(action="reject").reason == "Off topic for us"
     for page in (bob, alice):
         assert page.evaluate("window.__notReloaded") is True
     arrived.refresh_from_db()
     assert arrived.status == S.APPROVED
     bob.context.close()
     alice.context.close()
+
+
+def test_pages_catch_up_with_changes_made_before_their_socket_connected(
+    asgi_server: str, browser: Any, cast: dict
+) -> None:
+    """A draft that moves between the page's render and its websocket subscription (the checks
+    of a just-saved edit often finish that fast) must still show up: each page refreshes when
+    its socket opens. The socket is held back here until the change is made."""
+    page = login(browser, asgi_server, "bob")
+
+    def pass_then_connect(draft: Draft) -> Any:
+        def handler(ws: Any) -> None:
+            lifecycle.draft_transition(
+                draft=Draft.objects.get(pk=draft.pk), action="pass", user=None
+            )
+            ws.connect_to_server()
+
+        return handler
+
+    on_page = make_draft(cast["newsroom"], cast["bob"], UNRELATED, status=S.CHECKING)
+    try:
+        page.route_web_socket(re.compile(r".*/ws/projects/.*"), pass_then_connect(on_page))
+        page.goto(f"{asgi_server}/p/newsroom/drafts/{on_page.pk}/")
+        page.wait_for_function(
+            "() => document.querySelector('#draft-status').dataset.status === 'awaiting_review'",
+            timeout=10_000,
+        )
+        assert page.is_visible("#action-approve")
+
+        for_queue = make_draft(cast["newsroom"], cast["bob"], LIBRARY_NEWS, status=S.CHECKING)
+        page.route_web_socket(re.compile(r".*/ws/queue/.*"), pass_then_connect(for_queue))
+        page.goto(f"{asgi_server}/queue/")
+        page.wait_for_selector(f'#queue-rows tr[data-draft="{for_queue.pk}"]', timeout=10_000)
+    finally:
+        # Nothing left "checking" for the worker fixture to wait on when this fails.
+        Draft.objects.filter(status=S.CHECKING).update(status=S.AWAITING_REVIEW)
+        page.context.close()

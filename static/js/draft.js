@@ -41,7 +41,10 @@
   function connect() {
     const proto = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(proto + location.host + "/ws/projects/" + page.dataset.project + "/");
-    socket.addEventListener("open", () => { retry = 500; });
+    // On every (re)connection fetch the fragments once: whatever happened between the page's
+    // render (or the last connection) and this subscription was never announced to it. (The
+    // checks of a just-saved edit often finish before the new page's socket opens.)
+    socket.addEventListener("open", () => { retry = 500; schedule(); });
     socket.addEventListener("message", (event) => {
       const msg = JSON.parse(event.data);
       if (msg.type !== "event") return;
@@ -49,7 +52,7 @@
     });
     socket.addEventListener("close", (event) => {
       if (event.code === 4401 || event.code === 4404) return;
-      setTimeout(() => { connect(); schedule(); }, retry);
+      setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     });
   }
@@ -70,7 +73,9 @@
   }
 
   async function openEditor() {
-    if (!editorSection || editing) return;
+    // Only where the panel offers editing (awaiting review, held, changes requested): "e" or
+    // ?edit=1 on an approved or checking draft must not open an editor whose save would fail.
+    if (!editorSection || editing || !document.getElementById("edit-open")) return;
     const source = document.getElementById("conflict-theirs") || document.getElementById("body-html");
     editor.replaceChildren(source.content.cloneNode(true)); // sanitised on the server
     editorSection.hidden = false;

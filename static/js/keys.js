@@ -31,6 +31,9 @@
       return;
     }
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    // Enter on a focused link or button is that control's own action (Apply, a pager link,
+    // "Approve selected"), not the page's "open the focused draft".
+    if (event.key === "Enter" && event.target.closest && event.target.closest("a, button, summary, [role=button]")) return;
     if (event.key === "?") { event.preventDefault(); openHelp(); return; }
     if (help && !help.hidden) return;
     const handler = bindings[event.key];

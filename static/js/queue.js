@@ -120,7 +120,9 @@
   function connect() {
     const proto = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(proto + location.host + "/ws/queue/");
-    socket.addEventListener("open", () => { retry = 500; live.textContent = "Live."; });
+    // Refresh on every (re)connection: changes between the page's render (or the last
+    // connection) and this subscription were never announced to it.
+    socket.addEventListener("open", () => { retry = 500; live.textContent = "Live."; schedule(); });
     socket.addEventListener("message", (event) => {
       const msg = JSON.parse(event.data);
       if (msg.type === "event" && (msg.kind === "draft" || msg.kind === "check")) schedule();
@@ -128,7 +130,7 @@
     socket.addEventListener("close", (event) => {
       live.textContent = "Reconnecting…";
       if (event.code === 4401) return;
-      setTimeout(() => { connect(); schedule(); }, retry);
+      setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     });
   }
