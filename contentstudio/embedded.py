@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import threading
+import warnings
 
 from celery import Celery
 
@@ -67,6 +68,9 @@ def worker_count(queues: list[str] | None = None) -> int:
 
 def start_embedded_worker(queues: list[str] | None = None) -> list[threading.Thread]:
     """Start the worker threads, once per process."""
+    # Celery warns when its worker runs as root; the embedded worker runs as whoever serves the
+    # studio (a container's root, often), and the warning says nothing actionable there.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser")
     with _lock:
         if _started:
             return list(_started)
