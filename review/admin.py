@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from contentstudio.admin_base import ReadOnlyAdmin
 from review.models import (
     ArchiveDocument,
     Assignment,
@@ -15,16 +16,6 @@ from review.models import (
     ImportRun,
     Policy,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit trails and check results are written by the services only."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(ArchiveDocument)

@@ -316,17 +316,14 @@ def _store_chunk(
             )
         ArchiveDocument.objects.bulk_create(documents)
         passages = [
-            SourcePassage(
+            passage
+            for document in documents
+            for passage in _passages(
+                document.text,
                 project_id=run.project_id,
                 kind=SourceKind.ARCHIVE,
                 document=document,
-                number=number,
-                start=start,
-                end=end,
-                text=document.text[start:end],
             )
-            for document in documents
-            for number, (start, end) in enumerate(split_passages(document.text))
         ]
         SourcePassage.objects.bulk_create(passages, batch_size=1000)
         progress.imported += len(documents)
@@ -338,6 +335,22 @@ def _store_chunk(
         )
         if documents:
             indexes.bump(run.project_id)
+
+
+def _passages(text: str, *, project_id: int, kind: str, **source: Any) -> list[SourcePassage]:
+    """The unsaved passages of a source text (``document=`` or ``draft=`` says whose)."""
+    return [
+        SourcePassage(
+            project_id=project_id,
+            kind=kind,
+            number=number,
+            start=start,
+            end=end,
+            text=text[start:end],
+            **source,
+        )
+        for number, (start, end) in enumerate(split_passages(text))
+    ]
 
 
 def finish_run(run: ImportRun, progress: Progress | None, *, error: str = "") -> None:
@@ -364,18 +377,7 @@ def publication_add(draft: Draft) -> int:
     text = html_to_text(draft.body)
     indexes.lock(draft.project_id)
     SourcePassage.objects.filter(draft=draft).delete()
-    passages = [
-        SourcePassage(
-            project_id=draft.project_id,
-            kind=SourceKind.PUBLISHED,
-            draft=draft,
-            number=number,
-            start=start,
-            end=end,
-            text=text[start:end],
-        )
-        for number, (start, end) in enumerate(split_passages(text))
-    ]
+    passages = _passages(text, project_id=draft.project_id, kind=SourceKind.PUBLISHED, draft=draft)
     SourcePassage.objects.bulk_create(passages)
     indexes.bump(draft.project_id, removed=True)
     return len(passages)

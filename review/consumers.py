@@ -1,81 +1,52 @@
-"""Websocket for everything that changes in a project: drafts arriving and moving, check
-results, import and indexing progress. The queue and the draft page listen to it."""
+"""Websockets for what changes in projects: drafts arriving and moving, check results, import
+and indexing progress. The draft page listens to its project; the queue to all of the user's."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from contentstudio.consumers import StudioConsumer
 from contentstudio.models import Project
 from contentstudio.selectors import membership_role
 from generation import stream
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
 
-
-def _project_for(user: Any, slug: str) -> Project | None:
+def _project_group(user: Any, slug: str) -> list[str] | None:
     project = Project.objects.filter(slug=slug).first()
     if project is None or membership_role(user=user, project=project) is None:
         return None
-    return project
+    return [stream.project_group(project.pk)]
 
 
-class ProjectConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        slug = self.scope["url_route"]["kwargs"]["slug"]
-        project = await database_sync_to_async(_project_for)(user, slug)
-        if project is None:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        self.group = stream.project_group(project.pk)
-        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send_json({"type": "hello", "project": slug})
-
-    async def disconnect(self, code: int) -> None:
-        group = getattr(self, "group", None)
-        if group:
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def project_event(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "event", **event["payload"]})
-
-
-def _project_ids(user: Any) -> list[int]:
+def _queue_groups(user: Any) -> list[str]:
     from review.queue import visible_projects
 
-    return list(visible_projects(user=user).values_list("pk", flat=True))
+    return [
+        stream.project_group(pk) for pk in visible_projects(user=user).values_list("pk", flat=True)
+    ]
 
 
-class QueueConsumer(AsyncJsonWebsocketConsumer):
-    """The queue spans every project of the user: listen to all of their project groups."""
+class ProjectConsumer(StudioConsumer):
+    async def groups_for(self, user: Any) -> list[str] | None:
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        return await database_sync_to_async(_project_group)(user, slug)
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        self.groups_joined = [
-            stream.project_group(pk) for pk in await database_sync_to_async(_project_ids)(user)
-        ]
-        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-        await self.send_json({"type": "hello", "projects": len(self.groups_joined)})
-
-    async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+    async def on_joined(self) -> None:
+        await self.send_json(
+            {"type": "hello", "project": self.scope["url_route"]["kwargs"]["slug"]}
+        )
 
     async def project_event(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "event", **event["payload"]})
+
+
+class QueueConsumer(ProjectConsumer):
+    """The queue spans every project of the user (as of connecting; the page reconnects)."""
+
+    async def groups_for(self, user: Any) -> list[str] | None:
+        return await database_sync_to_async(_queue_groups)(user)
+
+    async def on_joined(self) -> None:
+        await self.send_json({"type": "hello", "projects": len(self.joined)})

@@ -157,6 +157,10 @@ def _back(request: HttpRequest, project: Project, draft: Draft) -> HttpResponse:
     return redirect(f"{target}?{urlencode({'q': q})}" if q else target)
 
 
+def _error_text(exc: DomainError | ValidationError) -> str:
+    return exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
@@ -221,8 +225,7 @@ def draft_edit(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
         }
         return _back(request, project, draft)
     except (DomainError, ValidationError) as exc:
-        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
-        messages.error(request, text)
+        messages.error(request, _error_text(exc))
         return _back(request, project, draft)
     messages.success(request, "Saved as a new revision; the checks are running again.")
     return _back(request, project, draft)
@@ -249,8 +252,7 @@ def draft_comment(request: HttpRequest, slug: str, draft_id: int) -> HttpRespons
             parent=parent,
         )
     except (DomainError, ValidationError) as exc:
-        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
-        messages.error(request, text)
+        messages.error(request, _error_text(exc))
     return _back(request, project, draft)
 
 
@@ -263,8 +265,7 @@ def draft_assign(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse
         assignee, due_at = _assignee_and_due(request)
         editorial.draft_assign(draft=draft, user=request.user, assignee=assignee, due_at=due_at)
     except (DomainError, ValidationError) as exc:
-        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
-        messages.error(request, text)
+        messages.error(request, _error_text(exc))
     else:
         messages.success(request, "Assignment saved.")
     return _back(request, project, draft)
@@ -319,8 +320,7 @@ def draft_regenerate(request: HttpRequest, slug: str, draft_id: int) -> HttpResp
     try:
         job = editorial.draft_regenerate(draft=draft, user=request.user)
     except (DomainError, ValidationError) as exc:
-        text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
-        messages.error(request, text)
+        messages.error(request, _error_text(exc))
         return _back(request, project, draft)
     return redirect("job_detail", slug=project.slug, job_id=job.pk)
 

@@ -1,0 +1,49 @@
+"""The base of every websocket consumer: authentication in connect, groups, close codes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from generation import stream
+
+# 4401 not logged in; 4404 no such object or not a member (never tell which).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class StudioConsumer(AsyncJsonWebsocketConsumer):
+    """Subclasses implement ``groups_for(user)``: the groups to join, or None to refuse."""
+
+    joined: list[str]
+
+    async def groups_for(self, user: Any) -> list[str] | None:
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        self.joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        groups = await self.groups_for(user)
+        if groups is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # The in-memory layer only reaches consumers of this loop: the publisher must use it.
+        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
+        # Join before sending any state: every frame published after that state arrives.
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = groups
+        await self.accept()
+        await self.on_joined()
+
+    async def on_joined(self) -> None:
+        """Send the state so far (called once the groups are joined)."""
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
