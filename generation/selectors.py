@@ -57,12 +57,12 @@ def job_snapshot(*, job_id: int) -> dict[str, Any]:
     candidates = list(
         Candidate.objects.filter(job_id=job_id).select_related("draft").order_by("index")
     )
-    live = stream.live_state(job_id) if not job.is_final else None
-    seq = live["seq"] if live else 0
-    if job.is_final:
-        # A final status frame may still be in flight: keep its seq comparable.
-        final_live = stream.live_state(job_id)
-        seq = final_live["seq"] if final_live else 0
+    state = stream.live_state(job_id)
+    # The sequence number always comes from the live state (a final frame may still be in
+    # flight: the client must be able to tell it is already included); its texts only matter
+    # while the job runs.
+    seq = state["seq"] if state else 0
+    live = None if job.is_final else state
     rows = []
     for c in candidates:
         draft = getattr(c, "draft", None)

@@ -10,6 +10,7 @@ policy: ``awaiting_review``, or ``held`` with the reasons. A check that cannot r
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -352,14 +353,17 @@ def _run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
 
 
 _embedders: dict[str, semantic.Embedder] = {}
+_embedders_lock = threading.Lock()
 
 
 def _embedder() -> semantic.Embedder:
+    """The sentence embedder of this process, loaded on first use (and once)."""
     path = settings.EMBEDDING_MODEL_PATH or None
     key = path or "default"
-    if key not in _embedders:
-        _embedders[key] = semantic.Embedder(model_path=path, device=settings.CHECKS_DEVICE)
-    return _embedders[key]
+    with _embedders_lock:
+        if key not in _embedders:
+            _embedders[key] = semantic.Embedder(model_path=path, device=settings.CHECKS_DEVICE)
+        return _embedders[key]
 
 
 def _run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
