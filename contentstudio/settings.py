@@ -255,7 +255,6 @@ MEDIA_URL = "/media-not-served/"
 # --- Editorial workflow -------------------------------------------------------------------
 # An editor's soft lock on a draft lasts this long unless the open editor renews it.
 EDIT_LOCK_SECONDS = _env_int("CONTENTSTUDIO_EDIT_LOCK_SECONDS", 120, minimum=10)
-QUEUE_PAGE_SIZE = 50
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -486,10 +486,6 @@ def get_engine(spec: ModelSpec, *, cache_root: Path) -> Engine:
         return engine
 
 
-def forget_engines() -> None:
-    with _engines_lock:
-        _engines.clear()
-
 
 def configure_torch_threads(threads: int) -> int:
     import torch

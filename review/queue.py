@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import F, Q, QuerySet
 from django.http import QueryDict
-from django.utils import timezone
 
 from contentstudio.models import Membership, Project, Role
 from generation.models import Draft, DraftStatus, LanguageModel, PromptTemplate
@@ -200,11 +199,3 @@ def neighbours(*, user: AbstractBaseUser, filters: QueueFilters, draft: Draft) -
         "next": ids[at + 1] if at + 1 < len(ids) else None,
     }
 
-
-def age_label(created_at: Any) -> str:
-    seconds = (timezone.now() - created_at).total_seconds()
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h"
-    return f"{int(seconds // 86400)} d"

@@ -63,14 +63,11 @@ def draft_review_context(*, draft: Draft) -> dict[str, Any]:
     if last_route is not None and last_route.action == "hold":
         hold_reasons = (last_route.data or {}).get("reasons", [])
     return {
-        "plain_text": text,
         "segments": highlight.segments(text, spans),
         "checks": checks,
-        "checks_by_kind": by_kind,
         "side_by_side": side_by_side,
         "paraphrases": paraphrases,
         "hold_reasons": hold_reasons,
-        "kind_labels": highlight.KIND_LABELS,
         "legend": [
             (kind, label, sum(1 for s in spans if s.get("kind") == kind))
             for kind, label in highlight.KIND_LABELS.items()

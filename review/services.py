@@ -125,7 +125,7 @@ def _policy_view(p: Policy) -> policy.PolicyView:
         "toxicity_thresholds": p.toxicity_thresholds,
         "lexical_threshold": p.lexical_threshold,
         "semantic_threshold": p.semantic_threshold,
-        "semantic_share": getattr(p, "semantic_share", policy.DEFAULT_SEMANTIC_SHARE),
+        "semantic_share": p.semantic_share,
         "blocking_rule_kinds": p.blocking_rule_kinds,
     }
 

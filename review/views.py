@@ -24,7 +24,6 @@ from contentstudio.selectors import project_get
 from generation.models import Draft, DraftStatus
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
-from review.checks.ethics import DEFAULT_RULES
 from review.models import (
     ArchiveDocument,
     Comment,
@@ -216,16 +215,14 @@ def draft_edit(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse:
             expected_version=_int(request.POST.get("version")) or -1,
             note=request.POST.get("note", ""),
         )
-    except Conflict as exc:
-        # Keep what they wrote and what changed, shown once on the page they return to.
-        request.session[f"conflict-{draft.pk}"] = {
-            "message": exc.message,
-            "theirs": sanitize(request.POST.get("body", "")),
-            "diff": exc.current.get("diff", []),
-        }
-        return _back(request, project, draft)
     except (DomainError, ValidationError) as exc:
-        messages.error(request, _error_text(exc))
+        # Never lose what they wrote: it comes back in the editor, with the reason (and, for a
+        # stale version, what changed), shown once on the page they return to.
+        request.session[f"conflict-{draft.pk}"] = {
+            "message": _error_text(exc),
+            "theirs": sanitize(request.POST.get("body", "")),
+            "diff": exc.current.get("diff", []) if isinstance(exc, Conflict) else [],
+        }
         return _back(request, project, draft)
     messages.success(request, "Saved as a new revision; the checks are running again.")
     return _back(request, project, draft)
@@ -610,7 +607,6 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             ),
             "blocked_text": "\n".join(rules.get("blocked_terms", [])),
             "disclosure_text": "\n".join(rules.get("required_disclosures", [])),
-            "default_rules": DEFAULT_RULES,
         },
         status=400 if errors else 200,
     )

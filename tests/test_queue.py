@@ -657,3 +657,19 @@ def test_hostile_archive_documents_are_escaped_in_matches_and_hold_reasons(
     lexical = next(c for c in api["checks"] if c["kind"] == "lexical")
     assert lexical["scores"]["best_source"] == f"Bridge {PAYLOAD}", "the API keeps the data as is"
     reset_indexes()
+
+
+def test_a_refused_edit_gives_the_text_back_with_the_reason(cast: dict) -> None:
+    d = draft(cast)
+    bob = browser_for(cast["bob"])
+    too_long = "<p>" + "word " * 50_000 + "</p>"
+    response = bob.post(
+        f"/p/newsroom/drafts/{d.pk}/edit/",
+        {"body": too_long, "version": d.version},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Not saved" in page and "At most" in page
+    assert page.count("word word word") > 0, "what they wrote comes back in the editor"
+    d.refresh_from_db()
+    assert "word word word" not in d.body
