@@ -486,7 +486,6 @@ def get_engine(spec: ModelSpec, *, cache_root: Path) -> Engine:
         return engine
 
 
-
 def configure_torch_threads(threads: int) -> int:
     import torch
 

@@ -198,4 +198,3 @@ def neighbours(*, user: AbstractBaseUser, filters: QueueFilters, draft: Draft) -
         "previous": ids[at - 1] if at > 0 else None,
         "next": ids[at + 1] if at + 1 < len(ids) else None,
     }
-
