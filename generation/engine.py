@@ -85,6 +85,10 @@ class CandidateOutput:
     finish_reason: str = ""
     first_token_at: float | None = None
     finished_at: float | None = None
+    # Tokens written; a remote server reports them without the ids.
+    completion_tokens: int = 0
+    # Prompt tokens as counted by whoever ran the model (None: the runner's own count).
+    prompt_tokens: int | None = None
 
 
 # --- Sources ---------------------------------------------------------------------------------
@@ -329,6 +333,7 @@ class Engine:
         now = time.monotonic()
         for out in outputs:
             out.text = clean_text(self.tokenizer.decode(out.token_ids, skip_special_tokens=True))
+            out.completion_tokens = len(out.token_ids)
             if not out.finished:
                 out.finished = True
                 out.finished_at = now

@@ -33,6 +33,27 @@ class DType(models.TextChoices):
     BFLOAT16 = "bfloat16", "bfloat16"
 
 
+class BackendKind(models.TextChoices):
+    # PyTorch: any hub id, local directory or packaged GGUF; the GPU path (fp16/bf16 on CUDA).
+    TRANSFORMERS = "transformers", "transformers (PyTorch)"
+    # ONNX Runtime GenAI on a copy converted once (generation.backends.convert); fast on CPU.
+    ONNX = "onnx", "ONNX Runtime GenAI"
+    # A server speaking the OpenAI API (vLLM, llama.cpp server, transformers serve, TGI).
+    OPENAI = "openai", "OpenAI-compatible server"
+
+
+class OnnxPrecision(models.TextChoices):
+    AUTO = "auto", "Chosen by measurement (int4 if within 5% perplexity, else int8)"
+    INT4 = "int4", "int4"
+    INT8 = "int8", "int8"
+    FP32 = "fp32", "fp32"
+
+
+class ServerApi(models.TextChoices):
+    COMPLETIONS = "completions", "/v1/completions (the studio applies the chat template)"
+    CHAT = "chat", "/v1/chat/completions (the server applies its chat template)"
+
+
 class LanguageModel(models.Model):
     """A model configuration that admins manage; workers load it once per process."""
 
@@ -47,6 +68,38 @@ class LanguageModel(models.Model):
     dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.AUTO)
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
+    # Which engine runs the model (generation/backends/); the rest of the path is the same.
+    backend = models.CharField(
+        max_length=20, choices=BackendKind.choices, default=BackendKind.TRANSFORMERS
+    )
+    # ONNX: the precision asked for; the conversion writes where it went and what it measured.
+    onnx_precision = models.CharField(
+        max_length=10, choices=OnnxPrecision.choices, default=OnnxPrecision.AUTO
+    )
+    onnx_dir = models.CharField(max_length=500, blank=True)
+    onnx_conversion = models.JSONField(default=dict, blank=True)
+    # OpenAI-compatible server. The key is stored for the workers and never shown again.
+    server_url = models.CharField(
+        max_length=500, blank=True, help_text="Base URL with /v1, e.g. http://vllm.internal:8000/v1"
+    )
+    server_model = models.CharField(
+        max_length=200, blank=True, help_text="The model name the server serves."
+    )
+    server_api_key = models.CharField(max_length=500, blank=True)
+    server_api = models.CharField(
+        max_length=20, choices=ServerApi.choices, default=ServerApi.COMPLETIONS
+    )
+    server_timeout = models.FloatField(
+        default=60.0, validators=[MinValueValidator(0.1)], help_text="Seconds per read."
+    )
+    server_max_retries = models.PositiveSmallIntegerField(
+        default=2, validators=[MaxValueValidator(10)]
+    )
+    server_honours_n = models.BooleanField(
+        default=False,
+        help_text="Send one request with n (vLLM) instead of one per candidate; candidates then "
+        "no longer have a seed each.",
+    )
     # The most new tokens a request may ask for; prompt + output must also fit the context.
     max_new_tokens_limit = models.PositiveIntegerField(
         default=1024, validators=[MinValueValidator(1)]
@@ -66,6 +119,8 @@ class LanguageModel(models.Model):
     last_check_ok = models.BooleanField(null=True)
     last_check_message = models.TextField(blank=True)
     last_check_load_seconds = models.FloatField(null=True, blank=True)
+    # Per backend: {"onnx": {"ok": true, "message": "...", "at": "..."}, ...}
+    backend_checks = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,6 +142,21 @@ class LanguageModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from urllib.parse import urlsplit
+
+        from django.core.exceptions import ValidationError
+
+        if self.backend == BackendKind.OPENAI:
+            errors = {}
+            parts = urlsplit(self.server_url or "")
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                errors["server_url"] = "A base URL like http://host:8000/v1 is required."
+            if not self.server_model.strip():
+                errors["server_model"] = "The name of the model the server serves is required."
+            if errors:
+                raise ValidationError(errors)
 
     def default_settings(self) -> dict[str, float | int]:
         return {
@@ -345,6 +415,9 @@ class Draft(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     finish_reason = models.CharField(max_length=20, blank=True)
+    # The engine that wrote it: {"backend", "version", "weights" (checksum or revision),
+    # "precision", "device", "sampler", "threads", "server"}; see generation.backends.base.
+    engine = models.JSONField(default=dict, blank=True)
     # {"queue_seconds", "load_seconds", "ttft_seconds", "generation_seconds", "tokens_per_second"}
     timings = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def corpus_sample(max_chars: int = 400_000) -> list[str]:
@@ -82,6 +83,73 @@ def build_tiny_gpt2(
         eos_token_id=tokenizer.eos_token_id,
     )
     model = GPT2LMHeadModel(config)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _train_tokenizer(sample: list[str], *, vocab_size: int, model_max_length: int) -> Any:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        sample,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",  # noqa: S106 - a token, not a password
+        eos_token="<|endoftext|>",  # noqa: S106
+        unk_token="<|endoftext|>",  # noqa: S106
+        model_max_length=model_max_length,
+    )
+
+
+def build_tiny_llama(
+    out_dir: Path | str,
+    *,
+    texts: Iterable[str] | None = None,
+    n_layer: int = 2,
+    hidden: int = 64,
+    n_head: int = 4,
+    max_positions: int = 512,
+    vocab_size: int = 2000,
+    seed: int = 0,
+) -> Path:
+    """A randomly initialised Llama-shaped model (the default SmolLM2's architecture), small.
+
+    ONNX Runtime GenAI's model builder takes Llama but not GPT-2, so the ONNX backend's tests
+    convert this one, exactly as setup converts the default model.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    sample = list(texts) if texts is not None else corpus_sample()
+    tokenizer = _train_tokenizer(sample, vocab_size=vocab_size, model_max_length=max_positions)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_head // 2,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

@@ -1,0 +1,213 @@
+"""The one interface every generation backend implements, and what they share.
+
+No ORM here: the runner copies a ``BackendConfig`` off a ``LanguageModel`` row, asks
+``generation.backends.get_backend`` for the loaded backend and calls ``generate``. Whatever the
+backend, the runner's streaming, saving, cancelling, provenance and review paths are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from generation.engine import (
+    CandidateOutput,
+    ModelLoadError,
+    PromptTooLong,
+    SamplingSettings,
+    clean_text,
+)
+
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "BackendError",
+    "CandidateOutput",
+    "IncrementalDecoder",
+    "ModelLoadError",
+    "OnDelta",
+    "PromptTooLong",
+    "Provenance",
+    "SamplingSettings",
+    "ShouldStop",
+    "file_checksum",
+]
+
+# Per step, per candidate: the new text ("" while a character is incomplete or at the end),
+# or None when that candidate wrote nothing in this step (finished, or not its turn).
+OnDelta = Callable[[list[str | None]], None]
+ShouldStop = Callable[[], bool]
+
+
+class BackendError(Exception):
+    """Generation failed for a reason people can act on; the message is shown as it is."""
+
+
+class Provenance(TypedDict, total=False):
+    backend: str  # transformers | onnx | openai
+    version: str  # e.g. "onnxruntime-genai 0.18.0"
+    weights: str  # "sha256:..." of the weights file, a hub revision, or the server's model id
+    precision: str
+    device: str
+    sampler: str  # how a seed becomes tokens (see generation.backends.sampling)
+    threads: int
+    server: str  # the OpenAI-compatible base URL (never the key)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What a worker needs to load a backend, copied off a LanguageModel row."""
+
+    backend: str  # transformers | onnx | openai
+    source_kind: str = "local"
+    source: str = ""
+    revision: str = ""
+    device: str = "auto"
+    dtype: str = "auto"
+    # onnx: the converted model directory and the precision it was built with.
+    onnx_dir: str = ""
+    onnx_precision: str = ""
+    # openai: the server, the model name it serves, the key (never logged), the API flavour.
+    base_url: str = ""
+    remote_model: str = ""
+    api_key: str = field(default="", repr=False)
+    api_mode: str = "completions"  # completions | chat
+    timeout: float = 60.0
+    max_retries: int = 2
+    server_honours_n: bool = False
+    model_name: str = ""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        # The key's digest, not the key: two configs differing only by key are two backends.
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16] if self.api_key else ""
+        return (
+            self.backend,
+            self.source_kind,
+            self.source,
+            self.revision,
+            self.device,
+            self.dtype,
+            self.onnx_dir,
+            self.base_url,
+            self.remote_model,
+            digest,
+            self.api_mode,
+            self.timeout,
+            self.max_retries,
+            self.server_honours_n,
+        )
+
+
+class Backend(ABC):
+    """A loaded model behind one interface. Instances live for the worker process and are used
+    by several jobs at once (each call of ``generate`` keeps its own state)."""
+
+    name: str = ""
+    load_seconds: float = 0.0
+    context_length: int | None = None
+    device: str = "cpu"
+
+    @abstractmethod
+    def provenance(self) -> Provenance:
+        """Backend, version and weights checksum or revision: copied into every draft."""
+
+    @abstractmethod
+    def render_prompt(self, *, system: str, user: str) -> str:
+        """The exact text the model sees (the chat template where there is one)."""
+
+    @abstractmethod
+    def count_tokens(self, prompt: str) -> int | None:
+        """Prompt tokens, or None where only the server knows (it reports them later)."""
+
+    @abstractmethod
+    def generate(
+        self,
+        *,
+        prompt: str,
+        n: int,
+        seeds: Sequence[int],
+        settings: SamplingSettings,
+        on_delta: OnDelta | None = None,
+        should_stop: ShouldStop | None = None,
+        temperatures: Sequence[float] | None = None,
+    ) -> list[CandidateOutput]:
+        """Write ``n`` candidates of ``prompt``, candidate i sampling with ``seeds[i]``.
+
+        Streams through ``on_delta`` (one call per step, a list of ``n`` entries); polls
+        ``should_stop`` and, when it says so, ends the unfinished candidates with finish reason
+        "cancelled". Returns per candidate its text, token count (``completion_tokens``) and
+        finish reason (eos | length | cancelled). Raises PromptTooLong or BackendError with a
+        message people can act on.
+        """
+
+    def check(self) -> str:
+        """Generate a few tokens; a one-line report for the admin's check action."""
+        prompt = self.render_prompt(system="", user="Write one sentence about the weather.")
+        started = time.monotonic()
+        out = self.generate(
+            prompt=prompt,
+            n=1,
+            seeds=[0],
+            settings=SamplingSettings(max_new_tokens=16, temperature=0.0),
+        )[0]
+        prov = self.provenance()
+        return (
+            f"{prov.get('backend')} ({prov.get('version')}; weights {prov.get('weights', '?')}) "
+            f"loaded in {self.load_seconds:.1f} s on {self.device}; test output "
+            f"({out.completion_tokens} tokens in {time.monotonic() - started:.1f} s): "
+            f"{out.text.strip()[:300]!r}"
+        )
+
+
+class IncrementalDecoder:
+    """Token ids to text deltas for one candidate, never half a UTF-8 character.
+
+    As in text-generation-inference: decode a short window and emit only complete characters.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self.ids: list[int] = []
+        self._prefix_offset = 0
+        self._read_offset = 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(int(token))
+        prefix = self._decode(self.ids[self._prefix_offset : self._read_offset])
+        full = self._decode(self.ids[self._prefix_offset :])
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            self._prefix_offset, self._read_offset = self._read_offset, len(self.ids)
+            return clean_text(full[len(prefix) :])
+        return ""
+
+    def text(self) -> str:
+        return clean_text(self._decode(self.ids))
+
+
+def file_checksum(path: Path, *, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, as "sha256:<hex>"."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def weights_checksum(directory: Path) -> str:
+    """One checksum over a model directory's weight files (recorded at conversion/load time)."""
+    names = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix in {".safetensors", ".bin", ".onnx", ".data", ".gguf"}
+    )
+    digest = hashlib.sha256()
+    for p in names:
+        digest.update(p.name.encode())
+        digest.update(file_checksum(p).encode())
+    return f"sha256:{digest.hexdigest()}"

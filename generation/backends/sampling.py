@@ -1,0 +1,99 @@
+"""Per-candidate sampling on numpy logits, shared by the local backends (transformers, ONNX).
+
+Why our own sampler: ONNX Runtime GenAI (like CTranslate2) seeds sampling per generator, not per
+row, and transformers' ``generate`` draws every row from one global RNG; so neither can give each
+candidate of a batch its own reproducible seed. Here every candidate owns a
+``numpy.random.Generator(PCG64(seed))`` and the engine only computes logits: the backend then
+forces the chosen token (a one-hot row for ONNX Runtime GenAI, the next input for transformers).
+
+What makes a candidate reproducible (recorded in each draft's provenance as ``sampler``): the
+candidate's seed, its settings, this sampler's version, and bit-identical logits, i.e. the same
+backend build, weights checksum and thread count on the same kind of CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from generation.engine import SamplingSettings
+
+SAMPLER_VERSION = "studio-pcg64-topk-topp-v1"
+
+
+def _banned_ngram_tokens(history: Sequence[int], size: int) -> list[int]:
+    """Tokens that would repeat an n-gram of ``size`` already in ``history`` (as HF does)."""
+    if size <= 0 or len(history) < size:
+        return []
+    prefix = tuple(history[len(history) - size + 1 :])
+    banned = []
+    for start in range(len(history) - size + 1):
+        if tuple(history[start : start + size - 1]) == prefix:
+            banned.append(history[start + size - 1])
+    return banned
+
+
+class RowSampler:
+    """Chooses the next token of every candidate, each from its own random stream."""
+
+    def __init__(
+        self,
+        *,
+        seeds: Sequence[int],
+        settings: SamplingSettings,
+        eos_ids: Sequence[int],
+        temperatures: Sequence[float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.temperatures = (
+            list(temperatures) if temperatures else [settings.temperature] * len(seeds)
+        )
+        self.rngs = [np.random.Generator(np.random.PCG64(int(s) % 2**63)) for s in seeds]
+        self.eos_ids = [int(e) for e in eos_ids]
+        self.top_k = max(0, int(settings.top_k or 0))
+        self.top_p = float(settings.top_p) if 0 < settings.top_p < 1.0 else 1.0
+
+    def choose(self, row: int, logits: np.ndarray, history: Sequence[int], step: int) -> int:
+        """The token candidate ``row`` writes at ``step`` given next-token ``logits``.
+
+        ``history`` is the prompt followed by what the candidate wrote so far (the repetition
+        penalty and the n-gram ban look at both, as in transformers).
+        """
+        s = self.settings
+        x = np.asarray(logits, dtype=np.float32).copy()
+        if s.repetition_penalty != 1.0 and len(history):
+            seen = np.unique(np.asarray(history, dtype=np.int64))
+            seen = seen[seen < x.shape[0]]
+            values = x[seen]
+            x[seen] = np.where(
+                values < 0, values * s.repetition_penalty, values / s.repetition_penalty
+            )
+        if s.no_repeat_ngram_size:
+            banned = _banned_ngram_tokens(history, s.no_repeat_ngram_size)
+            if banned:
+                x[banned] = -np.inf
+        if step < s.min_new_tokens and self.eos_ids:
+            x[self.eos_ids] = -np.inf
+        temperature = self.temperatures[row]
+        if temperature <= 0:
+            return int(np.argmax(x))
+        x = x / temperature
+        k = self.top_k if self.top_k and self.top_k < x.shape[0] else x.shape[0]
+        top = np.argpartition(x, -k)[-k:] if k < x.shape[0] else np.arange(x.shape[0])
+        # Sort the k finalists (ties by token id, so the order never depends on the partition).
+        order = np.lexsort((top, -x[top]))
+        top = top[order]
+        values = x[top].astype(np.float64)
+        values -= values[0]
+        probs = np.exp(values)
+        probs /= probs.sum()
+        if self.top_p < 1.0:
+            cumulative = np.cumsum(probs)
+            # Drop a token when the tokens ranked above it already reach top_p; the first stays.
+            keep = (cumulative - probs) < self.top_p
+            probs = np.where(keep, probs, 0.0)
+            probs /= probs.sum()
+        draw = self.rngs[row].random()
+        index = int(np.searchsorted(np.cumsum(probs), draw, side="right"))
+        return int(top[min(index, len(top) - 1)])
