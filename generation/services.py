@@ -21,6 +21,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import InvalidTransition
 from contentstudio.html import text_to_html
 from contentstudio.models import Project, Role
@@ -28,10 +29,10 @@ from contentstudio.selectors import require_role
 from generation import engine as engine_mod
 from generation import signals, stream
 from generation.models import (
+    DRAFT_INITIAL_STATUS,
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
@@ -386,7 +387,7 @@ def job_create(
         stream.live_state_clear(job.pk)
         tasks.job_run.delay_on_commit(job.pk)
         transaction.on_commit(
-            lambda: stream.publish_project_event(
+            lambda: realtime.publish_project_event(
                 project.pk, {"kind": "job", "id": job.pk, "status": job.status}
             )
         )
@@ -456,7 +457,7 @@ def _announce_final(job_id: int) -> None:
     js.seq = (live or {}).get("seq", 0)
     js.texts = [s["text"] for s in states]
     js.status(job.status, error=job.error, candidates=[{**s, "text": ""} for s in states])
-    stream.publish_project_event(
+    realtime.publish_project_event(
         job.project_id, {"kind": "job", "id": job.pk, "status": job.status}
     )
 
@@ -622,7 +623,9 @@ def _job_run(job_id: int) -> None:
         max_delay=django_settings.STREAM_MAX_FRAME_DELAY,
     )
     js.status(JobStatus.RUNNING, candidates=_candidate_states(job.pk))
-    stream.publish_project_event(job.project_id, {"kind": "job", "id": job.pk, "status": "running"})
+    realtime.publish_project_event(
+        job.project_id, {"kind": "job", "id": job.pk, "status": "running"}
+    )
 
     try:
         engine = engine_mod.get_engine(
@@ -751,7 +754,7 @@ def _job_finish(
                     title=_draft_title(job, candidate.text),
                     model_output=candidate.text,
                     body=text_to_html(candidate.text),
-                    status=DraftStatus.GENERATED,
+                    status=DRAFT_INITIAL_STATUS,
                     model=job.model,
                     model_name=job.model.name,
                     model_source=job.model.source,
@@ -797,7 +800,7 @@ def _job_finish(
             draft_id=draft.pk,
             url=reverse("draft_detail", args=[job.project.slug, draft.pk]),
         )
-    stream.publish_project_event(
+    realtime.publish_project_event(
         job.project_id,
         {"kind": "job", "id": job.pk, "status": job.status, "drafts": [d.pk for d in created]},
     )

@@ -23,14 +23,15 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition
 from contentstudio.html import html_to_text
 from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
-from generation import stream
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import archive, indexes, lifecycle, policy
 from review.checks import ethics, plagiarism, semantic, toxicity
+from review.lifecycle import DraftStatus
 from review.models import (
     ArchiveDocument,
     CheckKind,
@@ -157,7 +158,7 @@ def draft_checks_rerun(*, draft: Draft, user: AbstractBaseUser) -> Draft:
     require_role(user=user, project=draft.project, minimum=Role.EDITOR)
     if draft.status not in lifecycle.ACTIONS["check"].moves:
         raise InvalidTransition(
-            f"A draft that is {draft.get_status_display().lower()} is not checked again."
+            f"A draft that is {lifecycle.status_label(draft.status).lower()} is not checked again."
         )
     return draft_checks_start(draft=draft, user=user)
 
@@ -532,7 +533,7 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
             },
         )
         outcomes.append({"kind": kind, **outcome})
-        stream.publish_project_event(
+        realtime.publish_project_event(
             draft.project_id,
             {
                 "kind": "check",
@@ -642,7 +643,7 @@ def import_run_execute(*, run_id: int) -> None:
         run.total = total
 
         def report(p: archive.Progress) -> None:
-            stream.publish_project_event(
+            realtime.publish_project_event(
                 run.project_id,
                 {"kind": "import", "id": run.pk, "processed": p.processed, "total": total},
             )
@@ -660,7 +661,7 @@ def import_run_execute(*, run_id: int) -> None:
         run.upload.delete(save=False)
         ImportRun.objects.filter(pk=run.pk).update(upload="")
     embed_enqueue(project_id=run.project_id)
-    stream.publish_project_event(run.project_id, {"kind": "import", "id": run.pk, "done": True})
+    realtime.publish_project_event(run.project_id, {"kind": "import", "id": run.pk, "done": True})
 
 
 def import_path(
@@ -766,7 +767,7 @@ def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
         SourcePassage.objects.filter(pk__in=still_pending).update(embedded_at=timezone.now())
         indexes.bump(project_id)
     left = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True).count()
-    stream.publish_project_event(project_id, {"kind": "embedding", "left": left})
+    realtime.publish_project_event(project_id, {"kind": "embedding", "left": left})
     return left
 
 

@@ -20,11 +20,11 @@ from generation.models import (
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
 )
+from review.lifecycle import DraftStatus
 from tests.conftest import wait_for
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}

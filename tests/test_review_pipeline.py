@@ -17,11 +17,12 @@ from django.db.models import F
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from generation.signals import draft_created
 from review import policy, services, tasks
 from review.checks import plagiarism, toxicity
 from review.checks.semantic import index_passages
+from review.lifecycle import DraftStatus
 from review.models import CheckResult, DraftEvent
 from tests.factories import (
     ARCHIVE,
