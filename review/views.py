@@ -24,6 +24,7 @@ from contentstudio.selectors import project_get
 from generation.models import Draft
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
+from review.checks import ethics
 from review.lifecycle import DraftStatus
 from review.models import (
     ArchiveDocument,
@@ -602,7 +603,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 (c, shown["toxicity_thresholds"].get(c, d))
                 for c, d in policy.DEFAULT_TOXICITY_THRESHOLDS.items()
             ],
-            "rule_kinds": policy.RULE_KINDS,
+            "rule_kinds": ethics.RULE_KINDS,
             "rules": rules,
             "regex_text": "\n".join(
                 f"{r['name']}: {r['pattern']}" for r in rules.get("regexes", [])

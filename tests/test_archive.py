@@ -685,7 +685,7 @@ def test_passages_embed_stores_sentence_vectors_in_batches_and_the_index_finds_t
     # the semantic index of this process holds them, and a sentence finds itself
     project_indexes = indexes.indexes_for(project.pk)
     assert len(project_indexes.semantic) == PassageSentence.objects.count()
-    embedder = services._embedder()
+    embedder = services.get_embedder()
     flood_passage = SourcePassage.objects.get(document__title=doc(FLOOD)["title"])
     sentence = semantic.index_passages(flood_passage.text)[2]
     [[(key, score), *_]] = project_indexes.semantic.search(embedder.encode([sentence.text]), k=3)
