@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from generation import stream
+from contentstudio import realtime
 
 # 4401 not logged in; 4404 no such object or not a member (never tell which).
 CLOSE_UNAUTHENTICATED = 4401
@@ -33,7 +33,7 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         # The in-memory layer only reaches consumers of this loop: the publisher must use it.
-        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
+        realtime.publisher.bind_consumer_loop(asyncio.get_running_loop())
         # Join before sending any state: every frame published after that state arrives.
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)

@@ -15,11 +15,11 @@ from generation.models import (
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
 )
+from review.lifecycle import DraftStatus
 
 # --- Drafts -------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from contentstudio.routing import websocket_urlpatterns
-from generation import services
+from generation import runner, services
 from generation.models import GenerationJob, LanguageModel
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
@@ -57,7 +57,7 @@ def run_job(job_id: int) -> None:
     from django.db import connections
 
     try:
-        services.job_execute(job_id=job_id, worker_name="t")
+        runner.job_execute(job_id=job_id, worker_name="t")
     finally:
         connections.close_all()
 
