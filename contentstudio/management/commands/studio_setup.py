@@ -40,6 +40,19 @@ class Command(BaseCommand):
                 settings.MODEL_CACHE_DIR,
                 progress=lambda message: self.stdout.write(message),
             )
+        if not options["skip_model"] and model.backend == "onnx":
+            # Beside the GGUF conversion: the default CPU backend runs an ONNX copy, built once,
+            # its precision chosen by measured perplexity (generation.backends.convert).
+            from generation.model_backends import model_convert_onnx
+
+            model = model_convert_onnx(
+                model_id=model.pk, progress=lambda message: self.stdout.write(message)
+            )
+            conversion = model.onnx_conversion
+            self.stdout.write(
+                f"ONNX model ready: {conversion.get('precision')}, perplexity ratio "
+                f"{conversion.get('perplexity_ratio')} against fp32 ({model.onnx_dir})"
+            )
         credentials = self._demo_people()
         project = self._demo_project(credentials)
         self._after_project(project, options)
