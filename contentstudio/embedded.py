@@ -52,14 +52,22 @@ def _app_for(queue: str, index: int) -> Celery:
 
 def _plan(queues: list[str]) -> list[tuple[Celery, list[str], str, str, int]]:
     """(app, queues, hostname, pool, concurrency) for each worker to start."""
+    from django.conf import settings
+
     from contentstudio.celery import app
 
+    # Generation jobs run side by side (GENERATION_CONCURRENCY threads sharing the loaded
+    # model), so a second job never waits for the first to finish.
+    slots = {"generate": int(getattr(settings, "GENERATION_CONCURRENCY", 1))}
     if app.conf.broker_url.startswith("memory"):
-        return [
-            (_app_for(queue, index), [queue], embedded_hostname(queue), "solo", 1)
-            for index, queue in enumerate(queues)
-        ]
-    return [(app, queues, embedded_hostname("-".join(queues)), "threads", len(queues))]
+        plan = []
+        for index, queue in enumerate(queues):
+            count = slots.get(queue, 1)
+            pool = "threads" if count > 1 else "solo"
+            plan.append((_app_for(queue, index), [queue], embedded_hostname(queue), pool, count))
+        return plan
+    count = sum(slots.get(queue, 1) for queue in queues)
+    return [(app, queues, embedded_hostname("-".join(queues)), "threads", count)]
 
 
 def worker_count(queues: list[str] | None = None) -> int:

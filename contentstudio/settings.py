@@ -219,6 +219,9 @@ else:
 # Threads torch may use in this process. 0 = all cores. The worker is the only heavy user.
 TORCH_THREADS = _env_int("CONTENTSTUDIO_TORCH_THREADS", 0, minimum=0)
 GENERATION_MAX_CANDIDATES = 8
+# Generation jobs one worker runs at the same time (threads sharing each loaded model): a job
+# never waits for another to finish; beyond this many, jobs queue in order.
+GENERATION_CONCURRENCY = _env_int("CONTENTSTUDIO_GENERATION_CONCURRENCY", 2, minimum=1)
 # Coalescing of streamed tokens into websocket frames (see generation/stream.py).
 STREAM_TOKENS_PER_FRAME = _env_int("CONTENTSTUDIO_STREAM_TOKENS_PER_FRAME", 8, minimum=1)
 STREAM_MIN_FRAME_INTERVAL = _env_float("CONTENTSTUDIO_STREAM_MIN_INTERVAL", 0.05)

@@ -121,6 +121,8 @@ class LanguageModelAdmin(admin.ModelAdmin):
                     "server_api",
                     "server_timeout",
                     "server_max_retries",
+                    "server_sampling_extras",
+                    "server_concurrent_requests",
                     "server_honours_n",
                 ]
             },

@@ -8,10 +8,12 @@ LanguageModel, the default one, a hub id or a tuned model saved as a plain trans
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings as django_settings
+from django.db import transaction
 from django.utils import timezone
 
 from generation.backends import forget_backends, load_backend
@@ -41,6 +43,8 @@ def backend_config(model: LanguageModel, *, backend: str | None = None) -> Backe
         timeout=float(model.server_timeout),
         max_retries=int(model.server_max_retries),
         server_honours_n=model.server_honours_n,
+        server_sampling_extras=model.server_sampling_extras,
+        server_concurrent_requests=model.server_concurrent_requests,
         model_name=model.name,
     )
 
@@ -118,16 +122,29 @@ def model_check_backend(*, model_id: int, backend: str | None = None) -> Languag
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
     now = timezone.now()
-    checks = dict(model.backend_checks or {})
-    checks[kind] = {"ok": ok, "message": message[:2000], "at": now.isoformat()}
-    fields: dict[str, object] = {"backend_checks": checks}
+    record_backend_check(
+        model_id=model_id, backend=kind, ok=ok, message=message, at=now.isoformat()
+    )
     if kind == model.backend:
-        fields.update(
+        LanguageModel.objects.filter(pk=model_id).update(
             last_check_at=now,
             last_check_ok=ok,
             last_check_message=message[:5000],
             last_check_load_seconds=load_seconds,
         )
-    LanguageModel.objects.filter(pk=model_id).update(**fields)
     model.refresh_from_db()
     return model
+
+
+_checks_lock = threading.Lock()
+
+
+def record_backend_check(*, model_id: int, backend: str, ok: bool, message: str, at: str) -> None:
+    """Set one backend's entry of ``backend_checks``. Checks of several backends run at once
+    (one per worker thread): the row is locked (and, for SQLite, this process's lock held)
+    while the dict is read and written back, so no check overwrites another's."""
+    with _checks_lock, transaction.atomic():
+        row = LanguageModel.objects.select_for_update().get(pk=model_id)
+        checks = dict(row.backend_checks or {})
+        checks[backend] = {"ok": ok, "message": message[:2000], "at": at}
+        LanguageModel.objects.filter(pk=model_id).update(backend_checks=checks)

@@ -95,6 +95,16 @@ class LanguageModel(models.Model):
     server_max_retries = models.PositiveSmallIntegerField(
         default=2, validators=[MaxValueValidator(10)]
     )
+    server_sampling_extras = models.BooleanField(
+        default=False,
+        help_text="Also send top_k, repetition_penalty and min_tokens (vLLM understands them; "
+        "transformers serve refuses fields it does not know).",
+    )
+    server_concurrent_requests = models.BooleanField(
+        default=True,
+        help_text="Send the candidates' requests at the same time. Untick for servers that seed "
+        "one global generator (transformers serve): one after another, each seed then holds.",
+    )
     server_honours_n = models.BooleanField(
         default=False,
         help_text="Send one request with n (vLLM) instead of one per candidate; candidates then "

@@ -41,16 +41,15 @@ def model_convert_onnx(model_id: int) -> None:
     except ModelLoadError as exc:
         from django.utils import timezone
 
-        from generation.models import LanguageModel
+        from generation.model_backends import record_backend_check
 
-        model = LanguageModel.objects.get(pk=model_id)
-        checks = dict(model.backend_checks or {})
-        checks["onnx"] = {
-            "ok": False,
-            "message": f"Conversion failed: {exc}"[:2000],
-            "at": timezone.now().isoformat(),
-        }
-        LanguageModel.objects.filter(pk=model_id).update(backend_checks=checks)
+        record_backend_check(
+            model_id=model_id,
+            backend="onnx",
+            ok=False,
+            message=f"Conversion failed: {exc}",
+            at=timezone.now().isoformat(),
+        )
         return
     model_check_backend(model_id=model_id, backend="onnx")
 

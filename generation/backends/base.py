@@ -80,6 +80,8 @@ class BackendConfig:
     timeout: float = 60.0
     max_retries: int = 2
     server_honours_n: bool = False
+    server_sampling_extras: bool = False
+    server_concurrent_requests: bool = True
     model_name: str = ""
 
     @property
@@ -101,6 +103,8 @@ class BackendConfig:
             self.timeout,
             self.max_retries,
             self.server_honours_n,
+            self.server_sampling_extras,
+            self.server_concurrent_requests,
         )
 
 

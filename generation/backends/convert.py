@@ -151,7 +151,10 @@ def convert_in_process(
     if not (source_dir / "config.json").exists():
         raise ModelLoadError(f"{source_dir} is not a transformers model directory.")
     tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
-    ids = _held_out_ids(tokenizer, HELD_OUT_TOKENS)
+    config = json.loads((source_dir / "config.json").read_text())
+    context = int(config.get("max_position_embeddings") or config.get("n_positions") or 2048)
+    # The generator refuses a sequence past the model's context: stay inside it.
+    ids = _held_out_ids(tokenizer, min(HELD_OUT_TOKENS, context - 8))
     started = time.monotonic()
     reference = torch_perplexity(source_dir, ids)
     say(f"  fp32 reference perplexity {reference:.2f} on {len(ids)} held-out tokens")

@@ -216,18 +216,26 @@ class OpenAIBackend(Backend):
         }
         if n > 1:
             body["n"] = n
-        # Fields vLLM understands (and other servers ignore).
-        if settings.top_k:
-            body["top_k"] = settings.top_k
-        if settings.repetition_penalty != 1.0:
-            body["repetition_penalty"] = settings.repetition_penalty
-        if settings.min_new_tokens:
-            body["min_tokens"] = settings.min_new_tokens
+        # Outside the OpenAI API: vLLM understands them, transformers serve refuses them (422).
+        if self.config.server_sampling_extras:
+            if settings.top_k:
+                body["top_k"] = settings.top_k
+            if settings.repetition_penalty != 1.0:
+                body["repetition_penalty"] = settings.repetition_penalty
+            if settings.min_new_tokens:
+                body["min_tokens"] = settings.min_new_tokens
         if self.config.api_mode == "chat":
             body["messages"] = json.loads(prompt)
         else:
             body["prompt"] = prompt
         return body
+
+    def _stream_group(self, group: list[dict[str, Any]], stop: threading.Event) -> None:
+        for request in group:
+            if stop.is_set():
+                return
+            if not self._stream_one(**request):
+                return
 
     def _stream_one(
         self,
@@ -236,7 +244,7 @@ class OpenAIBackend(Backend):
         body: dict[str, Any],
         events: queue.Queue[_Event],
         stop: threading.Event,
-    ) -> None:
+    ) -> bool:
         """One request (for one candidate, or ``n`` of them): events into the queue."""
         path = "/chat/completions" if self.config.api_mode == "chat" else "/completions"
         attempt = 0
@@ -249,7 +257,7 @@ class OpenAIBackend(Backend):
                 conn, response = self._open(path, body)
                 for payload in self._events(response):
                     if stop.is_set():
-                        return
+                        return False
                     for choice in payload.get("choices") or []:
                         position = int(choice.get("index") or 0)
                         index = indexes[position] if position < len(indexes) else indexes[0]
@@ -280,20 +288,20 @@ class OpenAIBackend(Backend):
                             finish_reason=_FINISH.get(reason, reason or "eos"),
                         )
                     )
-                return
+                return True
             except _Transient as exc:
                 if streamed or attempt >= self.config.max_retries or stop.is_set():
                     events.put(_Event(indexes[0], "error", error=str(exc)))
-                    return
+                    return False
                 attempt += 1
                 time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
             except BackendError as exc:
                 events.put(_Event(indexes[0], "error", error=str(exc)))
-                return
+                return False
             except Exception as exc:  # a broken stream: say what broke
                 message = f"{type(exc).__name__} from {self._where()}: {exc}"
                 events.put(_Event(indexes[0], "error", error=message))
-                return
+                return False
             finally:
                 if conn is not None:
                     conn.close()
@@ -318,21 +326,29 @@ class OpenAIBackend(Backend):
             plans = [(list(range(n)), seeds[0], temps[0], n)]
         else:
             plans = [([i], seeds[i], temps[i], 1) for i in range(n)]
+        requests = [
+            {
+                "indexes": indexes,
+                "body": self._body(
+                    prompt=prompt, settings=settings, seed=seed, temperature=temp, n=count
+                ),
+                "events": events,
+                "stop": stop,
+            }
+            for indexes, seed, temp, count in plans
+        ]
+        # Else one after another: a server that seeds one global generator per request
+        # (transformers serve) then gives every candidate its own seed's text.
+        concurrent = self.config.server_concurrent_requests
+        groups = [[r] for r in requests] if concurrent else [requests]
         threads = [
             threading.Thread(
-                target=self._stream_one,
-                kwargs={
-                    "indexes": indexes,
-                    "body": self._body(
-                        prompt=prompt, settings=settings, seed=seed, temperature=temp, n=count
-                    ),
-                    "events": events,
-                    "stop": stop,
-                },
-                name=f"openai-stream-{indexes[0]}",
+                target=self._stream_group,
+                args=(group, stop),
+                name=f"openai-stream-{group[0]['indexes'][0]}",
                 daemon=True,
             )
-            for indexes, seed, temp, count in plans
+            for group in groups
         ]
         for thread in threads:
             thread.start()

@@ -1,0 +1,497 @@
+"""Generation backends through the whole path: job -> stream -> drafts -> checks, per backend.
+
+Real engines only: the tiny GPT-2 through transformers; a tiny Llama converted to ONNX Runtime
+GenAI at test time by the studio's own conversion (the builder does not take GPT-2); and a real
+``transformers serve`` process on 127.0.0.1 serving the tiny GPT-2 for the OpenAI-compatible
+backend. The only stand-in is a bare socket server for the failures a real server will not
+produce on demand (answering 500, never answering).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from generation import runner, services, stream
+from generation.backends import BackendConfig, forget_backends, load_backend
+from generation.backends.sampling import RowSampler
+from generation.engine import SamplingSettings
+from generation.model_backends import model_convert_onnx
+from generation.models import Candidate, Draft, GenerationJob, JobStatus, LanguageModel
+from review.models import CheckResult
+from tests.conftest import _free_port, wait_for
+
+VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
+SETTINGS = SamplingSettings(max_new_tokens=12, temperature=0.9, top_p=0.95, top_k=50)
+
+
+# --- Fixtures: the three engines --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from generation.tiny import build_tiny_llama, corpus_sample
+
+    path = tmp_path_factory.mktemp("models") / "tiny-llama"
+    return build_tiny_llama(path, texts=corpus_sample(max_chars=150_000))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def onnx_model(db: None, tiny_llama_dir: Path, model_cache: Path, settings: Any) -> LanguageModel:
+    """A LanguageModel on the ONNX backend, converted by the studio's conversion service (once
+    per session: the conversion is idempotent and finds its own finished directory)."""
+    settings.MODEL_CACHE_DIR = model_cache
+    model = LanguageModel.objects.create(
+        name="tiny-llama-onnx",
+        source_kind="local",
+        source=str(tiny_llama_dir),
+        backend="onnx",
+        is_default=True,
+        max_new_tokens_limit=256,
+        max_new_tokens=12,
+        temperature=0.9,
+        repetition_penalty=1.0,
+    )
+    return model_convert_onnx(model_id=model.pk)
+
+
+def _serve_dir(tiny_model_dir: Path, tmp: Path) -> Path:
+    # A served model samples when its generation config says so (transformers serve ignores
+    # "temperature" otherwise), as a newsroom would configure the model it serves.
+    served = tmp / "served-tiny-gpt2"
+    shutil.copytree(tiny_model_dir, served)
+    config_path = served / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config.update(do_sample=True, top_k=50)
+    config_path.write_text(json.dumps(config))
+    return served
+
+
+@pytest.fixture(scope="session")
+def openai_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A real ``transformers serve`` on 127.0.0.1 with the tiny model, for the session."""
+    served = _serve_dir(tiny_model_dir, tmp_path_factory.mktemp("serve"))
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    log = (tmp_path_factory.mktemp("serve-log") / "serve.log").open("w")
+    command = [
+        str(Path(sys.executable).with_name("transformers")),
+        "serve",
+        str(served),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"transformers serve exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=1) as response:  # noqa: S310
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=120, interval=0.5)
+        yield {"url": f"{base}/v1", "model": str(served)}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def openai_model(db: None, openai_server: dict) -> LanguageModel:
+    return LanguageModel.objects.create(
+        name="served-tiny",
+        source_kind="local",
+        source="(served)",
+        backend="openai",
+        server_url=openai_server["url"],
+        server_model=openai_server["model"],
+        server_api_key="sk-test-secret-123",
+        # transformers serve seeds one global generator per request: one request at a time
+        server_concurrent_requests=False,
+        is_default=True,
+        max_new_tokens_limit=256,
+        max_new_tokens=12,
+        temperature=0.9,
+        repetition_penalty=1.0,
+        server_timeout=30,
+    )
+
+
+@pytest.fixture
+def transformers_model(language_model: LanguageModel) -> LanguageModel:
+    assert language_model.backend == "transformers"
+    return language_model
+
+
+MODELS = ["transformers_model", "onnx_model", "openai_model"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backends() -> Iterator[None]:
+    forget_backends()
+    yield
+    forget_backends()
+
+
+def create(cast: dict, template: Any, **kwargs: Any) -> GenerationJob:
+    args: dict[str, Any] = {
+        "project": cast["newsroom"],
+        "user": cast["bob"],
+        "template_version": template,
+        "variables": VARS,
+        "n_candidates": 2,
+        "base_seed": 4321,
+        "settings": {"max_new_tokens": 12},
+    }
+    args.update(kwargs)
+    return services.job_create(**args)
+
+
+# --- The whole path, per backend --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_each_backend_runs_the_whole_path_job_stream_drafts_checks(
+    model_fixture: str, request: pytest.FixtureRequest, worker: None, cast: dict, news_template: Any
+) -> None:
+    # given a default model on this backend
+    model = request.getfixturevalue(model_fixture)
+    # when an editor asks for two candidates and the worker runs the job
+    job = create(cast, news_template)
+    wait_for(lambda: GenerationJob.objects.get(pk=job.pk).is_final, timeout=60)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    # then the stream carried the text the drafts keep
+    drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
+    assert len(drafts) == 2
+    live = stream.live_state(job.pk)
+    assert live is not None and live["seq"] > 0
+    assert [live["texts"][str(i)] for i in range(2)] == [d.model_output for d in drafts]
+    # each draft names the engine that wrote it
+    for draft in drafts:
+        assert draft.engine["backend"] == model.backend
+        assert draft.engine["version"]
+        assert draft.engine["weights"]
+        assert 0 < draft.completion_tokens <= 12
+        assert draft.finish_reason in {"eos", "length"}
+    if model.backend == "onnx":
+        assert drafts[0].engine["weights"] == model.onnx_conversion["weights_checksum"]
+        assert drafts[0].engine["weights"].startswith("sha256:")
+    if model.backend == "transformers":
+        assert drafts[0].engine["weights"].startswith("sha256:")
+    if model.backend == "openai":
+        assert drafts[0].engine["server"] == model.server_url
+        assert "sk-test" not in json.dumps(drafts[0].engine)
+    # and the review worker checked every draft
+    wait_for(
+        lambda: not Draft.objects.filter(job=job, status__in=["generated", "checking"]).exists(),
+        timeout=60,
+    )
+    assert CheckResult.objects.filter(draft__in=drafts).values("draft").distinct().count() == 2
+
+
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_same_seed_settings_and_backend_give_the_same_candidates(
+    model_fixture: str, request: pytest.FixtureRequest, transactional_db: None
+) -> None:
+    from generation.model_backends import backend_config
+
+    model = request.getfixturevalue(model_fixture)
+    backend = load_backend(backend_config(model), cache_root=Path("/nonexistent"))
+    prompt = backend.render_prompt(system="", user="The President said")
+    first = backend.generate(prompt=prompt, n=2, seeds=[11, 12], settings=SETTINGS)
+    again = backend.generate(prompt=prompt, n=2, seeds=[11, 12], settings=SETTINGS)
+    alone = backend.generate(prompt=prompt, n=1, seeds=[12], settings=SETTINGS)
+    other = backend.generate(prompt=prompt, n=1, seeds=[13], settings=SETTINGS)
+    assert [o.text for o in first] == [o.text for o in again]
+    # a candidate depends on its own seed, not on its neighbours in the batch
+    assert alone[0].text == first[1].text
+    assert first[0].text != first[1].text and other[0].text != first[1].text
+
+
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_cancel_mid_stream_stops_each_backend_and_keeps_the_text(
+    model_fixture: str,
+    request: pytest.FixtureRequest,
+    worker: None,
+    cast: dict,
+    news_template: Any,
+    slow_steps: Any,
+) -> None:
+    request.getfixturevalue(model_fixture)
+    slow_steps(0.05)
+    job = create(cast, news_template, settings={"max_new_tokens": 200, "min_new_tokens": 200})
+    wait_for(lambda: Candidate.objects.filter(job=job, completion_tokens__gt=0).exists())
+    services.job_cancel(job=job, user=cast["bob"])
+    wait_for(lambda: GenerationJob.objects.get(pk=job.pk).is_final, timeout=15)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED, job.error
+    candidates = list(job.candidates.all())
+    assert all(c.finish_reason == "cancelled" for c in candidates)
+    assert any(c.text for c in candidates)
+    assert all(c.completion_tokens < 200 for c in candidates)
+    assert not Draft.objects.filter(job=job).exists()
+
+
+# --- transformers: shared prefill, finished rows leave the batch -------------------------------
+
+
+def test_transformers_prefills_the_prompt_once_and_stops_computing_finished_rows(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = load_backend(
+        BackendConfig(backend="transformers", source_kind="local", source=str(tiny_model_dir)),
+        cache_root=tiny_model_dir.parent,
+    )
+    shapes: list[tuple[int, int]] = []
+    hook = backend.model.register_forward_hook(
+        lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    eos = next(iter(backend._eos))
+    original = RowSampler.choose
+
+    def choose(self: RowSampler, row: int, logits: Any, history: Any, step: int) -> int:
+        # candidate 0 ends at its third token; the model still runs for real
+        return eos if (row == 0 and step == 2) else original(self, row, logits, history, step)
+
+    monkeypatch.setattr(RowSampler, "choose", choose)
+    try:
+        prompt = backend.render_prompt(system="", user="The President said")
+        outputs = backend.generate(
+            prompt=prompt,
+            n=3,
+            seeds=[1, 2, 3],
+            settings=SamplingSettings(max_new_tokens=6, min_new_tokens=6, temperature=0.9),
+        )
+    finally:
+        hook.remove()
+    prompt_len = backend.count_tokens(prompt)
+    # one prefill of the prompt at batch 1, then 3 rows until candidate 0 ends, then 2
+    assert shapes[0] == (1, prompt_len)
+    assert shapes[1:3] == [(3, 1), (3, 1)]
+    assert set(shapes[3:]) == {(2, 1)}
+    assert outputs[0].finish_reason == "eos" and outputs[0].completion_tokens == 2
+    assert [o.completion_tokens for o in outputs[1:]] == [6, 6]
+
+
+# --- ONNX: conversion any model goes through ------------------------------------------------
+
+
+def test_onnx_conversion_is_checked_atomic_and_recorded(onnx_model: LanguageModel) -> None:
+    target = Path(onnx_model.onnx_dir)
+    meta = onnx_model.onnx_conversion
+    assert (target / "genai_config.json").exists() and (target / "studio_conversion.json").exists()
+    assert meta["precision"] in {"int4", "int8"}
+    assert meta["perplexity_ratio"] <= 1.05
+    assert meta["weights_checksum"].startswith("sha256:")
+    assert not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
+    # converting again finds the finished directory: same record, nothing rebuilt
+    again = model_convert_onnx(model_id=onnx_model.pk)
+    assert again.onnx_conversion == meta
+
+
+# --- OpenAI-compatible server: failures fail the job with the server's reason ------------------
+
+
+class _FailingServer:
+    """A bare HTTP server for failures: answers 500 with an OpenAI-style error, or never
+    answers. Records the Authorization header it was sent."""
+
+    def __init__(self, mode: str) -> None:
+        self.auth: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                owner.auth.append(self.headers.get("Authorization", ""))
+                if mode == "silent":
+                    time.sleep(3)
+                    return
+                body = json.dumps({"error": {"message": "CUDA out of memory on gpu 3"}}).encode()
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("failure", ["down", "slow", "http500", "refused_model"])
+def test_a_server_that_fails_fails_the_job_with_its_reason(
+    failure: str,
+    transactional_db: None,
+    cast: dict,
+    news_template: Any,
+    hold_queue: list,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = None
+    if failure == "down":
+        url, name, expected = _closed_port_url(), "m", "cannot reach the server"
+    elif failure == "refused_model":
+        server = request.getfixturevalue("openai_server")
+        url, name = server["url"], "no-such/model"
+        expected = "HTTP 400: Server is pinned to"
+    else:
+        fake = _FailingServer("silent" if failure == "slow" else "500")
+        url, name = fake.url, "m"
+        expected = "did not answer within 0.5 s" if failure == "slow" else "CUDA out of memory"
+    LanguageModel.objects.create(
+        name=f"server-{failure}",
+        source_kind="local",
+        source="(served)",
+        backend="openai",
+        server_url=url,
+        server_model=name,
+        server_api_key="sk-never-in-logs",
+        server_timeout=0.5,
+        server_max_retries=1,
+        is_default=True,
+        max_new_tokens=8,
+    )
+    try:
+        job = create(cast, news_template, n_candidates=1)
+        runner.job_execute(job_id=job.pk, worker_name="w")
+    finally:
+        if fake is not None:
+            fake.close()
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert expected in job.error and "openai backend" in job.error
+    assert "sk-never-in-logs" not in job.error and "sk-never-in-logs" not in caplog.text
+    if fake is not None:
+        # the key went where it belongs, and a transient failure was retried once
+        assert fake.auth == ["Bearer sk-never-in-logs"] * 2
+
+
+# --- Concurrent jobs on one worker ------------------------------------------------------------
+
+
+def test_two_jobs_on_one_worker_overlap_and_a_short_one_is_not_starved(
+    worker: None, cast: dict, onnx_model: LanguageModel, news_template: Any, slow_steps: Any
+) -> None:
+    slow_steps(0.03)
+    # given a long job already running
+    long_job = create(cast, news_template, settings={"max_new_tokens": 120, "min_new_tokens": 120})
+    wait_for(lambda: Candidate.objects.filter(job=long_job, completion_tokens__gt=0).exists())
+    # when a short job arrives
+    short_job = create(cast, news_template, settings={"max_new_tokens": 6, "min_new_tokens": 6})
+    wait_for(lambda: GenerationJob.objects.get(pk=short_job.pk).is_final, timeout=60)
+    # then it ran beside the long one and ended first
+    assert GenerationJob.objects.get(pk=long_job.pk).status == JobStatus.RUNNING
+    wait_for(lambda: GenerationJob.objects.get(pk=long_job.pk).is_final, timeout=90)
+    long_job.refresh_from_db()
+    short_job.refresh_from_db()
+    assert (long_job.status, short_job.status) == (JobStatus.SUCCEEDED, JobStatus.SUCCEEDED)
+    assert long_job.started_at < short_job.started_at < short_job.finished_at
+    assert short_job.finished_at < long_job.finished_at
+
+
+# --- Admin: backend per model, a check per backend, a write-only key -------------------------
+
+
+def test_admin_checks_each_backend_and_never_shows_the_key(
+    worker: None, admin_user: Any, onnx_model: LanguageModel, openai_server: dict
+) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    url = f"/admin/generation/languagemodel/{onnx_model.pk}/change/"
+    page = client.get(url).content.decode()
+    form = {
+        "name": onnx_model.name,
+        "enabled": "on",
+        "is_default": "on",
+        "source_kind": "local",
+        "source": onnx_model.source,
+        "revision": "",
+        "device": "auto",
+        "dtype": "auto",
+        "backend": "onnx",
+        "onnx_precision": "auto",
+        "server_url": openai_server["url"],
+        "server_model": openai_server["model"],
+        "server_api_key": "sk-admin-typed-456",
+        "server_api": "completions",
+        "server_timeout": "30",
+        "server_max_retries": "2",
+        "max_new_tokens_limit": "256",
+        "max_new_tokens": "12",
+        "min_new_tokens": "0",
+        "temperature": "0.9",
+        "top_p": "0.95",
+        "top_k": "50",
+        "repetition_penalty": "1.0",
+        "no_repeat_ngram_size": "0",
+    }
+    assert client.post(url, form).status_code == 302
+    assert LanguageModel.objects.get(pk=onnx_model.pk).server_api_key == "sk-admin-typed-456"
+    # saving again without typing a key keeps it; the page never shows it
+    assert client.post(url, {**form, "server_api_key": ""}).status_code == 302
+    assert LanguageModel.objects.get(pk=onnx_model.pk).server_api_key == "sk-admin-typed-456"
+    page = client.get(url).content.decode()
+    assert "sk-admin-typed-456" not in page and "A key is stored" in page
+    # a check per backend, run in the worker
+    for action in ["check_transformers", "check_onnx", "check_openai"]:
+        client.post(
+            "/admin/generation/languagemodel/",
+            {"action": action, "_selected_action": [onnx_model.pk]},
+        )
+    wait_for(lambda: len(LanguageModel.objects.get(pk=onnx_model.pk).backend_checks) == 3)
+    checks = LanguageModel.objects.get(pk=onnx_model.pk).backend_checks
+    assert checks["onnx"]["ok"] and "onnxruntime-genai" in checks["onnx"]["message"]
+    assert checks["openai"]["ok"] and "server answered /models" in checks["openai"]["message"]
+    assert checks["transformers"]["ok"], checks["transformers"]["message"]
+    assert "sk-admin" not in json.dumps(checks)
