@@ -376,12 +376,19 @@ def llama_cpp_reference() -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
+    os.environ["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
+    import django
+
+    django.setup()  # the parent reads settings and model defaults; it runs no engine
     from generation.backends.convert import convert_to_onnx, target_dir
     from generation.defaults import DEFAULT_MODEL_SOURCE
     from generation.engine import convert_packaged_gguf
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cache = Path(os.environ.get("CONTENTSTUDIO_MODEL_CACHE") or ROOT / "var" / "models")
+    from django.conf import settings
+
+    cache = Path(settings.MODEL_CACHE_DIR)
     source = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, cache, progress=log)
     onnx_dir = target_dir(cache, source, "auto")
     meta = convert_to_onnx(source, onnx_dir, precision="auto", progress=log, threads=threads())

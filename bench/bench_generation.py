@@ -32,6 +32,10 @@ Options (environment):
 * ``BENCH_MODEL=default|gpt2|tiny``: the default SmolLM2-135M-Instruct (when its package is
   installed; the default then), a gpt2-shaped random model built in a temporary directory
   (12 layers, 768 wide, 12 heads), or the 2-layer test model (the default with BENCH_QUICK=1).
+* ``BENCH_BACKEND=onnx|transformers``: the backend the model row uses. The default model runs
+  on the studio's default CPU backend, ONNX Runtime GenAI (converted once, as setup does); the
+  built GPT-2 models on transformers (the ONNX builder does not take GPT-2). The baseline is the
+  same engine's own plain sampling loop (``og.Generator`` with its sampler; ``model.generate``).
 * ``BENCH_QUICK=1``: fewer repetitions and the tiny model, for a smoke run.
 * ``BENCH_THREADS``: torch threads (default 2, or the core count when smaller).
 * ``BENCH_POLLING_INTERVAL``: a diagnostic, not the product as configured: set the in-memory
@@ -196,6 +200,12 @@ class Bench:
 
     def __init__(self, *, model_kind: str, threads: int, tmp: Path) -> None:
         self.model_kind = model_kind
+        default_backend = "onnx" if model_kind == "default" else "transformers"
+        self.backend = os.environ.get("BENCH_BACKEND", "").strip() or default_backend
+        if self.backend not in {"onnx", "transformers"}:
+            raise SystemExit(f"BENCH_BACKEND={self.backend!r}: use onnx or transformers.")
+        if self.backend == "onnx" and model_kind != "default":
+            raise SystemExit("BENCH_BACKEND=onnx needs BENCH_MODEL=default (a Llama model).")
         self.threads = threads
         self.tmp = tmp
         # Django's ORM is synchronous: every database call of the client side runs here, off
@@ -212,13 +222,25 @@ class Bench:
 
     def model_row_fields(self) -> dict[str, Any]:
         if self.model_kind == "default":
-            from generation.defaults import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SOURCE
+            from django.conf import settings
 
-            return {
+            from generation.backends.convert import convert_to_onnx, target_dir
+            from generation.defaults import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SOURCE
+            from generation.engine import convert_packaged_gguf
+
+            fields: dict[str, Any] = {
                 "name": f"bench-{DEFAULT_MODEL_NAME}-{uuid.uuid4().hex[:6]}",
                 "source_kind": "package_gguf",
                 "source": DEFAULT_MODEL_SOURCE,
+                "backend": self.backend,
             }
+            if self.backend == "onnx":
+                # As setup does: once, checked; later runs find the converted directory.
+                plain = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, settings.MODEL_CACHE_DIR)
+                onnx_dir = target_dir(settings.MODEL_CACHE_DIR, plain, "auto")
+                meta = convert_to_onnx(plain, onnx_dir, progress=log, threads=self.threads)
+                fields.update(onnx_dir=str(onnx_dir), onnx_conversion=meta)
+            return fields
         from generation.tiny import build_tiny_gpt2, corpus_sample
 
         if self.model_kind == "gpt2":
@@ -410,15 +432,57 @@ class Bench:
         from django.conf import settings
 
         from generation import engine as engine_mod
+        from generation.backends import get_backend
+        from generation.model_backends import backend_config
         from generation.runner import model_spec
 
+        # The backend object the worker's jobs use (this process's cache).
+        self.backend_obj = get_backend(
+            backend_config(self.model), cache_root=settings.MODEL_CACHE_DIR
+        )
+        self.prompt = self.backend_obj.render_prompt(system="", user=PROMPT.strip())
+        if self.backend == "onnx":
+            self.engine = self.backend_obj
+            self.prompt_ids = self.backend_obj.encode(self.prompt)
+            return self.engine
         engine = engine_mod.get_engine(model_spec(self.model), cache_root=settings.MODEL_CACHE_DIR)
         self.engine = engine
         self.prompt_ids = engine.encode(engine.render_prompt(system="", user=PROMPT.strip()))
         return engine
 
+    def bare_onnx(self, *, tokens: int, batch: int, seed: int) -> float:
+        """ONNX Runtime GenAI's own loop: its sampler, no streaming, no per-row seeds."""
+        import numpy as np
+        import onnxruntime_genai as og
+
+        model = self.backend_obj.model
+        params = og.GeneratorParams(model)
+        length = len(self.prompt_ids) + tokens
+        params.set_search_options(
+            max_length=length,
+            min_length=length,
+            do_sample=True,
+            batch_size=batch,
+            random_seed=seed,
+            **SAMPLING,
+        )
+        started = time.perf_counter()
+        generator = og.Generator(model, params)
+        generator.append_tokens(np.array([self.prompt_ids] * batch, dtype=np.int32))
+        made = 0
+        while not generator.is_done():
+            generator.generate_next_token()
+            generator.get_next_tokens()
+            made += 1
+        elapsed = time.perf_counter() - started
+        if made != tokens:
+            raise SystemExit(f"bare ONNX generation made {made} tokens, expected {tokens}")
+        return elapsed
+
     def bare_generate(self, *, tokens: int, batch: int = 1, seed: int = 0) -> float:
         """Plain sampling with ``model.generate``: no streamer, no per-row sampler."""
+        if self.backend == "onnx":
+            return self.bare_onnx(tokens=tokens, batch=batch, seed=seed)
         import torch
 
         engine = self.engine
@@ -456,6 +520,14 @@ class Bench:
             {"max_new_tokens": tokens, "min_new_tokens": tokens, **SAMPLING}
         )
         started = time.perf_counter()
+        if self.backend == "onnx":
+            outputs = self.backend_obj.generate(
+                prompt=self.prompt, n=1, seeds=[seed], settings=settings, on_delta=lambda d: None
+            )
+            elapsed = time.perf_counter() - started
+            if outputs[0].completion_tokens != tokens:
+                raise SystemExit(f"backend made {outputs[0].completion_tokens} tokens")
+            return elapsed
         outputs = self.engine.generate(
             prompt_ids=self.prompt_ids, seeds=[seed], settings=settings, on_step=lambda d: None
         )
@@ -487,15 +559,23 @@ class Bench:
         engine = self.load_engine()
         from generation import engine as engine_mod
 
-        assert len(engine_mod._engines) == 1, "the bench and the worker share one engine"
+        if self.backend == "transformers":
+            assert len(engine_mod._engines) == 1, "the bench and the worker share one engine"
         self.bare_generate(tokens=N_TOKENS, seed=next(seed))
         self.bare_generate(tokens=1, seed=next(seed))
-        log(
-            f"model: {self.model.name} ({self.model_kind}; {self.model.source}); "
-            f"{sum(p.numel() for p in engine.model.parameters()) / 1e6:.0f}M parameters, "
-            f"vocab {engine.model.config.vocab_size}; device {engine.device}, "
-            f"dtype {next(engine.model.parameters()).dtype}; loaded in {engine.load_seconds:.1f} s"
-        )
+        if self.backend == "onnx":
+            log(
+                f"model: {self.model.name} ({self.model_kind}; {self.model.source}) on ONNX "
+                f"Runtime GenAI: {self.backend_obj.provenance()}; loaded in "
+                f"{engine.load_seconds:.1f} s"
+            )
+        else:
+            log(
+                f"model: {self.model.name} ({self.model_kind}; {self.model.source}); "
+                f"{sum(p.numel() for p in engine.model.parameters()) / 1e6:.0f}M parameters, "
+                f"vocab {engine.model.config.vocab_size}; device {engine.device}, dtype "
+                f"{next(engine.model.parameters()).dtype}; loaded in {engine.load_seconds:.1f} s"
+            )
         log(
             f"torch threads: main {torch.get_num_threads()}, worker tasks "
             f"{sorted(set(self.task_threads))}; cores {os.cpu_count()}; prompt "
