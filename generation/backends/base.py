@@ -7,7 +7,9 @@ backend, the runner's streaming, saving, cancelling, provenance and review paths
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -204,15 +206,39 @@ def file_checksum(path: Path, *, chunk: int = 1 << 22) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+_checksums: dict[tuple[Any, ...], str] = {}
+CHECKSUM_FILE = ".studio_weights_checksum.json"
+
+
 def weights_checksum(directory: Path) -> str:
-    """One checksum over a model directory's weight files (recorded at conversion/load time)."""
+    """One checksum over a model directory's weight files.
+
+    Hashing 500 MB takes seconds, so the result is kept per (name, size, mtime) of the files, in
+    this process and in a small file beside the weights where the directory is writable.
+    """
     names = sorted(
         p
         for p in directory.iterdir()
         if p.is_file() and p.suffix in {".safetensors", ".bin", ".onnx", ".data", ".gguf"}
     )
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in names)
+    if stamp in _checksums:
+        return _checksums[stamp]
+    sidecar = directory / CHECKSUM_FILE
+    try:
+        stored = json.loads(sidecar.read_text())
+        if [tuple(item) for item in stored["files"]] == list(stamp):
+            _checksums[stamp] = str(stored["checksum"])
+            return _checksums[stamp]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     digest = hashlib.sha256()
     for p in names:
         digest.update(p.name.encode())
         digest.update(file_checksum(p).encode())
-    return f"sha256:{digest.hexdigest()}"
+    checksum = f"sha256:{digest.hexdigest()}"
+    _checksums[stamp] = checksum
+    # A read-only model directory: the in-process cache still holds it.
+    with contextlib.suppress(OSError):
+        sidecar.write_text(json.dumps({"files": [list(x) for x in stamp], "checksum": checksum}))
+    return checksum
