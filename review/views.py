@@ -21,6 +21,8 @@ from contentstudio.errors import Conflict, DomainError
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Membership, Project, Role, role_at_least
 from contentstudio.selectors import project_get
+from generation import selectors as gen_selectors
+from generation.forms import generation_context
 from generation.models import Draft
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
@@ -613,3 +615,19 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         },
         status=400 if errors else 200,
     )
+
+
+@login_required
+def project_home(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    context = {
+        "project": project,
+        "role": role,
+        "can_generate": role_at_least(role, Role.EDITOR),
+        "is_admin": role_at_least(role, Role.ADMIN),
+        "jobs": gen_selectors.project_jobs(project_id=project.pk),
+        "drafts": gen_selectors.project_drafts(project_id=project.pk),
+    }
+    if context["can_generate"]:
+        context.update(generation_context(project=project))
+    return render(request, "review/project_home.html", context)
