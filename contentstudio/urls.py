@@ -25,3 +25,6 @@ urlpatterns = [
     path("", include("review.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A bad request to the API gets the API's JSON error body, not an HTML page.
+handler400 = "contentstudio.views.bad_request"
