@@ -47,7 +47,9 @@ class QueueConsumer(ProjectConsumer):
     """The queue spans every project of the user (as of connecting; the page reconnects)."""
 
     async def groups_for(self, user: Any) -> list[str] | None:
-        return await database_sync_to_async(_queue_groups)(user)
+        groups = await database_sync_to_async(_queue_groups)(user)
+        # A user of no project has no queue to watch: refuse rather than hold an idle socket.
+        return groups or None
 
     async def on_joined(self) -> None:
         await self.send_json({"type": "hello", "projects": len(self.joined)})

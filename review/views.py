@@ -21,6 +21,8 @@ from contentstudio.errors import Conflict, DomainError
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Membership, Project, Role, role_at_least
 from contentstudio.selectors import project_get
+from generation import selectors as gen_selectors
+from generation.forms import generation_context
 from generation.models import Draft
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
@@ -90,6 +92,11 @@ def _draft_context(request: HttpRequest, project: Project, role: str, draft: Dra
         "settings_json": json.dumps(draft.settings, indent=2, sort_keys=True),
         "queue_q": request.GET.get("q", ""),
         "queue_querystring": filters.querystring(),
+        # The text's revision (1 = the model's output), not the row's optimistic-lock counter,
+        # which every move of the lifecycle bumps.
+        "revision_number": DraftRevision.objects.filter(draft=draft).count() or 1,
+        "toxicity_thresholds": services.policy_get(project=project).toxicity_thresholds
+        or policy.DEFAULT_TOXICITY_THRESHOLDS,
         **selectors.draft_review_context(draft=draft),
     }
 
@@ -613,3 +620,19 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         },
         status=400 if errors else 200,
     )
+
+
+@login_required
+def project_home(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    context = {
+        "project": project,
+        "role": role,
+        "can_generate": role_at_least(role, Role.EDITOR),
+        "is_admin": role_at_least(role, Role.ADMIN),
+        "jobs": gen_selectors.project_jobs(project_id=project.pk),
+        "drafts": gen_selectors.project_drafts(project_id=project.pk),
+    }
+    if context["can_generate"]:
+        context.update(generation_context(project=project))
+    return render(request, "review/project_home.html", context)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0002_draft_status_owned_by_review'),
+        ('generation', '0003_liveness'),
     ]
 
     operations = [
