@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from generation import engine as engine_mod
 from generation.backends.base import (
     Backend,
     BackendConfig,
@@ -27,7 +28,7 @@ from generation.backends.base import (
     weights_checksum,
 )
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
-from generation.engine import Engine, ModelSpec
+from generation.engine import ModelSpec
 
 
 class TransformersBackend(Backend):
@@ -44,7 +45,8 @@ class TransformersBackend(Backend):
             device=config.device,
             dtype=config.dtype,
         )
-        self.engine = Engine(spec, cache_root=cache_root)
+        # The per-process engine cache: one copy of the weights whichever path asks for them.
+        self.engine = engine_mod.get_engine(spec, cache_root=cache_root)
         self.config = config
         self.tokenizer = self.engine.tokenizer
         self.model = self.engine.model
@@ -121,7 +123,11 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
             # The prompt is the same for every candidate: prefill it once, then copy its cache.
-            result = self.model(input_ids=ids, use_cache=True)
+            # Every forward pass holds the engine's lock: jobs running side by side take turns
+            # step by step (none waits for another to finish), and two passes never fight
+            # over the cores.
+            with self.engine.lock:
+                result = self.model(input_ids=ids, use_cache=True)
             past = result.past_key_values
             logits = result.logits[:, -1, :].float()
             if n > 1:
@@ -162,7 +168,10 @@ class TransformersBackend(Backend):
                     past.batch_select_indices(torch.tensor(keep, device=self.device))
                     active = [active[row] for row in keep]
                 step_ids = torch.tensor(chosen, dtype=torch.long, device=self.device)[:, None]
-                result = self.model(input_ids=step_ids, use_cache=True, **{self._cache_kw: past})
+                with self.engine.lock:
+                    result = self.model(
+                        input_ids=step_ids, use_cache=True, **{self._cache_kw: past}
+                    )
                 logits = result.logits[:, -1, :].float()
         now = time.monotonic()
         for out, decoder in zip(outputs, decoders, strict=True):
