@@ -63,6 +63,8 @@ class DraftDetailOut(DraftOut):
     model_output = serializers.CharField()
     variables = serializers.DictField()
     settings = serializers.DictField()
+    # The engine that wrote it: backend, version, weights checksum or revision.
+    engine = serializers.DictField()
     checks = serializers.SerializerMethodField()
 
     def get_text(self, draft: Draft) -> str:

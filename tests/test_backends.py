@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from generation import runner, services, stream
 from generation.backends import BackendConfig, forget_backends, load_backend
@@ -215,6 +216,14 @@ def test_each_backend_runs_the_whole_path_job_stream_drafts_checks(
     if model.backend == "openai":
         assert drafts[0].engine["server"] == model.server_url
         assert "sk-test" not in json.dumps(drafts[0].engine)
+    # the draft page and the API show it
+    client = Client()
+    client.force_login(cast["bob"])
+    page_url = reverse("draft_detail", args=[cast["newsroom"].slug, drafts[0].pk])
+    page = client.get(page_url).content.decode()
+    assert drafts[0].engine["weights"] in page and drafts[0].engine["version"] in page
+    api = client.get(reverse("api_draft", args=[drafts[0].pk])).json()
+    assert api["engine"]["backend"] == model.backend
     # and the review worker checked every draft
     wait_for(
         lambda: not Draft.objects.filter(job=job, status__in=["generated", "checking"]).exists(),

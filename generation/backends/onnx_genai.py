@@ -10,8 +10,9 @@ The ``og.Model`` is shared; every ``generate`` call has its own ``og.Generator``
 side by side in two worker threads, taking turns step by step (one forward pass at a time, so a
 long job never holds up a short one and two thread pools never fight over the cores). Batches
 are not merged across jobs: rows of different prompts would need left padding, which changed
-the logits of the padded row by up to 2.8 here and so each candidate's text. A candidate that has finished is forced to end-of-text; the
-generator still computes its row until the batch ends (ONNX Runtime GenAI cannot drop a row).
+the logits of the padded row by up to 2.8 here and so each candidate's text. A candidate that
+has finished is forced to end-of-text; the generator still computes its row until the batch ends
+(ONNX Runtime GenAI cannot drop a row).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class OnnxGenAIBackend(Backend):
         from transformers import AutoTokenizer
 
         started = time.monotonic()
+        if not config.onnx_dir:
+            raise ModelLoadError(
+                "This model has not been converted to ONNX yet: run `manage.py studio_setup` (the "
+                "default model) or the admin's 'Convert to ONNX' action."
+            )
         path = Path(config.onnx_dir)
         if not (path / "genai_config.json").exists():
             raise ModelLoadError(
