@@ -192,8 +192,19 @@ def pick_device(requested: str) -> str:
 def pick_dtype(requested: str, device: str) -> Any:
     import torch
 
+    bf16_ok = device == "cuda" and torch.cuda.is_bf16_supported()
     if requested == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        # Half precision only where the device computes it natively: bf16 on recent GPUs,
+        # fp16 on older ones, fp32 on the CPU.
+        if device != "cuda":
+            return torch.float32
+        return torch.bfloat16 if bf16_ok else torch.float16
+    if requested in {"float16", "bfloat16"} and device != "cuda":
+        raise ModelLoadError(
+            f"dtype {requested} needs a CUDA device; this worker runs on {device}."
+        )
+    if requested == "bfloat16" and not bf16_ok:
+        raise ModelLoadError("dtype bfloat16 is not supported by this GPU; use float16 or auto.")
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
         requested
     ]

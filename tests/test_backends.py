@@ -504,3 +504,19 @@ def test_admin_checks_each_backend_and_never_shows_the_key(
     assert checks["openai"]["ok"] and "server answered /models" in checks["openai"]["message"]
     assert checks["transformers"]["ok"], checks["transformers"]["message"]
     assert "sk-admin" not in json.dumps(checks)
+
+
+def test_half_precision_is_refused_on_a_device_without_it(tiny_model_dir: Path) -> None:
+    from generation.engine import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="float16 needs a CUDA device"):
+        load_backend(
+            BackendConfig(
+                backend="transformers",
+                source_kind="local",
+                source=str(tiny_model_dir),
+                device="cpu",
+                dtype="float16",
+            ),
+            cache_root=tiny_model_dir.parent,
+        )
