@@ -37,6 +37,10 @@ def load_backend(config: BackendConfig, *, cache_root: Path) -> Backend:
 
 def get_backend(config: BackendConfig, *, cache_root: Path) -> Backend:
     """The loaded backend for ``config``; loads once per process even when jobs race for it."""
+    if config.backend == "transformers":
+        # A thin wrapper over generation.engine's per-process cache, which holds the weights
+        # (and which every transformers path, old or new, goes through): built per call.
+        return load_backend(config, cache_root=cache_root)
     with _registry_lock:
         backend = _loaded.get(config.key)
         if backend is not None:
