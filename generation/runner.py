@@ -216,12 +216,13 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
     # None for a remote server: it reports the count with the result.
     prompt_tokens = engine.count_tokens(prompt) or 0
     started = timezone.now()
-    GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
-        prompt=prompt, load_seconds=engine.load_seconds
-    )
-    Candidate.objects.filter(job=job).update(
-        status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=prompt_tokens
-    )
+    with transaction.atomic():  # one commit before the first token, not two
+        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
+            prompt=prompt, load_seconds=engine.load_seconds
+        )
+        Candidate.objects.filter(job=job).update(
+            status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=prompt_tokens
+        )
     for c in candidates:
         c.started_at = started
         c.prompt_tokens = prompt_tokens
