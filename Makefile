@@ -48,7 +48,7 @@ serve: install
 	  --ws websockets-sansio --lifespan off --no-access-log
 
 worker: install
-	$(BIN)/celery -A contentstudio worker -Q generate,review --pool threads --concurrency 2 \
+	$(BIN)/celery -A contentstudio worker -Q generate,review,publish --pool threads --concurrency 3 \
 	  --loglevel INFO
 
 test: install deps

@@ -88,9 +88,11 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "contentstudio",
     "generation",
     "review",
+    "review.publishing",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +182,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "generation.tasks.*": {"queue": "generate"},
     "review.tasks.*": {"queue": "review"},
+    # Webhook deliveries wait on other people's servers: their own queue, so a slow receiver
+    # never holds back the checks of new drafts.
+    "review.publishing.tasks.*": {"queue": "publish"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A generation job may run for minutes; the broker must not hand it to another worker meanwhile.
@@ -256,6 +261,23 @@ MEDIA_URL = "/media-not-served/"
 # An editor's soft lock on a draft lasts this long unless the open editor renews it.
 EDIT_LOCK_SECONDS = _env_int("CONTENTSTUDIO_EDIT_LOCK_SECONDS", 120, minimum=10)
 
+# --- Publishing -------------------------------------------------------------------------------
+# Seconds to connect to / wait for a publishing system's answer before the attempt counts as
+# failed (and is retried with backoff).
+PUBLISHING_CONNECT_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+PUBLISHING_READ_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_READ_TIMEOUT", 15.0, minimum=0.1)
+# Retry delays in seconds after each failed attempt: about 24 hours in all, then the delivery
+# is marked failed (still listed, and "retry now" sends it again).
+PUBLISHING_RETRY_DELAYS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800]
+# Periodic work (run by `make worker`'s beat and in the embedded studio).
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Scheduled publications whose time has come.
+    "publishing-scheduled": {"task": "review.publishing.tasks.publications_due", "schedule": 30.0},
+    # Deliveries whose retry time has come (the task that failed also schedules its retry;
+    # this catches the ones a restart of the in-memory broker forgot).
+    "publishing-deliveries": {"task": "review.publishing.tasks.deliveries_due", "schedule": 30.0},
+}
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -284,6 +306,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "contentstudio.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -297,6 +320,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Generate, review and publish drafts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The interactive docs page serves Swagger UI from this installation (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

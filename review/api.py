@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio.api import validation_response
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
 from generation.models import Draft
@@ -85,7 +86,7 @@ class DraftListApi(APIView):
         filters = queue.parse_filters(request.query_params)
         if filters.errors:
             # A script must not mistake unfiltered results for filtered ones.
-            return Response({"filters": filters.errors}, status=400)
+            return validation_response({"filters": filters.errors})
         if "state" not in request.query_params:
             from generation.models import DraftStatus
 
@@ -177,7 +178,7 @@ class DraftCommentsApi(APIView):
         if data.validated_data.get("parent"):
             parent = Comment.objects.filter(pk=data.validated_data["parent"], draft=draft).first()
             if parent is None:
-                return Response({"parent": ["No such comment on this draft."]}, status=400)
+                return validation_response({"parent": ["No such comment on this draft."]})
         comment = editorial.comment_add(
             draft=draft,
             user=request.user,
