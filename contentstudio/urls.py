@@ -84,5 +84,7 @@ urlpatterns = [
     path("queue/bulk/", review_views.queue_bulk, name="queue_bulk"),
     path("p/<slug:slug>/", include(project_pages)),
     path("api/v1/", include(api_v1)),
+    path("", include("review.publishing.urls")),  # publications, export API, webhooks
+    path("", include("contentstudio.token_urls")),  # API tokens
     path("admin/", admin.site.urls),
 ]

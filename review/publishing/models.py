@@ -74,6 +74,23 @@ class Publication(models.Model):
         return self.headline or f"Publication {self.pk}"
 
 
+class PublicationTag(models.Model):
+    """The current tags of a publication, one row each, for the API's tag filter (a JSON list
+    cannot be searched the same way on SQLite and PostgreSQL)."""
+
+    publication = models.ForeignKey(Publication, on_delete=models.CASCADE, related_name="tag_rows")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["publication", "name"], name="publication_tag_unique")
+        ]
+        indexes = [models.Index(fields=["name", "publication"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class VersionKind(models.TextChoices):
     # The first publication of the draft.
     PUBLISH = "publish", "Published"

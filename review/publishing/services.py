@@ -39,6 +39,7 @@ from review.publishing.models import (
     Publication,
     PublicationEvent,
     PublicationStatus,
+    PublicationTag,
     PublicationVersion,
     VersionKind,
 )
@@ -156,8 +157,19 @@ def _new_version(
     if updated != 1:
         raise InvalidTransition("Someone else changed this publication at the same moment.")
     publication.refresh_from_db()
+    _tags_set(publication, tags)
     _deliveries_create(publication, version)
     return version
+
+
+def _tags_set(publication: Publication, tags: list[str]) -> None:
+    PublicationTag.objects.filter(publication=publication).exclude(name__in=tags).delete()
+    have = set(
+        PublicationTag.objects.filter(publication=publication).values_list("name", flat=True)
+    )
+    PublicationTag.objects.bulk_create(
+        [PublicationTag(publication=publication, name=tag) for tag in tags if tag not in have]
+    )
 
 
 def _deliveries_create(publication: Publication, version: PublicationVersion) -> list[Delivery]:
@@ -325,6 +337,7 @@ def publication_schedule(
         else:
             Publication.objects.filter(pk=publication.pk).update(**fields)
             publication.refresh_from_db()
+        _tags_set(publication, tags)
         _log(
             publication,
             user=user,
