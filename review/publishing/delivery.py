@@ -22,7 +22,7 @@ import jwt
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from review.publishing import formats
@@ -427,10 +427,18 @@ def destination_flush(destination_id: int, *, session: requests.Session | None =
 def due_destinations() -> list[int]:
     """Destinations with a delivery due now and no flush at work (for the periodic task)."""
     now = timezone.now()
+    # Only a destination's head counts: deliveries behind a head that waits are not due.
+    earlier = Delivery.objects.filter(
+        destination_id=OuterRef("destination_id"),
+        status=DeliveryStatus.PENDING,
+        sequence__lt=OuterRef("sequence"),
+    )
     return list(
         Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .filter(~Exists(earlier))
         .filter(destination__enabled=True)
         .filter(Q(destination__lease_until__isnull=True) | Q(destination__lease_until__lt=now))
+        .order_by()
         .values_list("destination_id", flat=True)
         .distinct()
     )
