@@ -253,12 +253,15 @@ SENDERS = {
 }
 
 
-def attempt(delivery: Delivery, *, session: requests.Session | None = None) -> Outcome:
+def attempt(
+    delivery: Delivery, *, session: requests.Session | None = None, secret: str | None = None
+) -> Outcome:
     """One try, outside any transaction. Errors become an Outcome (never an exception), with a
     message that names what failed but never the secret."""
     session = session or requests.Session()
     try:
-        secret = secret_box.decrypt(delivery.destination.secret_encrypted)
+        if secret is None:
+            secret = secret_box.decrypt(delivery.destination.secret_encrypted)
         return SENDERS[DestinationKind(delivery.destination.kind)](delivery, secret, session)
     except requests.Timeout:
         return Outcome(ok=False, error="Timed out waiting for the receiver.")
@@ -286,17 +289,22 @@ def _release(destination_id: int) -> None:
     Destination.objects.filter(pk=destination_id).update(lease_until=None)
 
 
-def head(destination_id: int) -> Delivery | None:
-    """The oldest delivery still to send to the destination."""
+def _pending(destination_id: int) -> Any:
     return (
         Delivery.objects.filter(destination_id=destination_id, status=DeliveryStatus.PENDING)
-        .select_related("destination", "version", "publication__project")
+        .select_related("destination", "version__publication__project", "publication")
         .order_by("sequence")
-        .first()
     )
 
 
+def head(destination_id: int) -> Delivery | None:
+    """The oldest delivery still to send to the destination."""
+    return _pending(destination_id).first()
+
+
 def _superseded(delivery: Delivery) -> bool:
+    if delivery.version.number >= delivery.publication.current_version:
+        return False  # nothing newer exists
     return Delivery.objects.filter(
         destination_id=delivery.destination_id,
         publication_id=delivery.publication_id,
@@ -311,9 +319,11 @@ def retry_delay(attempts: int) -> int | None:
     return delays[attempts - 1] if attempts - 1 < len(delays) else None
 
 
-def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> Delivery:
+def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> str:
+    """Log the attempt and move the delivery; returns its status now."""
     now = timezone.now()
     number = delivery.attempts + 1
+    status = DeliveryStatus.PENDING
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -330,7 +340,8 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> Delivery:
             "last_error": outcome.error[:1000] or outcome.extra.get("note", ""),
         }
         if outcome.ok:
-            fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
+            status = DeliveryStatus.DELIVERED
+            fields.update(status=status, delivered_at=now, next_attempt_at=None)
             if outcome.remote_id:
                 RemoteObject.objects.update_or_create(
                     destination_id=delivery.destination_id,
@@ -344,15 +355,19 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> Delivery:
         else:
             delay = retry_delay(number) if outcome.retryable else None
             if delay is None:
-                fields.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
+                status = DeliveryStatus.FAILED
+                fields.update(status=status, next_attempt_at=None)
             else:
                 fields["next_attempt_at"] = now + timedelta(seconds=delay)
-        # Only a delivery still pending is changed: "retry now" or another flush may not
-        # have raced us here, but if one did its state wins.
-        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(**fields)
+        # Only a delivery still pending is changed: if a person acted on it meanwhile (it can
+        # only have been "retry now", which keeps it pending) our outcome still applies.
+        updated = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+            **fields
+        )
+        if updated != 1:
+            status = Delivery.objects.values_list("status", flat=True).get(pk=delivery.pk)
         project_id, pub_id = delivery.publication.project_id, delivery.publication_id
         transaction.on_commit(lambda: _announce_delivery(project_id, pub_id, delivery.pk))
-    delivery.refresh_from_db()
     if not outcome.ok:
         logger.info(
             "delivery %s to destination %s failed (attempt %s): %s",
@@ -361,7 +376,7 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> Delivery:
             number,
             outcome.error[:200],
         )
-    return delivery
+    return status
 
 
 def _announce_delivery(project_id: int, publication_id: int, delivery_id: int) -> None:
@@ -374,26 +389,41 @@ def _announce_delivery(project_id: int, publication_id: int, delivery_id: int) -
 
 
 def _drain(destination_id: int, session: requests.Session) -> int:
+    """Send due deliveries in sequence until one has to wait (or none is left). Reads them in
+    batches (one query per 50), decrypts the secret once."""
     sent = 0
+    secret: str | None = None
+    renewed = time.monotonic()
     while True:
-        delivery = head(destination_id)
-        if delivery is None:
+        batch = list(_pending(destination_id)[:50])
+        if not batch:
             return sent
-        if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
-            return sent
-        if _superseded(delivery):
-            Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
-                status=DeliveryStatus.SUPERSEDED,
-                last_error="A newer version reached this destination first.",
-            )
-            continue
-        started = time.perf_counter()
-        outcome = attempt(delivery, session=session)
-        delivery = _record(delivery, outcome, int((time.perf_counter() - started) * 1000))
-        if delivery.status == DeliveryStatus.PENDING:
-            return sent  # it waits for its retry, and everything behind it waits too
-        sent += delivery.status == DeliveryStatus.DELIVERED
-        Destination.objects.filter(pk=destination_id).update(lease_until=timezone.now() + LEASE)
+        for delivery in batch:
+            if delivery.next_attempt_at and delivery.next_attempt_at > timezone.now():
+                return sent
+            if _superseded(delivery):
+                Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(
+                    status=DeliveryStatus.SUPERSEDED,
+                    last_error="A newer version reached this destination first.",
+                )
+                continue
+            if secret is None:
+                try:
+                    secret = secret_box.decrypt(delivery.destination.secret_encrypted)
+                except ValueError as exc:
+                    _record(delivery, Outcome(ok=False, error=str(exc)), 0)
+                    return sent
+            started = time.perf_counter()
+            outcome = attempt(delivery, session=session, secret=secret)
+            status = _record(delivery, outcome, int((time.perf_counter() - started) * 1000))
+            if status == DeliveryStatus.PENDING:
+                return sent  # it waits for its retry, and everything behind it waits too
+            sent += status == DeliveryStatus.DELIVERED
+            if time.monotonic() - renewed > LEASE.total_seconds() / 4:
+                Destination.objects.filter(pk=destination_id).update(
+                    lease_until=timezone.now() + LEASE
+                )
+                renewed = time.monotonic()
 
 
 def destination_flush(destination_id: int, *, session: requests.Session | None = None) -> int:
