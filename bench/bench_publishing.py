@@ -69,7 +69,8 @@ def build(n: int) -> tuple[Any, Any, list[Any]]:
     from django.utils import timezone
 
     from contentstudio.services import project_create
-    from generation.models import Candidate, Draft, DraftStatus, GenerationJob, LanguageModel
+    from generation.models import Candidate, Draft, GenerationJob, LanguageModel
+    from review.lifecycle import DraftStatus
     from review.publishing.models import Publication, PublicationVersion
 
     user = get_user_model().objects.create_user("bench-admin", password="bench-password-1")

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from generation.models import DraftStatus
 from review import lifecycle
+from review.lifecycle import DraftStatus
 from review.models import CheckKind, CheckResult, CheckStatus
 from tests.factories import make_draft
 

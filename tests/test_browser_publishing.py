@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from generation.models import DraftStatus
+from review.lifecycle import DraftStatus
 from review.publishing.models import Delivery, Destination
 from tests.factories import make_draft
 from tests.publishing_helpers import STORY, Receiver

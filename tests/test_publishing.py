@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
-from generation.models import DraftStatus
 from review import lifecycle
+from review.lifecycle import DraftStatus
 from review.models import DraftEvent, SourcePassage
 from review.publishing import provenance, services
 from review.publishing.models import (

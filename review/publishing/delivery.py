@@ -380,9 +380,9 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: int) -> str:
 
 
 def _announce_delivery(project_id: int, publication_id: int, delivery_id: int) -> None:
-    from generation import stream
+    from contentstudio import realtime
 
-    stream.publish_project_event(
+    realtime.publish_project_event(
         project_id,
         {"kind": "delivery", "id": delivery_id, "publication": publication_id},
     )

@@ -22,12 +22,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import DomainError, InvalidTransition
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
-from generation import stream
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import archive, lifecycle
 from review.publishing import provenance
 from review.publishing import secrets as secret_box
@@ -56,7 +56,7 @@ EVENT_TYPES = {
 def _announce(publication: Publication, what: str) -> None:
     project_id, pub_id, status = publication.project_id, publication.pk, publication.status
     transaction.on_commit(
-        lambda: stream.publish_project_event(
+        lambda: realtime.publish_project_event(
             project_id, {"kind": "publication", "id": pub_id, "action": what, "status": status}
         )
     )
@@ -311,10 +311,10 @@ def publication_schedule(
     tags = clean_tags(tags)
     with transaction.atomic():
         current = Draft.objects.select_for_update().get(pk=draft.pk)
-        if current.status != DraftStatus.APPROVED:
+        if current.status != lifecycle.DraftStatus.APPROVED:
             raise InvalidTransition(
                 f"Only an approved draft can be scheduled; this one is "
-                f"{current.get_status_display().lower()}."
+                f"{lifecycle.status_label(current.status).lower()}."
             )
         publication = Publication.objects.select_for_update().filter(draft=current).first()
         if publication is not None and publication.status not in {PublicationStatus.CANCELLED}:

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 from contentstudio.errors import DomainError
 from contentstudio.models import Project, Role, role_at_least
 from contentstudio.selectors import project_get
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import diff
+from review.lifecycle import DraftStatus
 from review.publishing import selectors, services
 from review.publishing.models import (
     Delivery,
