@@ -21,7 +21,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from contentstudio.errors import InvalidTransition
-from contentstudio.models import ApiToken, Project, Role, TokenScope
+from contentstudio.models import ApiToken, Membership, Project, Role, TokenScope
 from contentstudio.selectors import TOKEN_ATTRIBUTE, require_role
 
 KEY_PREFIX = "cs_"
@@ -104,6 +104,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token is None or not token.created_by.is_active:
             # Never echo the key: it may be a real one pasted into the wrong place.
             raise exceptions.AuthenticationFailed("Unknown or revoked API token.")
+        creator = token.created_by
+        if not creator.is_superuser and not (
+            Membership.objects.filter(user=creator, project=token.project).exists()
+        ):
+            raise exceptions.AuthenticationFailed(
+                "This token's creator no longer belongs to its project: ask an admin for a new one."
+            )
         user = token.created_by
         setattr(user, TOKEN_ATTRIBUTE, token)
         return user, token

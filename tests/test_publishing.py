@@ -12,7 +12,7 @@ from django.utils import timezone
 from contentstudio.errors import InvalidTransition, PermissionDenied
 from review import lifecycle
 from review.lifecycle import DraftStatus
-from review.models import DraftEvent, SourcePassage
+from review.models import DraftEvent, IndexState, SourcePassage
 from review.publishing import provenance, services
 from review.publishing.models import (
     ImmutableError,
@@ -30,6 +30,8 @@ pytestmark = pytest.mark.django_db
 def test_publishing_writes_an_immutable_first_version_with_provenance(cast: dict) -> None:
     # given an approved draft
     draft = approved_draft(cast)
+    state, _ = IndexState.objects.get_or_create(project=cast["newsroom"])
+    before = (state.version, state.epoch)
     # when bob publishes it with tags
     publication = services.publication_publish(draft=draft, user=cast["bob"], tags="local, chess")
     # then the draft is published and version 1 holds the text, byline and provenance
@@ -56,8 +58,11 @@ def test_publishing_writes_an_immutable_first_version_with_provenance(cast: dict
     # and it is audited on both sides
     assert PublicationEvent.objects.filter(publication=publication, action="publish").exists()
     assert DraftEvent.objects.filter(draft=draft, action="publish").exists()
-    # and later drafts are compared against it (the plagiarism sources grew)
+    # and later drafts are compared against it (the plagiarism sources grew, incrementally:
+    # the index version moved, its epoch did not, so no rebuild)
     assert SourcePassage.objects.filter(draft=draft, kind="published").exists()
+    state = IndexState.objects.get(project=cast["newsroom"])
+    assert (state.version, state.epoch) == (before[0] + 1, before[1])
     # and the version cannot be changed or deleted
     version.headline = "Changed"
     with pytest.raises(ImmutableError):

@@ -1,0 +1,143 @@
+"""The Publications pages and the API tokens page, through Django's test client: roles,
+filters, publish now or scheduled, corrections and kills, tokens shown once and revoked."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from contentstudio import tokens
+from contentstudio.models import ApiToken
+from review.publishing import services
+from review.publishing.models import Publication, PublicationStatus
+from tests.publishing_helpers import approved_draft
+
+pytestmark = pytest.mark.django_db
+
+
+def as_user(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_editors_publish_from_the_page_and_viewers_and_reviewers_cannot(cast: dict) -> None:
+    draft = approved_draft(cast)
+    url = "/p/newsroom/publications/"
+    for who in ("dave", "charlie"):
+        page = as_user(cast[who]).get(url).content.decode()
+        assert "data-publish" not in page, f"{who} sees a publish button"
+        refused = as_user(cast[who]).post(f"{url}publish/", {"draft": draft.pk})
+        assert refused.status_code == 403
+    assert as_user(cast["eve"]).get(url).status_code == 404
+    bob = as_user(cast["bob"])
+    assert f'data-publish="{draft.pk}"' in bob.get(url).content.decode()
+    response = bob.post(f"{url}publish/", {"draft": draft.pk, "tags": "chess, local"})
+    publication = Publication.objects.get(draft=draft)
+    assert response.status_code == 302 and response.url.endswith(f"/{publication.pk}/")
+    assert publication.tags == ["chess", "local"]
+    detail = bob.get(response.url).content.decode()
+    assert "Chess club turns 100" in detail and "Publish a correction" in detail
+    # The list shows it; a filter on another state hides it; a bad filter says why.
+    assert "Chess club turns 100" in bob.get(url).content.decode()
+    assert "Chess club turns 100" not in bob.get(url + "?state=unpublished").content.decode()
+    bad = bob.get(url + "?updated_since=soon").content.decode()
+    assert "updated_since" in bad and "ISO 8601" in bad
+
+
+def test_scheduling_from_the_page_reads_the_browser_offset_and_refuses_the_past(
+    cast: dict,
+) -> None:
+    draft = approved_draft(cast)
+    bob = as_user(cast["bob"])
+    local = (timezone.now() + timedelta(hours=3)).astimezone(timezone.get_fixed_timezone(120))
+    bob.post(
+        "/p/newsroom/publications/publish/",
+        {
+            "draft": draft.pk,
+            "scheduled_for": local.strftime("%Y-%m-%dT%H:%M"),
+            "tz_offset": "-120",  # getTimezoneOffset() for UTC+2
+        },
+    )
+    publication = Publication.objects.get(draft=draft)
+    assert publication.status == PublicationStatus.SCHEDULED
+    assert abs((publication.scheduled_for - local).total_seconds()) < 60
+    other = approved_draft(cast, title="Old news")
+    response = bob.post(
+        "/p/newsroom/publications/publish/",
+        {"draft": other.pk, "scheduled_for": "2020-01-01T10:00", "tz_offset": "0"},
+        follow=True,
+    )
+    assert "in the past" in response.content.decode()
+    assert not Publication.objects.filter(draft=other).exists()
+    # publish now from the scheduled item
+    bob.post(f"/p/newsroom/publications/{publication.pk}/action/", {"action": "publish_now"})
+    publication.refresh_from_db()
+    assert (publication.status, publication.current_version) == ("published", 1)
+
+
+def test_corrections_and_kills_from_the_page_show_versions_with_their_diff(cast: dict) -> None:
+    publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
+    bob = as_user(cast["bob"])
+    action = f"/p/newsroom/publications/{publication.pk}/action/"
+    refused = bob.post(action, {"action": "correct", "body": "<p>x</p>"}, follow=True)
+    assert "note" in refused.content.decode()
+    bob.post(
+        action,
+        {
+            "action": "correct",
+            "body": "<p>The chess club <script>alert(1)</script>marked a century.</p>",
+            "note": "Wording",
+            "headline": "Chess club marks a century",
+            "version": "1",
+        },
+    )
+    page = bob.get(f"/p/newsroom/publications/{publication.pk}/").content.decode()
+    assert "<ins>" in page and "Chess club marks a century" in page
+    assert "<script>alert(1)</script>" not in page  # sanitised on the way in
+    assert (
+        as_user(cast["charlie"]).post(action, {"action": "unpublish", "reason": "x"}).status_code
+        == 403
+    )
+    bob.post(action, {"action": "unpublish", "reason": "Legal request"})
+    publication.refresh_from_db()
+    assert publication.status == "unpublished" and publication.current_version == 3
+
+
+def test_admins_create_tokens_shown_once_and_revoke_them_in_the_browser(cast: dict) -> None:
+    alice = as_user(cast["alice"])
+    assert as_user(cast["bob"]).get("/p/newsroom/tokens/").status_code == 403
+    assert as_user(cast["eve"]).get("/p/newsroom/tokens/").status_code == 404
+    missing = alice.post("/p/newsroom/tokens/", {"name": "", "scope": "read"}).content.decode()
+    assert "name" in missing and "Give the token a name" in missing
+    created = alice.post("/p/newsroom/tokens/", {"name": "Website", "scope": "read"})
+    key = re.search(r'id="token-value">(cs_[^<]+)<', created.content.decode()).group(1)
+    assert key not in alice.get("/p/newsroom/tokens/").content.decode()
+    token = ApiToken.objects.get(name="Website")
+    assert token.key_hash != key and key.startswith(token.prefix)
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert api.get("/api/v1/publications/").status_code == 200
+    # a read token cannot request drafts either, and sees only its project's drafts
+    assert (
+        api.post(
+            "/api/v1/projects/newsroom/jobs/", {"seed_text": "x"}, content_type="application/json"
+        ).status_code
+        == 403
+    )
+    approved_draft(cast)
+    drafts = api.get("/api/v1/drafts/").json()["results"]
+    assert drafts and {d["project"] for d in drafts} == {"newsroom"}
+    alice.post(f"/p/newsroom/tokens/{token.pk}/revoke/")
+    assert api.get("/api/v1/publications/").status_code == 401
+    # the token's creator leaving the project takes the token's access with them
+    _, other_key = tokens.token_create(
+        project=cast["newsroom"], user=cast["alice"], name="CMS", scope="read_write"
+    )
+    cast["alice"].memberships.filter(project=cast["newsroom"]).delete()
+    gone = Client(HTTP_AUTHORIZATION=f"Bearer {other_key}").get("/api/v1/publications/")
+    assert gone.status_code == 401 and "no longer belongs" in gone.json()["message"]
