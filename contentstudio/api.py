@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -69,6 +72,24 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
     code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
     response.data = {"code": str(code), "message": str(detail), "detail": detail}
+    return response
+
+
+def etag(payload: bytes) -> str:
+    return '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+
+
+def etag_response(
+    request: Request, data: Any, *, status: int = 200, content_type: str | None = None
+) -> Response | HttpResponse:
+    """The response with a strong ETag of its body; 304 when the client has it already."""
+    body = json.dumps(data, sort_keys=True, default=str).encode()
+    tag = etag(body)
+    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        response = Response(data, status=status, content_type=content_type)
+    response["ETag"] = tag
     return response
 
 

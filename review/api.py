@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contentstudio.api import validation_response
+from contentstudio.api import etag_response, validation_response
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
 from generation.models import Draft
@@ -94,13 +94,15 @@ class DraftListApi(APIView):
         drafts = queue.queue_drafts(user=request.user, filters=filters)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
-        return paginator.get_paginated_response(DraftOut(page, many=True).data)
+        listed = paginator.get_paginated_response(DraftOut(page, many=True).data)
+        return etag_response(request, listed.data)
 
 
 class DraftDetailApi(APIView):
     @extend_schema(responses=DraftDetailOut)
     def get(self, request: Request, draft_id: int) -> Response:
-        return Response(DraftDetailOut(_draft(request, draft_id)).data)
+        # With an ETag: integrations polling a draft get 304 until it changes.
+        return etag_response(request, DraftDetailOut(_draft(request, draft_id)).data)
 
 
 class TransitionIn(serializers.Serializer):

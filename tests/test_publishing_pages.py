@@ -141,3 +141,19 @@ def test_admins_create_tokens_shown_once_and_revoke_them_in_the_browser(cast: di
     cast["alice"].memberships.filter(project=cast["newsroom"]).delete()
     gone = Client(HTTP_AUTHORIZATION=f"Bearer {other_key}").get("/api/v1/publications/")
     assert gone.status_code == 401 and "no longer belongs" in gone.json()["message"]
+
+
+def test_drafts_and_jobs_answer_with_etags_for_integrations(cast: dict) -> None:
+    draft = approved_draft(cast)
+    api = Client()
+    api.force_login(cast["dave"])
+    for url in (f"/api/v1/drafts/{draft.pk}/", "/api/v1/drafts/", f"/api/v1/jobs/{draft.job_id}/"):
+        first = api.get(url)
+        assert first.status_code == 200, url
+        again = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+        assert again.status_code == 304, url
+    from review import lifecycle
+
+    lifecycle.draft_transition(draft=draft, action="reopen", user=cast["bob"])
+    changed = api.get(f"/api/v1/drafts/{draft.pk}/", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200

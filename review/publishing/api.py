@@ -4,8 +4,6 @@ keyset-paginated, every GET answers with an ETag and honours If-None-Match."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from django.http import Http404, HttpResponse
@@ -18,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio.api import etag
+from contentstudio.api import etag_response as cached
 from contentstudio.selectors import project_get
 from generation.models import Draft
 from review.publishing import formats, selectors, services
@@ -37,24 +37,6 @@ class TokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A project API token (cs_...), created by a project admin.",
         }
-
-
-def _etag(payload: bytes) -> str:
-    return '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
-
-
-def cached(
-    request: Request, data: Any, *, status: int = 200, content_type: str | None = None
-) -> Response | HttpResponse:
-    """The response with a strong ETag of its body; 304 when the client has it already."""
-    body = json.dumps(data, sort_keys=True, default=str).encode()
-    tag = _etag(body)
-    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponse(status=304)
-    else:
-        response = Response(data, status=status, content_type=content_type)
-    response["ETag"] = tag
-    return response
 
 
 # --- Serializers (explicit, for the schema and for input validation) ---------------------------
@@ -381,7 +363,7 @@ class AtomFeedApi(APIView):
             feed_url=request.build_absolute_uri(request.path),
             versions=selectors.feed_versions(project_id=project.pk),
         )
-        tag = _etag(xml.encode())
+        tag = etag(xml.encode())
         if tag in request.headers.get("If-None-Match", ""):
             response = HttpResponse(status=304)
         else:
