@@ -175,6 +175,7 @@ class PublicationListApi(APIView):
             ),
         ],
         responses=PublicationPage,
+        operation_id="publications_list",
     )
     def get(self, request: Request) -> Response | HttpResponse:
         filters = selectors.parse_filters(request.query_params)

@@ -107,9 +107,11 @@ def apply_cursor(rows: QuerySet[Publication], cursor: str, ordering: str) -> Que
         raise ValidationError(
             {"cursor": "Invalid cursor: use the next link of the previous page unchanged."}
         ) from None
+    # Written as a range on updated_at (which the index serves) minus the ties already seen,
+    # rather than an OR, which planners may not turn into an index range.
     if ORDERINGS[ordering]:
-        return rows.filter(Q(updated_at__lt=at) | Q(updated_at=at, id__lt=pk))
-    return rows.filter(Q(updated_at__gt=at) | Q(updated_at=at, id__gt=pk))
+        return rows.filter(updated_at__lte=at).exclude(updated_at=at, id__gte=pk)
+    return rows.filter(updated_at__gte=at).exclude(updated_at=at, id__lte=pk)
 
 
 # --- Single rows --------------------------------------------------------------------------------
