@@ -27,3 +27,6 @@ urlpatterns = [
     path("", include("contentstudio.token_urls")),  # API tokens
     path("admin/", admin.site.urls),
 ]
+
+# A bad request to the API gets the API's JSON error body, not an HTML page.
+handler400 = "contentstudio.views.bad_request"
