@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -81,7 +83,10 @@ def _draft(request: Request, draft_id: int) -> Draft:
 
 
 class DraftListApi(APIView):
-    @extend_schema(responses=DraftOut(many=True))
+    @extend_schema(
+        responses=DraftOut(many=True),
+        parameters=[OpenApiParameter("updated_since", OpenApiTypes.DATETIME)],
+    )
     def get(self, request: Request) -> Response:
         filters = queue.parse_filters(request.query_params)
         if filters.errors:
@@ -92,6 +97,15 @@ class DraftListApi(APIView):
 
             filters.states = list(DraftStatus.values)
         drafts = queue.queue_drafts(user=request.user, filters=filters)
+        since = request.query_params.get("updated_since")
+        if since:
+            # For integrations that sync: only drafts changed since their last look.
+            at = parse_datetime(since)
+            if at is None or at.tzinfo is None:
+                return validation_response(
+                    {"updated_since": [f"{since!r} is not an ISO 8601 date-time with a time zone."]}
+                )
+            drafts = drafts.filter(updated_at__gte=at)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
         listed = paginator.get_paginated_response(DraftOut(page, many=True).data)

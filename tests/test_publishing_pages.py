@@ -157,3 +157,15 @@ def test_drafts_and_jobs_answer_with_etags_for_integrations(cast: dict) -> None:
     lifecycle.draft_transition(draft=draft, action="reopen", user=cast["bob"])
     changed = api.get(f"/api/v1/drafts/{draft.pk}/", HTTP_IF_NONE_MATCH=first["ETag"])
     assert changed.status_code == 200
+
+
+def test_integrations_list_drafts_changed_since_a_time(cast: dict) -> None:
+    old = approved_draft(cast, title="Old")
+    type(old).objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=2))
+    new = approved_draft(cast, title="New")
+    api = as_user(cast["dave"])
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+    listed = api.get("/api/v1/drafts/", {"updated_since": since}).json()["results"]
+    assert [d["id"] for d in listed] == [new.pk]
+    bad = api.get("/api/v1/drafts/", {"updated_since": "yesterday"})
+    assert bad.status_code == 400 and "updated_since" in bad.json()["fields"]

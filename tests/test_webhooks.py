@@ -59,9 +59,17 @@ def generic(cast: dict, url: str) -> tuple[Destination, str]:
 
 
 def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplicates(
-    cast: dict, receivers: list[Receiver], settings: Any
+    cast: dict, receivers: list[Receiver], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from review.publishing import tasks
+
     settings.PUBLISHING_READ_TIMEOUT = 0.5
+    scheduled: list[float] = []
+    monkeypatch.setattr(
+        tasks.destination_flush,
+        "apply_async",
+        lambda args, countdown: scheduled.append(countdown),
+    )
     # A receiver that fails, then hangs past the timeout, then accepts; it dedupes on
     # webhook-id, as the specification asks receivers to.
     script = ["500", "hang", "ok"]
@@ -91,6 +99,8 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     first = Delivery.objects.get(version__number=1)
     assert (first.status, first.attempts, first.last_status_code) == ("pending", 1, 500)
     assert first.next_attempt_at > timezone.now() + timedelta(seconds=5)
+    # and the retry task is queued for then (exponential backoff: 10 s, then 30 s, ...)
+    assert 9 < scheduled[-1] <= 10.1
     # a correction meanwhile waits behind it (in order), even once due
     services.publication_correct(
         publication=publication, user=cast["bob"], body="<p>Fixed.</p>", note="Typo"
@@ -101,6 +111,7 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     release.set()
     first.refresh_from_db()
     assert first.attempts == 2 and "Timed out" in first.last_error
+    assert 29 < scheduled[-1] <= 30.1
     assert Delivery.objects.get(version__number=2).attempts == 0
     # third try: both go, the publication before its correction
     make_due()
