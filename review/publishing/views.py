@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from contentstudio.errors import DomainError
+from contentstudio.html import sanitize
 from contentstudio.models import Project, Role, role_at_least
 from contentstudio.selectors import project_get
 from generation.models import Draft
@@ -174,6 +175,8 @@ def publication_detail(request: HttpRequest, slug: str, publication_id: int) -> 
                 "diff": diff.word_diff(previous.body_text, version.body_text) if previous else None,
                 "headline_changed": previous is not None and previous.headline != version.headline,
                 "previous_headline": previous.headline if previous else "",
+                # Sanitised when written and again when shown (a rule change, an old row).
+                "body_safe": sanitize(version.body_html),
             }
         )
     current = versions[-1] if versions else None
