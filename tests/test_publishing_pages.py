@@ -169,3 +169,12 @@ def test_integrations_list_drafts_changed_since_a_time(cast: dict) -> None:
     assert [d["id"] for d in listed] == [new.pk]
     bad = api.get("/api/v1/drafts/", {"updated_since": "yesterday"})
     assert bad.status_code == 400 and "updated_since" in bad.json()["fields"]
+
+
+def test_the_draft_page_links_to_its_publication(cast: dict) -> None:
+    draft = approved_draft(cast)
+    bob = as_user(cast["bob"])
+    assert "publication-link" not in bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
+    publication = services.publication_publish(draft=draft, user=cast["bob"])
+    page = bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
+    assert f"/p/newsroom/publications/{publication.pk}/" in page
