@@ -70,10 +70,12 @@ def test_scheduling_from_the_page_reads_the_browser_offset_and_refuses_the_past(
     other = approved_draft(cast, title="Old news")
     response = bob.post(
         "/p/newsroom/publications/publish/",
-        {"draft": other.pk, "scheduled_for": "2020-01-01T10:00", "tz_offset": "0"},
-        follow=True,
+        {"draft": other.pk, "scheduled_for": "2020-01-01T10:00", "tz_offset": "0", "tags": "a, b"},
     )
-    assert "in the past" in response.content.decode()
+    # refused with the reason next to the draft, what was typed still there
+    page = response.content.decode()
+    assert response.status_code == 400 and "in the past" in page
+    assert 'value="a, b"' in page and 'value="2020-01-01T10:00"' in page
     assert not Publication.objects.filter(draft=other).exists()
     # publish now from the scheduled item
     bob.post(f"/p/newsroom/publications/{publication.pk}/action/", {"action": "publish_now"})
@@ -85,8 +87,11 @@ def test_corrections_and_kills_from_the_page_show_versions_with_their_diff(cast:
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
     bob = as_user(cast["bob"])
     action = f"/p/newsroom/publications/{publication.pk}/action/"
-    refused = bob.post(action, {"action": "correct", "body": "<p>x</p>"}, follow=True)
+    refused = bob.post(action, {"action": "correct", "body": "<p>My long corrected text</p>"})
+    # refused with the reason, and nothing typed is lost
+    assert refused.status_code == 400
     assert "note" in refused.content.decode()
+    assert "My long corrected text" in refused.content.decode()
     bob.post(
         action,
         {

@@ -71,9 +71,7 @@ def _list_context(request: HttpRequest, project: Project, role: str) -> dict[str
     }
 
 
-@login_required
-def publication_list(request: HttpRequest, slug: str) -> HttpResponse:
-    project, role = project_get(user=request.user, slug=slug)
+def _list_page(request: HttpRequest, project: Project, role: str, **extra: Any) -> dict[str, Any]:
     context = _list_context(request, project, role)
     context["ready"] = (
         Draft.objects.filter(project=project, status=DraftStatus.APPROVED)
@@ -83,7 +81,14 @@ def publication_list(request: HttpRequest, slug: str) -> HttpResponse:
         else []
     )
     context["destinations"] = Destination.objects.filter(project=project)
-    return render(request, "publishing/publication_list.html", context)
+    context.update(extra)
+    return context
+
+
+@login_required
+def publication_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    return render(request, "publishing/publication_list.html", _list_page(request, project, role))
 
 
 @login_required
@@ -117,7 +122,7 @@ def _when(request: HttpRequest) -> datetime | None:
 @login_required
 @require_POST
 def publication_publish(request: HttpRequest, slug: str) -> HttpResponse:
-    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    project, role = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
     draft = get_object_or_404(Draft, pk=request.POST.get("draft") or 0, project=project)
     options = {
         "tags": request.POST.get("tags", ""),
@@ -134,12 +139,21 @@ def publication_publish(request: HttpRequest, slug: str) -> HttpResponse:
                 draft=draft, user=request.user, when=when, **options
             )
             messages.success(request, f"Scheduled “{publication.headline}” for {when.isoformat()}.")
-    except ValidationError as exc:
-        messages.error(request, _errors_text(exc))
-        return redirect("publication_list", slug=slug)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect("publication_list", slug=slug)
+    except (ValidationError, DomainError) as exc:
+        # The page again, with the reason next to the draft and what was typed kept.
+        reason = exc.message if isinstance(exc, DomainError) else _errors_text(exc)
+        posted = {
+            "draft": draft.pk,
+            "error": reason,
+            "tags": options["tags"],
+            "scheduled_for": request.POST.get("scheduled_for", ""),
+        }
+        return render(
+            request,
+            "publishing/publication_list.html",
+            _list_page(request, project, role, posted=posted),
+            status=exc.status_code if isinstance(exc, DomainError) else 400,
+        )
     return redirect("publication_detail", slug=slug, publication_id=publication.pk)
 
 
@@ -161,10 +175,9 @@ def _deliveries_context(publication: Publication) -> dict[str, Any]:
     return {"deliveries": by_destination}
 
 
-@login_required
-def publication_detail(request: HttpRequest, slug: str, publication_id: int) -> HttpResponse:
-    project, role = project_get(user=request.user, slug=slug)
-    publication = _publication(project, publication_id)
+def _detail_context(
+    project: Project, role: str, publication: Publication, **extra: Any
+) -> dict[str, Any]:
     versions = list(PublicationVersion.objects.filter(publication=publication).order_by("number"))
     shown = []
     for index, version in enumerate(versions):
@@ -180,19 +193,35 @@ def publication_detail(request: HttpRequest, slug: str, publication_id: int) -> 
             }
         )
     current = versions[-1] if versions else None
+    correction = {
+        "headline": current.headline if current else "",
+        "summary": current.summary if current else "",
+        "tags": ", ".join(current.tags) if current else "",
+        "body": current.body_html if current else "",
+        "note": "",
+    }
+    return {
+        "project": project,
+        "role": role,
+        "publication": publication,
+        "versions": list(reversed(shown)),
+        "current": current,
+        "correction": correction,
+        "events": publication.events.select_related("actor").order_by("-created_at", "-pk"),
+        "can_publish": role_at_least(role, Role.EDITOR),
+        **_deliveries_context(publication),
+        **extra,
+    }
+
+
+@login_required
+def publication_detail(request: HttpRequest, slug: str, publication_id: int) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    publication = _publication(project, publication_id)
     return render(
         request,
         "publishing/publication_detail.html",
-        {
-            "project": project,
-            "role": role,
-            "publication": publication,
-            "versions": list(reversed(shown)),
-            "current": current,
-            "events": publication.events.select_related("actor").order_by("-created_at", "-pk"),
-            "can_publish": role_at_least(role, Role.EDITOR),
-            **_deliveries_context(publication),
-        },
+        _detail_context(project, role, publication),
     )
 
 
@@ -216,24 +245,14 @@ def publication_deliveries(request: HttpRequest, slug: str, publication_id: int)
 @login_required
 @require_POST
 def publication_action(request: HttpRequest, slug: str, publication_id: int) -> HttpResponse:
-    project, _ = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
+    project, role = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
     publication = _publication(project, publication_id)
     action = request.POST.get("action", "")
     back = redirect("publication_detail", slug=slug, publication_id=publication.pk)
+    if action == "correct":
+        return _correct(request, project, role, publication)
     try:
-        if action == "correct":
-            version = services.publication_correct(
-                publication=publication,
-                user=request.user,
-                body=request.POST.get("body", ""),
-                headline=request.POST.get("headline"),
-                summary=request.POST.get("summary"),
-                tags=request.POST.get("tags"),
-                note=request.POST.get("note", ""),
-                expected_version=int(request.POST.get("version") or 0) or None,
-            )
-            messages.success(request, f"Correction published as version {version.number}.")
-        elif action == "unpublish":
+        if action == "unpublish":
             services.publication_unpublish(
                 publication=publication, user=request.user, reason=request.POST.get("reason", "")
             )
@@ -253,6 +272,32 @@ def publication_action(request: HttpRequest, slug: str, publication_id: int) -> 
     except DomainError as exc:
         messages.error(request, exc.message)
     return back
+
+
+def _correct(
+    request: HttpRequest, project: Project, role: str, publication: Publication
+) -> HttpResponse:
+    """A correction; on an error the page comes back with the reason and everything typed."""
+    posted = {k: request.POST.get(k, "") for k in ("headline", "summary", "tags", "body", "note")}
+    try:
+        version = services.publication_correct(
+            publication=publication,
+            user=request.user,
+            body=posted["body"],
+            headline=posted["headline"],
+            summary=posted["summary"],
+            tags=posted["tags"],
+            note=posted["note"],
+            expected_version=int(request.POST.get("version") or 0) or None,
+        )
+    except (ValidationError, DomainError) as exc:
+        reason = exc.message if isinstance(exc, DomainError) else _errors_text(exc)
+        context = _detail_context(project, role, publication, correction_error=reason)
+        context["correction"] = posted
+        status = exc.status_code if isinstance(exc, DomainError) else 400
+        return render(request, "publishing/publication_detail.html", context, status=status)
+    messages.success(request, f"Correction published as version {version.number}.")
+    return redirect("publication_detail", slug=project.slug, publication_id=publication.pk)
 
 
 @login_required
