@@ -183,3 +183,24 @@ def test_the_draft_page_links_to_its_publication(cast: dict) -> None:
     publication = services.publication_publish(draft=draft, user=cast["bob"])
     page = bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
     assert f"/p/newsroom/publications/{publication.pk}/" in page
+
+
+def test_each_destination_has_its_delivery_log_with_retry_now(cast: dict) -> None:
+    destination, _ = services.destination_create(
+        project=cast["newsroom"],
+        user=cast["alice"],
+        name="Site",
+        kind="generic",
+        url="http://127.0.0.1:9/hooks",
+    )
+    publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
+    url = f"/p/newsroom/destinations/{destination.pk}/"
+    page = as_user(cast["dave"]).get(url).content.decode()
+    assert publication.headline in page and "publication.published" in page
+    assert "data-retry" not in page  # viewers read the log, editors act on it
+    bob = as_user(cast["bob"])
+    assert "data-retry" in bob.get(url + "?rows=1").content.decode()
+    delivery = publication.deliveries.get()
+    response = bob.post(f"/p/newsroom/deliveries/{delivery.pk}/retry/", {"back": "destination"})
+    assert response.status_code == 302 and response.url == url
+    assert as_user(cast["eve"]).get(url).status_code == 404

@@ -87,6 +87,11 @@ project_pages = [
     path("deliveries/<int:delivery_id>/retry/", views.delivery_retry, name="delivery_retry"),
     path("destinations/", views.destination_list, name="destination_list"),
     path(
+        "destinations/<int:destination_id>/",
+        views.destination_log,
+        name="destination_log",
+    ),
+    path(
         "destinations/<int:destination_id>/action/",
         views.destination_action,
         name="destination_action",

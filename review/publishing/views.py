@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -314,6 +315,8 @@ def delivery_retry(request: HttpRequest, slug: str, delivery_id: int) -> HttpRes
         messages.success(request, f"Sending to {delivery.destination.name} now.")
     except DomainError as exc:
         messages.error(request, exc.message)
+    if request.POST.get("back") == "destination":
+        return redirect("destination_log", slug=slug, destination_id=delivery.destination_id)
     return redirect("publication_detail", slug=slug, publication_id=delivery.publication_id)
 
 
@@ -356,6 +359,41 @@ def destination_list(request: HttpRequest, slug: str) -> HttpResponse:
             "new_secret": new_secret,
         },
     )
+
+
+def _destination_log_context(project: Project, role: str, destination: Destination) -> dict:
+    rows = (
+        Delivery.objects.filter(destination=destination)
+        .select_related("version", "publication")
+        .order_by("-sequence")[:100]
+    )
+    counts = dict(
+        Delivery.objects.filter(destination=destination)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return {
+        "project": project,
+        "role": role,
+        "destination": destination,
+        "rows": rows,
+        "counts": counts,
+        "can_publish": role_at_least(role, Role.EDITOR),
+    }
+
+
+@login_required
+def destination_log(request: HttpRequest, slug: str, destination_id: int) -> HttpResponse:
+    """One destination's delivery log, newest first (live: the table reloads on events)."""
+    project, role = project_get(user=request.user, slug=slug)
+    destination = get_object_or_404(Destination, pk=destination_id, project=project)
+    template = (
+        "publishing/_destination_rows.html"
+        if request.GET.get("rows")
+        else "publishing/destination_log.html"
+    )
+    return render(request, template, _destination_log_context(project, role, destination))
 
 
 @login_required
