@@ -279,15 +279,19 @@ class Ghost:
             jwt.decode(token, self.secret, algorithms=["HS256"], audience="/admin/")
         except Exception:
             return 401, {"errors": [{"type": "UnauthorizedError"}]}
+        path = handler.path.split("?")[0]
+        if handler.command == "GET" and "/slug/" in path:
+            return 404, {"errors": [{"type": "NotFoundError"}]}
         self.clock += 1
         stamp = f"2026-01-01T00:00:{self.clock:02d}.000Z"
-        path = handler.path.split("?")[0]
         if handler.command == "POST":
             post = json.loads(body)["posts"][0]
             post_id = f"ghost{len(self.posts) + 1}"
             self.posts[post_id] = {**post, "id": post_id, "updated_at": stamp}
             return 201, {"posts": [self.posts[post_id]]}
         post_id = path.rstrip("/").rsplit("/", 1)[1]
+        if handler.command == "GET":
+            return 200, {"posts": [self.posts[post_id]]}
         post = json.loads(body)["posts"][0]
         if post.get("updated_at") != self.posts[post_id]["updated_at"]:
             return 409, {"errors": [{"type": "UpdateCollisionError"}]}
@@ -320,9 +324,14 @@ def test_ghost_posts_use_the_admin_jwt_and_carry_updated_at_on_updates(
     assert [t["name"] for t in post["tags"]] == ["chess", "club"]
     remote = RemoteObject.objects.get(destination=destination)
     assert (remote.remote_id, remote.remote_updated_at) == (post["id"], post["updated_at"])
+    # someone edits the post in Ghost: our stale updated_at is refused (409), the current one
+    # is fetched and the next version still lands
+    post["updated_at"] = "2026-02-02T00:00:00.000Z"
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Pulled")
     assert delivery.destination_flush(destination.pk) == 1
     assert post["status"] == "draft"
+    assert Delivery.objects.filter(status="delivered").count() == 3
+    assert [r["method"] for r in receiver.requests][-3:] == ["PUT", "GET", "PUT"]
 
 
 def test_secrets_are_encrypted_never_shown_again_nor_logged(

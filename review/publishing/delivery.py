@@ -227,6 +227,18 @@ def _send_ghost(delivery: Delivery, secret: str, session: requests.Session) -> O
             headers=headers(),
             timeout=_timeout(),
         )
+        if response.status_code == 409:
+            # Someone edited the post in Ghost since our last write: take its current
+            # updated_at and apply this version over it (ours is the newer editorial state).
+            current = session.get(f"{base}{remote_id}/", headers=headers(), timeout=_timeout())
+            if current.ok:
+                post["updated_at"] = str(current.json()["posts"][0].get("updated_at", ""))
+                response = session.put(
+                    f"{base}{remote_id}/?source=html",
+                    json={"posts": [post]},
+                    headers=headers(),
+                    timeout=_timeout(),
+                )
     else:
         response = session.post(
             f"{base}?source=html", json={"posts": [post]}, headers=headers(), timeout=_timeout()
