@@ -30,3 +30,5 @@ urlpatterns = [
 
 # A bad request to the API gets the API's JSON error body, not an HTML page.
 handler400 = "contentstudio.views.bad_request"
+handler404 = "contentstudio.views.not_found"
+handler500 = "contentstudio.views.server_error"

@@ -264,5 +264,6 @@ def test_a_body_over_the_upload_limit_gets_the_json_error_body(
     assert response["Content-Type"] == "application/json"
     assert response.json() == {
         "detail": "The request body is larger than 1 MB.",
+        "message": "The request body is larger than 1 MB.",
         "code": "request_too_large",
     }

@@ -204,3 +204,12 @@ def test_each_destination_has_its_delivery_log_with_retry_now(cast: dict) -> Non
     response = bob.post(f"/p/newsroom/deliveries/{delivery.pk}/retry/", {"back": "destination"})
     assert response.status_code == 302 and response.url == url
     assert as_user(cast["eve"]).get(url).status_code == 404
+
+
+def test_api_errors_outside_views_are_json_with_code_and_message(cast: dict) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(cast["dave"])
+    missing = client.get("/api/v1/no-such-endpoint/")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found" and missing.json()["message"]
+    assert client.get("/p/newsroom/no-such-page/").status_code == 404
