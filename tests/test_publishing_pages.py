@@ -213,3 +213,30 @@ def test_api_errors_outside_views_are_json_with_code_and_message(cast: dict) -> 
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found" and missing.json()["message"]
     assert client.get("/p/newsroom/no-such-page/").status_code == 404
+
+
+def test_a_read_write_token_requests_drafts_follows_and_cancels_the_job(
+    cast: dict, language_model: Any, news_template: Any, hold_queue: list
+) -> None:
+    _, key = tokens.token_create(
+        project=cast["newsroom"], user=cast["alice"], name="CMS", scope="read_write"
+    )
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    created = api.post(
+        "/api/v1/projects/newsroom/jobs/",
+        {
+            "template": news_template.template_id,
+            "variables": {"headline": "Storm", "lede": "A storm hit."},
+            "n_candidates": 2,
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    job_id = created.json()["id"]
+    assert api.get(f"/api/v1/jobs/{job_id}/").json()["status"] == "queued"
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
+    # the other project's jobs are out of reach
+    assert (
+        api.post("/api/v1/projects/other/jobs/", {}, content_type="application/json").status_code
+        == 404
+    )
