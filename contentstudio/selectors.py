@@ -59,9 +59,17 @@ def _token_role(user: AbstractBaseUser, token: ApiToken, project: Project) -> st
     project takes the token's access with them."""
     if project.pk != token.project_id:
         return None
-    held = (
-        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
-    )
+    cache = getattr(user, "_contentstudio_roles", None)
+    if cache is None:
+        cache = {}
+        user._contentstudio_roles = cache  # type: ignore[attr-defined]
+    if project.pk not in cache:
+        cache[project.pk] = (
+            Membership.objects.filter(user=user, project=project)
+            .values_list("role", flat=True)
+            .first()
+        )
+    held = cache[project.pk]
     if held is None and getattr(user, "is_superuser", False):
         held = Role.ADMIN  # superusers run the installation (see membership_role)
     if held is None:
