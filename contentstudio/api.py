@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -101,6 +102,7 @@ class ProjectOut(serializers.Serializer):
 
 
 class ProjectListApi(APIView):
+    @extend_schema(responses=ProjectOut(many=True))
     def get(self, request: Request) -> Response:
         rows = [
             {

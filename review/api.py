@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio import keyset
 from contentstudio.api import etag_response, validation_response
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
@@ -85,7 +86,17 @@ def _draft(request: Request, draft_id: int) -> Draft:
 class DraftListApi(APIView):
     @extend_schema(
         responses=DraftOut(many=True),
-        parameters=[OpenApiParameter("updated_since", OpenApiTypes.DATETIME)],
+        parameters=[
+            OpenApiParameter("updated_since", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=list(keyset.ORDERINGS),
+                description="Keyset pages by update time (with cursor), instead of the queue "
+                "order with limit/offset.",
+            ),
+            OpenApiParameter("cursor", str, description="From the previous page's next link."),
+        ],
     )
     def get(self, request: Request) -> Response:
         filters = queue.parse_filters(request.query_params)
@@ -106,6 +117,26 @@ class DraftListApi(APIView):
                     {"updated_since": [f"{since!r} is not an ISO 8601 date-time with a time zone."]}
                 )
             drafts = drafts.filter(updated_at__gte=at)
+        ordering = request.query_params.get("ordering")
+        if ordering in keyset.ORDERINGS:
+            # For syncing integrations: keyset pages by (updated_at, id), stable while drafts
+            # change, each as cheap as the first; the next page is the ``next`` link.
+            raw_limit = request.query_params.get("limit") or "50"
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+                return validation_response({"limit": ["A whole number from 1 to 200."]})
+            page, next_cursor = keyset.page(
+                drafts,
+                cursor=request.query_params.get("cursor"),
+                ordering=ordering,
+                size=int(raw_limit),
+            )
+            next_url = None
+            if next_cursor:
+                params = request.query_params.copy()
+                params["cursor"] = next_cursor
+                next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+            data = {"next": next_url, "results": DraftOut(page, many=True).data}
+            return etag_response(request, data)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
         listed = paginator.get_paginated_response(DraftOut(page, many=True).data)

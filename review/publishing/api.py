@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio import keyset
 from contentstudio.api import etag
 from contentstudio.api import etag_response as cached
 from contentstudio.selectors import project_get
@@ -180,17 +181,14 @@ class PublicationListApi(APIView):
     def get(self, request: Request) -> Response | HttpResponse:
         filters = selectors.parse_filters(request.query_params)
         rows = selectors.publication_list(user=request.user, filters=filters)
-        cursor = request.query_params.get("cursor")
-        if cursor:
-            rows = selectors.apply_cursor(rows, cursor, filters.ordering)
         size = _page_size(request)
-        page = list(rows[: size + 1])
-        more = len(page) > size
-        page = page[:size]
+        page, next_cursor = keyset.page(
+            rows, cursor=request.query_params.get("cursor"), ordering=filters.ordering, size=size
+        )
         next_url = None
-        if more:
+        if next_cursor:
             params = request.query_params.copy()
-            params["cursor"] = selectors.encode_cursor(page[-1], filters.ordering)
+            params["cursor"] = next_cursor
             next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
         return cached(request, {"next": next_url, "results": [publication_out(p) for p in page]})
 

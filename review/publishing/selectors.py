@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils.dateparse import parse_datetime
 
+from contentstudio import keyset
 from contentstudio.selectors import membership_role
 from review.publishing.models import (
     Delivery,
@@ -24,7 +22,7 @@ from review.publishing.models import (
 )
 from review.queue import visible_projects
 
-ORDERINGS = {"updated_at": False, "-updated_at": True}
+ORDERINGS = keyset.ORDERINGS
 
 
 @dataclass
@@ -81,37 +79,7 @@ def publication_list(
         rows = rows.filter(updated_at__gte=filters.updated_since)
     if filters.tag:
         rows = rows.filter(tag_rows__name=filters.tag)
-    desc = ORDERINGS[filters.ordering]
-    return rows.order_by("-updated_at", "-id") if desc else rows.order_by("updated_at", "id")
-
-
-# --- Keyset cursors -----------------------------------------------------------------------------
-
-
-def encode_cursor(publication: Publication, ordering: str) -> str:
-    raw = json.dumps([ordering, publication.updated_at.isoformat(), publication.pk])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def apply_cursor(rows: QuerySet[Publication], cursor: str, ordering: str) -> QuerySet[Publication]:
-    """Rows after the cursor's (updated_at, id): constant cost on the index, and stable while
-    rows change (an item updated meanwhile moves to the end of an ascending walk, where a
-    sync sees it again, instead of shifting every later page as an offset would)."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        cursor_ordering, stamp, pk = json.loads(base64.urlsafe_b64decode(padded))
-        at = parse_datetime(stamp)
-        if at is None or cursor_ordering != ordering or not isinstance(pk, int):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-        raise ValidationError(
-            {"cursor": "Invalid cursor: use the next link of the previous page unchanged."}
-        ) from None
-    # Written as a range on updated_at (which the index serves) minus the ties already seen,
-    # rather than an OR, which planners may not turn into an index range.
-    if ORDERINGS[ordering]:
-        return rows.filter(updated_at__lte=at).exclude(updated_at=at, id__gte=pk)
-    return rows.filter(updated_at__gte=at).exclude(updated_at=at, id__lte=pk)
+    return keyset.order(rows, filters.ordering)
 
 
 # --- Single rows --------------------------------------------------------------------------------
