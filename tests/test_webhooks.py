@@ -165,6 +165,24 @@ def test_a_receiver_that_is_down_gets_everything_in_order_when_it_is_back(
     assert got == ["publication.published", "publication.corrected", "publication.unpublished"]
 
 
+def test_a_disabled_destination_keeps_its_deliveries_until_it_is_enabled(
+    cast: dict, receivers: list[Receiver]
+) -> None:
+    got: list[str] = []
+    receiver = start(
+        receivers, lambda h, body: (got.append(json.loads(body)["type"]), (200, {}))[1]
+    )
+    destination, _ = generic(cast, receiver.url)
+    services.destination_set_enabled(destination=destination, user=cast["alice"], enabled=False)
+    publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
+    services.publication_unpublish(publication=publication, user=cast["bob"], reason="Pulled")
+    assert delivery.destination_flush(destination.pk) == 0 and got == []
+    assert delivery.due_destinations() == []
+    services.destination_set_enabled(destination=destination, user=cast["alice"], enabled=True)
+    assert delivery.destination_flush(destination.pk) == 2
+    assert got == ["publication.published", "publication.unpublished"]
+
+
 def test_retries_run_out_into_failed_and_retry_now_sends_again(
     cast: dict, receivers: list[Receiver], settings: Any
 ) -> None:

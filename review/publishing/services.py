@@ -176,7 +176,8 @@ def _deliveries_create(publication: Publication, version: PublicationVersion) ->
     from review.publishing import tasks
 
     created = []
-    for destination in Destination.objects.filter(project_id=publication.project_id, enabled=True):
+    # Disabled destinations get their deliveries too: they wait, in order, until it is enabled.
+    for destination in Destination.objects.filter(project_id=publication.project_id):
         # The destination's sequence orders its deliveries; the row lock (PostgreSQL) and the
         # conditional increment keep two publishers from taking the same number.
         Destination.objects.filter(pk=destination.pk).update(next_sequence=F("next_sequence") + 1)
