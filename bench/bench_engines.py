@@ -21,7 +21,8 @@ sampling settings and thread count.
   same seed) sent straight to that server with a plain streaming HTTP client. Goal <= 1.10.
 
 Options (environment): ``BENCH_QUICK=1`` (fewer repetitions, shorter perplexity text),
-``BENCH_THREADS`` (threads per engine, default 2), ``BENCH_SKIP_OPENAI=1``.
+``BENCH_THREADS`` (threads per engine, default 2), ``BENCH_SKIP_OPENAI=1``, ``BENCH_ONLY_OPENAI=1``
+(a diagnostic: only the OpenAI-compatible figure).
 Where llama-cpp-python is installed, a reference line gives its tokens/s on the bundled GGUF.
 """
 
@@ -285,14 +286,25 @@ def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
     harness.run(n=1, seed=1, tokens=4, exact=False)  # warm the server and the path
     direct(1)
     jobs, straight = [], []
-    for rep in range(REPS + 1):
-        seed = 500 + rep
-        elapsed, chunks = direct(seed)
-        straight.append(elapsed)
+
+    def through_job(seed: int) -> int:
         started = time.perf_counter()
         job_id = harness.submit(n=1, seed=seed, exact=False)
         harness.wait([job_id])
         jobs.append(time.perf_counter() - started)
+        return job_id
+
+    for rep in range(2 * REPS):
+        seed = 500 + rep
+        # Alternate which goes first: a server still tidying up after one request must not
+        # always slow the same side down.
+        if rep % 2:
+            job_id = through_job(seed)
+            elapsed, chunks = direct(seed)
+        else:
+            elapsed, chunks = direct(seed)
+            job_id = through_job(seed)
+        straight.append(elapsed)
         log(
             f"  openai rep {rep}: direct {elapsed:.2f} s ({chunks} chunks), job {jobs[-1]:.2f} s "
             f"({harness.tokens_of(job_id)} tokens)"
@@ -402,12 +414,15 @@ def main() -> None:
         (tmp / "hf").mkdir()
         (tmp / "onnx").mkdir()
         (tmp / "openai").mkdir()
-        started = time.perf_counter()
-        hf = run_child(["transformers", str(source)], tmp / "hf")
-        log(f"transformers fp32 child: {time.perf_counter() - started:.0f} s: {hf}")
-        started = time.perf_counter()
-        ort = run_child(["onnx", str(source), str(onnx_dir)], tmp / "onnx")
-        log(f"onnx child: {time.perf_counter() - started:.0f} s: {ort}")
+        only_openai = os.environ.get("BENCH_ONLY_OPENAI") == "1"
+        hf = ort = None
+        if not only_openai:
+            started = time.perf_counter()
+            hf = run_child(["transformers", str(source)], tmp / "hf")
+            log(f"transformers fp32 child: {time.perf_counter() - started:.0f} s: {hf}")
+            started = time.perf_counter()
+            ort = run_child(["onnx", str(source), str(onnx_dir)], tmp / "onnx")
+            log(f"onnx child: {time.perf_counter() - started:.0f} s: {ort}")
         openai = None
         if os.environ.get("BENCH_SKIP_OPENAI") != "1":
             process, url, served = start_serve(source, tmp)
@@ -422,6 +437,11 @@ def main() -> None:
                     process.kill()
         llama_cpp_reference()
     median = statistics.median
+    if hf is None or ort is None:
+        if openai is not None:
+            ratio = median(openai["job_s"]) / median(openai["direct_s"])
+            print(f"openai_backend_overhead_ratio: {ratio:.3f}")
+        return
     log(
         f"tokens/s, 1 candidate: transformers {hf['one_tps']:.1f}, onnx {ort['one_tps']:.1f}; "
         f"8 candidates: transformers {hf['eight_tps']:.1f}, onnx {ort['eight_tps']:.1f}"
