@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "contentstudio",
     "generation",
     "review",
+    "generation.finetune",
 ]
 
 MIDDLEWARE = [

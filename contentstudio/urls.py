@@ -83,6 +83,7 @@ urlpatterns = [
     path("queue/rows/", review_views.queue_rows, name="queue_rows"),
     path("queue/bulk/", review_views.queue_bulk, name="queue_bulk"),
     path("p/<slug:slug>/", include(project_pages)),
+    path("p/<slug:slug>/finetune/", include("generation.finetune.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]
