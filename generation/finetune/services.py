@@ -205,7 +205,7 @@ def run_estimate(
         ) from None
     chat = bool(getattr(tokenizer, "chat_template", None))
     enc = trainer.encode_examples(
-        split.train, tokenizer, max_length=resolved.max_seq_length, chat=chat
+        split.train, tokenizer, max_length=resolved.max_seq_length, chat=chat, pack=True
     )
     val = trainer.encode_examples(
         split.validation, tokenizer, max_length=resolved.max_seq_length, chat=chat
