@@ -27,7 +27,7 @@ application = ProtocolTypeRouter(
         # self-hosted studio (put a CDN or nginx in front for heavy traffic).
         "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns()))
         ),
     }
 )
@@ -36,3 +36,7 @@ if settings.EMBEDDED_WORKER_AUTOSTART:
     from contentstudio.embedded import start_embedded_worker
 
     start_embedded_worker()
+    if settings.EMBEDDED_BEAT_AUTOSTART:
+        from contentstudio.periodic import start_embedded_beat
+
+        start_embedded_beat()

@@ -1,15 +1,14 @@
-"""Pages of the core domain: the project list and a project's home page."""
+"""Pages of the core domain: the project list (a project's home is the review app's)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from contentstudio.models import Role, role_at_least
-from contentstudio.selectors import membership_role, project_get, project_list
-from generation import selectors as gen_selectors
-from generation.forms import generation_context
+from contentstudio.selectors import membership_role, project_list
 
 
 @login_required
@@ -21,17 +20,17 @@ def project_list_view(request: HttpRequest) -> HttpResponse:
     return render(request, "contentstudio/project_list.html", {"projects": projects})
 
 
-@login_required
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project, role = project_get(user=request.user, slug=slug)
-    context = {
-        "project": project,
-        "role": role,
-        "can_generate": role_at_least(role, Role.EDITOR),
-        "is_admin": role_at_least(role, Role.ADMIN),
-        "jobs": gen_selectors.project_jobs(project_id=project.pk),
-        "drafts": gen_selectors.project_drafts(project_id=project.pk),
-    }
-    if context["can_generate"]:
-        context.update(generation_context(project=project))
-    return render(request, "contentstudio/project_detail.html", context)
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed request): the API
+    answers with the same JSON error body as every other API error, pages with the error page."""
+    too_big = isinstance(exception, RequestDataTooBig)
+    status = 413 if too_big else 400
+    message = (
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2**20} MB."
+        if too_big
+        else "The request could not be read."
+    )
+    if request.path.startswith("/api/"):
+        code = "request_too_large" if too_big else "bad_request"
+        return JsonResponse({"detail": message, "code": code}, status=status)
+    return render(request, "error.html", {"message": message, "status": status}, status=status)

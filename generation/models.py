@@ -178,8 +178,12 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The one table of a job's moves; generation.services.job_transition is the only writer of
+# ``status`` and records each move as a JobEvent.
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    # claimed by a worker; cancelled before it started; failed (no model, lost for good)
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # finished; stopped by an error, a crash or the sweep; stopped on request
     JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
@@ -225,8 +229,13 @@ class GenerationJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    # Touched by the worker with every periodic save; a stale one means the worker died.
+    # Written every few seconds by a timer thread of the worker from the claim on, also while
+    # the job waits for the model or the engine; a stale one means the worker died (the
+    # periodic sweep fails the job; a page view never decides that).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the job's message was last sent to the broker; the sweep sends it again when a queued
+    # job waited much longer than that (the in-memory broker loses messages with its process).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     load_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
@@ -248,6 +257,31 @@ class GenerationJob(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in JOB_FINAL_STATES
+
+
+class JobEvent(models.Model):
+    """One move of a job (audit trail), written in the same transaction as the move."""
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10)
+    to_status = models.CharField(max_length=10)
+    # The person who asked (cancel, create); None for the worker and the sweep.
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "pk"]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id}: {self.from_status} -> {self.to_status}"
 
 
 class CandidateStatus(models.TextChoices):
@@ -297,27 +331,9 @@ class Candidate(models.Model):
         return (self.completion_tokens - 1) / seconds if seconds > 0 else None
 
 
-class DraftStatus(models.TextChoices):
-    """The life of a draft. The allowed moves live in review.lifecycle (one table)."""
-
-    # Written by the model; the checks have not started.
-    GENERATED = "generated", "Generated"
-    # Automated checks (toxicity, ethics, plagiarism) are running.
-    CHECKING = "checking", "Checking"
-    # Checks passed the project's policy; waiting for an editor.
-    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
-    # A check crossed a threshold or could not run; an editor must release or reject it.
-    HELD = "held", "Held"
-    # An editor asked for changes; back to the writer (a person or a regeneration).
-    CHANGES_REQUESTED = "changes_requested", "Changes requested"
-    # Approved by an editor; may be published.
-    APPROVED = "approved", "Approved"
-    # Rejected by an editor; kept for the record.
-    REJECTED = "rejected", "Rejected"
-    # Out in the publishing systems.
-    PUBLISHED = "published", "Published"
-    # Withdrawn after publication.
-    UNPUBLISHED = "unpublished", "Unpublished"
+# The state a draft is written in. Its review states, and the table that moves a draft between
+# them, belong to the review app (review/lifecycle.py): generation only stores the value.
+DRAFT_INITIAL_STATUS = "generated"
 
 
 class Draft(models.Model):
@@ -331,9 +347,8 @@ class Draft(models.Model):
     # sanitised HTML (see contentstudio.html): the model's paragraphs, then editors' edits.
     model_output = models.TextField()
     body = models.TextField()
-    status = models.CharField(
-        max_length=20, choices=DraftStatus.choices, default=DraftStatus.GENERATED
-    )
+    # One of review.lifecycle.DraftStatus; only review's transition service changes it.
+    status = models.CharField(max_length=20, default=DRAFT_INITIAL_STATUS)
     # Optimistic concurrency: every change increments it; a stale write is refused.
     version = models.PositiveIntegerField(default=1)
     # Provenance, copied so that later edits of the model or template change nothing here.
@@ -369,11 +384,6 @@ class Draft(models.Model):
                 fields=["project", "created_at", "id"],
                 condition=Q(status__in=["awaiting_review", "changes_requested", "held"]),
                 name="draft_queue_oldest",
-            ),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=DraftStatus.values), name="draft_status_valid"
             ),
         ]
 

@@ -20,10 +20,11 @@ from django.db.models import QuerySet
 from contentstudio.html import html_to_text
 from generation.finetune.models import EditPair
 from generation.finetune.trainer import Example
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 
-# A draft counts as approved from approval on, also once published (or withdrawn again).
-APPROVED_STATES = (DraftStatus.APPROVED, DraftStatus.PUBLISHED, DraftStatus.UNPUBLISHED)
+# A draft counts as approved from approval on, also once published (or withdrawn again). The
+# values of review.lifecycle.DraftStatus, which this app does not import (see above).
+APPROVED_STATES = ("approved", "published", "unpublished")
 
 
 class DataSpec(TypedDict, total=False):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from generation import stream as realtime
+from contentstudio import realtime
 
 RUN_PROGRESS = "finetune.progress"
 RUN_STATUS = "finetune.status"

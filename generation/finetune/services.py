@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from contentstudio.errors import InvalidTransition
+from contentstudio.heartbeat import Heartbeat
 from contentstudio.html import html_to_text
 from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
@@ -39,9 +40,6 @@ from generation.models import Device, Draft, LanguageModel, ModelSource
 
 logger = logging.getLogger(__name__)
 
-# A running run whose worker has not reported for this long died with its worker. Longer than
-# for generation jobs: one evaluation of a large validation split reports nothing meanwhile.
-RUN_STALE_AFTER = 900.0
 # Progress is saved to the row at most this often (every point is published live).
 SAVE_INTERVAL = 1.0
 
@@ -362,7 +360,9 @@ def run_fail_if_stale(*, run: FineTuneRun) -> bool:
     if run.status != RunStatus.RUNNING or run.heartbeat_at is None:
         return False
     age = (timezone.now() - run.heartbeat_at).total_seconds()
-    if age < RUN_STALE_AFTER:
+    # A timer thread beats while the run trains, evaluates or loads (contentstudio.heartbeat):
+    # silence this long means the worker process died.
+    if age < django_settings.GENERATION_STALE_AFTER:
         return False
     return run_fail(
         run_id=run.pk,
@@ -420,8 +420,9 @@ class _Reporter:
     """Lives for one run in the worker: publishes every point, saves the row now and then,
     polls for a cancel request."""
 
-    def __init__(self, run: FineTuneRun) -> None:
+    def __init__(self, run: FineTuneRun, heartbeat: Heartbeat | None = None) -> None:
         self.run = run
+        self.heartbeat = heartbeat
         self.history: list[dict[str, Any]] = []
         self._last_save = 0.0
         self._last_poll = 0.0
@@ -467,6 +468,9 @@ class _Reporter:
     def should_stop(self) -> bool:
         if self._cancel:
             return True
+        if self.heartbeat is not None and self.heartbeat.lost:
+            # A sweep judged the run dead and failed it: stop; nothing more is written.
+            return True
         now = time.monotonic()
         if now - self._last_poll < self.poll_every:
             return False
@@ -506,8 +510,20 @@ def run_execute(
             run_fail_if_stale(run=run)
         return run
     _announce(run_id)
+
+    def beat() -> bool:
+        return (
+            FineTuneRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+            == 1
+        )
+
     try:
-        _run(run_id, on_progress)
+        with Heartbeat(
+            beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"finetune-{run_id}"
+        ) as heartbeat:
+            _run(run_id, on_progress, heartbeat)
     except trainer.FineTuneError as exc:
         run_fail(run_id=run_id, error=exc.message, field=exc.field)
     except engine_mod.ModelLoadError as exc:
@@ -518,7 +534,7 @@ def run_execute(
     return FineTuneRun.objects.get(pk=run_id)
 
 
-def _run(run_id: int, on_progress: Any) -> None:
+def _run(run_id: int, on_progress: Any, heartbeat: Heartbeat | None = None) -> None:
     run = FineTuneRun.objects.select_related("base_model", "project").get(pk=run_id)
     settings, _errors = trainer.parse_settings(run.settings)
     split = trainer.split_examples(
@@ -541,7 +557,7 @@ def _run(run_id: int, on_progress: Any) -> None:
                 field="base_model",
             ) from exc
         raise engine_mod.ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
-    reporter = _Reporter(run)
+    reporter = _Reporter(run, heartbeat)
 
     def progress(p: trainer.Progress) -> None:
         reporter.on_progress(p)
@@ -686,3 +702,23 @@ def edit_pair_record(
             )
     except IntegrityError:  # this version's pair exists already
         return None
+
+
+def runs_sweep() -> dict[str, int]:
+    """Periodic (settings.CELERY_BEAT_SCHEDULE): fail runs whose worker died (no heartbeat),
+    and enqueue again runs queued so long that their message was lost (the claim makes a
+    duplicate harmless)."""
+    from generation.finetune import tasks
+
+    failed = sum(
+        run_fail_if_stale(run=run)
+        for run in FineTuneRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__isnull=False)
+    )
+    cutoff = timezone.now() - timezone.timedelta(seconds=django_settings.GENERATION_REQUEUE_AFTER)
+    resent = 0
+    for run_id in FineTuneRun.objects.filter(
+        status=RunStatus.QUEUED, created_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        tasks.finetune_run.delay(run_id)
+        resent += 1
+    return {"failed": failed, "resent": resent}

@@ -14,3 +14,9 @@ def finetune_run(run_id: int) -> None:
     from generation.tasks import worker_name
 
     services.run_execute(run_id=run_id, worker_name=worker_name())
+
+
+@shared_task(ignore_result=True)
+def runs_sweep() -> dict[str, int]:
+    """Periodic (settings.CELERY_BEAT_SCHEDULE): fail dead runs, resend lost messages."""
+    return services.runs_sweep()

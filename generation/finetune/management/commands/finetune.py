@@ -95,7 +95,7 @@ class Command(BaseCommand):
     def _run(self, project: Project, options: dict[str, Any]) -> None:
         from django.conf import settings as django_settings
 
-        from generation.engine import configure_torch_threads
+        from contentstudio.celery import configure_torch_threads
 
         configure_torch_threads(django_settings.TORCH_THREADS)
         base = options["base"]
