@@ -139,6 +139,42 @@ def test_training_lowers_the_loss_and_early_stopping_keeps_the_best_checkpoint(
     assert result.base_test_ppl == pytest.approx(math.exp(result.base_test_loss))
 
 
+def test_lora_trains_an_adapter_and_saves_a_plain_merged_model(
+    tiny_model_dir: Path, paragraphs: list[str], tmp_path: Path
+) -> None:
+    split = trainer.Split(
+        train=[trainer.Example(text=t) for t in paragraphs[20:60]],
+        validation=[trainer.Example(text=t) for t in paragraphs[:8]],
+        test=[trainer.Example(text=t) for t in paragraphs[8:16]],
+    )
+    settings, _ = trainer.parse_settings(
+        {
+            "lora": True,
+            "lora_r": 4,
+            "learning_rate": 1e-2,
+            "batch_size": 8,
+            "max_seq_length": 64,
+            "eval_every": 4,
+            "max_steps": 8,
+        }
+    )
+    model, tokenizer = trainer.load_for_training(str(tiny_model_dir), device="cpu")
+    result = trainer.train(
+        model=model, tokenizer=tokenizer, split=split, settings=settings, output_dir=tmp_path / "m"
+    )
+    # only the adapter trained, and it helped
+    assert result.trainable_parameters < result.parameters / 4
+    assert result.test_ppl < result.base_test_ppl
+    # the saved directory is a plain transformers model (merged; no adapter files) that gives
+    # the measured test perplexity
+    assert not (tmp_path / "m" / "adapter_config.json").exists()
+    saved, _ = trainer.load_for_training(str(tmp_path / "m"), device="cpu")
+    assert not hasattr(saved, "peft_config")
+    enc = trainer.encode_examples(split.test, tokenizer, max_length=64, chat=False)
+    loss = trainer.evaluate(saved, enc, batch_size=8, pad_id=tokenizer.pad_token_id, device="cpu")
+    assert loss == pytest.approx(result.test_loss, abs=1e-4)
+
+
 def test_padding_and_prompts_are_never_learned(tiny_model_dir: Path) -> None:
     _, tokenizer = trainer.load_for_training(str(tiny_model_dir), device="cpu")
     enc = trainer.encode_examples(
@@ -440,9 +476,7 @@ async def test_run_websocket_is_for_project_admins_and_starts_with_the_curve(
     )
 
     def communicator(user: Any) -> WebsocketCommunicator:
-        comm = WebsocketCommunicator(
-            URLRouter(websocket_urlpatterns()), f"/ws/finetune/{run.pk}/"
-        )
+        comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns()), f"/ws/finetune/{run.pk}/")
         comm.scope["user"] = user
         return comm
 

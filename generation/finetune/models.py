@@ -164,7 +164,8 @@ class EditPair(models.Model):
     final_text = models.TextField()
     # Word-level diff: [["=", "same words"], ["-", "removed"], ["+", "added"], ...]
     diff = models.JSONField(default=list)
-    # Word-level Levenshtein distance, and that over the longer text's word count (0..1).
+    # Word edits between output and final text (data.word_diff), and that over the longer
+    # text's word count (0..1).
     edit_distance = models.PositiveIntegerField()
     edit_ratio = models.FloatField()
     approved_at = models.DateTimeField()

@@ -673,13 +673,14 @@ def edit_pair_record(
 ) -> EditPair | None:
     """Keep (model output, editor's final text, diff) of a draft just approved. Called in the
     approval's transaction; one pair per approved version."""
-    draft = Draft.objects.filter(pk=draft_id).first()
-    if draft is None:
-        return None
-    final_text = html_to_text(draft.body)
-    distance = data_mod.edit_distance(draft.model_output, final_text)
-    longest = max(len(data_mod.words(draft.model_output)), len(data_mod.words(final_text)), 1)
     try:
+        draft = Draft.objects.filter(pk=draft_id).first()
+        if draft is None:
+            return None
+        final_text = html_to_text(draft.body)
+        diff, distance = data_mod.word_diff(draft.model_output, final_text)
+        longest = max(len(data_mod.words(draft.model_output)), len(data_mod.words(final_text)), 1)
+        approved_at = approved_at or timezone.now()
         with transaction.atomic():
             return EditPair.objects.create(
                 project_id=draft.project_id,
@@ -691,16 +692,19 @@ def edit_pair_record(
                 prompt=draft.prompt,
                 model_output=draft.model_output,
                 final_text=final_text,
-                diff=data_mod.word_diff(draft.model_output, final_text),
+                diff=diff,
                 edit_distance=distance,
                 edit_ratio=round(min(1.0, distance / longest), 4),
-                approved_at=approved_at or timezone.now(),
+                approved_at=approved_at,
                 approved_by=approved_by,
-                seconds_to_approval=max(
-                    0.0, ((approved_at or timezone.now()) - draft.created_at).total_seconds()
-                ),
+                seconds_to_approval=max(0.0, (approved_at - draft.created_at).total_seconds()),
             )
     except IntegrityError:  # this version's pair exists already
+        return None
+    except Exception:
+        # Keeping the pair must never undo the editor's approval (the savepoint above rolls
+        # back only the pair); the log says which draft lacks one.
+        logger.exception("could not keep the edit pair of draft %s", draft_id)
         return None
 
 

@@ -586,6 +586,8 @@ def _apply_lora(model: Any, settings: TrainSettings) -> Any:
         lora_dropout=settings.lora_dropout,
         target_modules="all-linear",
         task_type="CAUSAL_LM",
+        # GPT-2's projections are Conv1D layers that store weights transposed.
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
     try:
         return get_peft_model(model, config)
