@@ -23,7 +23,8 @@ real time) on stderr.
 Options (environment): ``BENCH_ONLY=speed|ppl`` (one of the two figures); ``BENCH_THREADS``
 (torch threads, default 2); ``BENCH_QUICK=1`` (the 2-layer test model for the perplexity figure
 too: a smoke run, not the figure); ``BENCH_MODEL_CACHE`` (where the default model's converted
-directory is kept; default ``var/models``, converted once in about 30 s).
+directory is kept; default ``var/models``, converted once in about 30 s); ``BENCH_LORA=1`` (the
+demo settings with LoRA, r 16, learning rate 1e-3, for the perplexity figure).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ONLY = os.environ.get("BENCH_ONLY", "")
+# BENCH_LORA=1: the demo settings with LoRA instead of full fine-tuning (a diagnostic figure).
+LORA = os.environ.get("BENCH_LORA") == "1"
+LORA_DEMO = {"lora": True, "lora_r": 16, "lora_alpha": 32, "learning_rate": 1e-3}
 SPEED_REPS = 3
 SPEED_SETTINGS = {
     "learning_rate": 1e-3,
@@ -233,6 +237,8 @@ def measure_ppl(project: Any, admin: Any, tmp: Path) -> None:
             name="SmolLM2-135M-Instruct", source_kind="package_gguf", source=DEFAULT_MODEL_SOURCE
         )
         settings = trainer.DEMO_SETTINGS.as_dict()
+    if LORA:
+        settings.update(LORA_DEMO)
     run = product_run(project, admin, model, settings)
     e = run.estimate
     log(

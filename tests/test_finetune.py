@@ -489,3 +489,36 @@ async def test_run_websocket_is_for_project_admins_and_starts_with_the_curve(
     # an editor of the project and a non-member are both refused, without telling which
     for name in ("bob", "eve"):
         assert await refusal_code(communicator(cast[name])) == 4404
+
+
+@pytest.mark.usefixtures("hold_queue")
+def test_base_against_tuned_starts_two_jobs_with_one_prompt_and_seed(
+    cast: dict, language_model: Any, client: Any
+) -> None:
+    from generation.models import GenerationJob, LanguageModel
+
+    tuned = LanguageModel.objects.create(
+        name="tiny-gpt2 · tuned #1",
+        source_kind="local",
+        source=language_model.source,
+        project=cast["newsroom"],
+    )
+    FineTuneRun.objects.create(
+        project=cast["newsroom"], base_model=language_model, result_model=tuned, status="succeeded"
+    )
+    client.force_login(cast["bob"])
+    response = client.post(
+        "/p/newsroom/finetune/compare/", {"model": tuned.pk, "prompt": "The economy"}
+    )
+    assert response.status_code == 302
+    base_job, tuned_job = GenerationJob.objects.order_by("pk")
+    assert (base_job.model, tuned_job.model) == (language_model, tuned)
+    assert base_job.seed_text == tuned_job.seed_text == "The economy"
+    assert base_job.base_seed == tuned_job.base_seed
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and f'data-job="{tuned_job.pk}"'.encode() in page.content
+    # viewers may not start jobs; other projects do not see the page at all
+    client.force_login(cast["dave"])
+    assert client.get("/p/newsroom/finetune/compare/").status_code == 403
+    client.force_login(cast["eve"])
+    assert client.get("/p/newsroom/finetune/compare/").status_code == 404
