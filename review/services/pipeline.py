@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -280,7 +281,9 @@ def checks_sweep() -> dict[str, int]:
         if run is not None and (run.finished_at or run.heartbeat_at >= stale):
             continue  # done (routing follows) or alive
         # One resend per stale period, not one per sweep, while no worker takes it.
-        if cache.add(f"checks-resent:{draft_id}:{version}", 1, timeout=settings.CHECKS_STALE_AFTER):
+        # (Cache backends count whole seconds; 0 would expire the key at once.)
+        period = max(1, math.ceil(settings.CHECKS_STALE_AFTER))
+        if cache.add(f"checks-resent:{draft_id}:{version}", 1, timeout=period):
             tasks.draft_check.delay(draft_id, version)
             requeued += 1
     return {"started": started, "requeued": requeued}
