@@ -522,3 +522,38 @@ def test_base_against_tuned_starts_two_jobs_with_one_prompt_and_seed(
     assert client.get("/p/newsroom/finetune/compare/").status_code == 403
     client.force_login(cast["eve"])
     assert client.get("/p/newsroom/finetune/compare/").status_code == 404
+
+
+def test_the_sweep_fails_a_run_whose_worker_died_and_resends_a_lost_one(
+    cast: dict, language_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    from generation.finetune import tasks
+
+    resent: list[int] = []
+    monkeypatch.setattr(tasks.finetune_run, "delay", resent.append)
+    long_ago = timezone.now() - timezone.timedelta(hours=1)
+    dead = FineTuneRun.objects.create(
+        project=cast["newsroom"],
+        base_model=language_model,
+        status="running",
+        heartbeat_at=long_ago,
+        worker="gone@host",
+    )
+    lost = FineTuneRun.objects.create(project=cast["newsroom"], base_model=language_model)
+    FineTuneRun.objects.filter(pk=lost.pk).update(created_at=long_ago)
+    alive = FineTuneRun.objects.create(
+        project=cast["newsroom"],
+        base_model=language_model,
+        status="running",
+        heartbeat_at=timezone.now(),
+    )
+
+    assert services.runs_sweep() == {"failed": 1, "resent": 1}
+
+    dead.refresh_from_db()
+    assert dead.status == "failed" and "gone@host" in dead.error
+    assert resent == [lost.pk]
+    alive.refresh_from_db()
+    assert alive.status == "running"
