@@ -55,6 +55,8 @@ def test_an_admin_watches_a_run_live_and_generates_with_the_tuned_model(
         for t in texts
     )
     page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     login(page, asgi_server, "alice")
     page.goto(f"{asgi_server}/p/newsroom/")
     page.click("text=Fine-tuning")
@@ -112,4 +114,10 @@ def test_an_admin_watches_a_run_live_and_generates_with_the_tuned_model(
     )
     draft = Draft.objects.get()
     assert draft.model_id == run.result_model_id and draft.completion_tokens > 0
+
+    # the acceptance dashboard draws its charts for the tuned model's row
+    page.goto(f"{asgi_server}/p/newsroom/finetune/acceptance/")
+    assert page.locator("#acceptance tbody tr").first.inner_text().startswith(run.result_model.name)
+    assert page.evaluate("Chart.getChart(document.getElementById('chart-rates')) !== undefined")
+    assert errors == [], errors
     page.close()
