@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio.api import etag_response, validation_response
 from contentstudio.selectors import project_get
 from generation import selectors, services
 from generation.models import GenerationJob, LanguageModel, PromptTemplateVersion
@@ -121,7 +122,7 @@ class JobListCreateApi(APIView):
         if payload.get("model"):
             model = LanguageModel.objects.filter(pk=payload["model"]).first()
             if model is None:
-                return Response({"model": ["No such model."]}, status=status.HTTP_400_BAD_REQUEST)
+                return validation_response({"model": ["No such model."]})
         job = services.job_create(
             project=project,
             user=request.user,
@@ -139,7 +140,7 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOut)
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(job_out(_job_or_404(request, job_id)))
+        return etag_response(request, job_out(_job_or_404(request, job_id)))
 
 
 class JobCancelApi(APIView):
