@@ -88,9 +88,10 @@ INSTALLED_APPS = [
     "generation",
     "review",
     "review.publishing",
+    "generation.finetune",
 ]
 # Each app's websocket routes (contentstudio.routing collects them; the core imports no app).
-WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing"]
+WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing", "generation.finetune.routing"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -263,6 +264,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     "checks-sweep": {
         "task": "review.tasks.checks_sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": "review", "expires": SWEEP_INTERVAL},
+    },
+    # Fine-tuning runs (generation.finetune): fail dead ones, resend lost messages.
+    "finetune-sweep": {
+        "task": "generation.finetune.tasks.runs_sweep",
         "schedule": SWEEP_INTERVAL,
         "options": {"queue": "review", "expires": SWEEP_INTERVAL},
     },

@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("review.urls")),
     path("", include("review.publishing.urls")),  # publications, export API, webhooks
     path("", include("contentstudio.token_urls")),  # API tokens
+    path("", include("generation.finetune.urls")),
     path("admin/", admin.site.urls),
 ]
 

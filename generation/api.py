@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -199,6 +200,9 @@ class ModelListApi(APIView):
                 "max_new_tokens_limit": m.max_new_tokens_limit,
                 "defaults": m.default_settings(),
             }
-            for m in LanguageModel.objects.filter(enabled=True)
+            # Shared models, and those tuned for a project the caller is a member of.
+            for m in LanguageModel.objects.filter(enabled=True).filter(
+                Q(project__isnull=True) | Q(project__memberships__user=request.user)
+            )
         ]
         return Response(ModelOut(rows, many=True).data)

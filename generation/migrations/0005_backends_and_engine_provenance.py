@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0003_liveness'),
+        ('generation', '0004_languagemodel_project'),
     ]
 
     operations = [
