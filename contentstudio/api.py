@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
@@ -15,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from contentstudio import keyset
 from contentstudio.errors import Conflict, DomainError, InvalidTransition, PermissionDenied
 from contentstudio.selectors import membership_role, project_list
 
@@ -92,6 +95,35 @@ def etag_response(
         response = Response(data, status=status, content_type=content_type)
     response["ETag"] = tag
     return response
+
+
+def keyset_page_response(
+    request: Request,
+    rows: QuerySet[Any],
+    *,
+    ordering: str,
+    serialize: Callable[[list[Any]], Any],
+    max_limit: int = 200,
+) -> Response | HttpResponse:
+    """One keyset page of ``rows`` as ``{"next": url or null, "results": [...]}``, with an ETag.
+
+    ``limit`` (1..max_limit, default 50) and ``cursor`` come from the query; the ``next`` link
+    repeats the query with the next cursor, so a client follows it unchanged."""
+    raw_limit = request.query_params.get("limit") or "50"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        return validation_response({"limit": [f"A whole number from 1 to {max_limit}."]})
+    try:
+        page, next_cursor = keyset.page(
+            rows, cursor=request.query_params.get("cursor"), ordering=ordering, size=int(raw_limit)
+        )
+    except DjangoValidationError as exc:
+        return validation_response(dict(exc.message_dict))
+    next_url = None
+    if next_cursor:
+        params = request.query_params.copy()
+        params["cursor"] = next_cursor
+        next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+    return etag_response(request, {"next": next_url, "results": serialize(page)})
 
 
 class ProjectOut(serializers.Serializer):

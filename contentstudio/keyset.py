@@ -1,4 +1,5 @@
-"""Keyset ("cursor") pagination on (updated_at, id), for any model that has both.
+"""Keyset ("cursor") pagination on (a timestamp, id): ``updated_at`` for what syncs, and any other
+timestamp field named by the ordering (``-created_at`` for the jobs list).
 
 The cost of a page does not grow with its depth (no OFFSET), and paging stays correct while
 rows change: an item updated meanwhile moves to the end of an ascending walk, where a sync sees
@@ -16,18 +17,25 @@ from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.utils.dateparse import parse_datetime
 
-# ordering parameter -> descending?
+# ordering parameter -> descending? (the orderings of the sync endpoints)
 ORDERINGS = {"updated_at": False, "-updated_at": True}
 
 
+def _field(ordering: str) -> tuple[str, bool]:
+    """("updated_at", True) for "-updated_at": the timestamp field and whether descending."""
+    return ordering.lstrip("-"), ordering.startswith("-")
+
+
 def order(rows: QuerySet[Any], ordering: str) -> QuerySet[Any]:
-    if ORDERINGS[ordering]:
-        return rows.order_by("-updated_at", "-id")
-    return rows.order_by("updated_at", "id")
+    field, descending = _field(ordering)
+    if descending:
+        return rows.order_by(f"-{field}", "-id")
+    return rows.order_by(field, "id")
 
 
 def encode_cursor(row: Model, ordering: str) -> str:
-    raw = json.dumps([ordering, row.updated_at.isoformat(), row.pk])  # type: ignore[attr-defined]
+    field, _ = _field(ordering)
+    raw = json.dumps([ordering, getattr(row, field).isoformat(), row.pk])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -44,11 +52,12 @@ def apply_cursor(rows: QuerySet[Any], cursor: str, ordering: str) -> QuerySet[An
         raise ValidationError(
             {"cursor": "Invalid cursor: use the next link of the previous page unchanged."}
         ) from None
-    # Written as a range on updated_at (which an index serves) minus the ties already seen,
+    # Written as a range on the timestamp (which an index serves) minus the ties already seen,
     # rather than an OR, which planners may not turn into an index range.
-    if ORDERINGS[ordering]:
-        return rows.filter(updated_at__lte=at).exclude(updated_at=at, id__gte=pk)
-    return rows.filter(updated_at__gte=at).exclude(updated_at=at, id__lte=pk)
+    field, descending = _field(ordering)
+    if descending:
+        return rows.filter(**{f"{field}__lte": at}).exclude(**{field: at, "id__gte": pk})
+    return rows.filter(**{f"{field}__gte": at}).exclude(**{field: at, "id__lte": pk})
 
 
 def page(

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from django.db.models import Q
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contentstudio.api import etag_response, validation_response
+from contentstudio.api import etag_response, keyset_page_response, validation_response
 from contentstudio.selectors import project_get
 from generation import selectors, services
-from generation.models import GenerationJob, LanguageModel, PromptTemplateVersion
+from generation.models import GenerationJob, JobStatus, LanguageModel, PromptTemplateVersion
 
 
 class JobCreateIn(serializers.Serializer):
@@ -58,6 +58,11 @@ class JobOut(serializers.Serializer):
     candidates = CandidateOut(many=True)
 
 
+class JobPageOut(serializers.Serializer):
+    next = serializers.CharField(allow_null=True)
+    results = JobOut(many=True)
+
+
 def job_out(job: GenerationJob) -> dict:
     snapshot = selectors.job_snapshot(job_id=job.pk)
     return JobOut(
@@ -87,12 +92,40 @@ def _job_or_404(request: Request, job_id: int) -> GenerationJob:
     return job
 
 
+JOB_ORDERINGS = ["-created_at", "created_at"]
+
+
 class JobListCreateApi(APIView):
-    @extend_schema(responses=JobOut(many=True))
+    @extend_schema(
+        responses=JobPageOut,
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.value for s in JobStatus]),
+            OpenApiParameter(
+                "ordering", str, enum=JOB_ORDERINGS, description="Newest first by default."
+            ),
+            OpenApiParameter("cursor", str, description="From the previous page's next link."),
+            OpenApiParameter("limit", int, description="1 to 200 (default 50)."),
+        ],
+    )
     def get(self, request: Request, slug: str) -> Response:
+        """The project's jobs in keyset pages: each page as cheap as the first, and a job created
+        while a client pages never shifts the pages it has not read yet."""
         project, _ = project_get(user=request.user, slug=slug)
-        jobs = selectors.project_jobs(project_id=project.pk, limit=50)
-        return Response([job_out(job) for job in jobs])
+        ordering = request.query_params.get("ordering") or "-created_at"
+        errors: dict[str, list[str]] = {}
+        if ordering not in JOB_ORDERINGS:
+            errors["ordering"] = [f"Use one of {', '.join(JOB_ORDERINGS)}."]
+        wanted = request.query_params.get("status")
+        if wanted and wanted not in JobStatus.values:
+            errors["status"] = [f"Use one of {', '.join(JobStatus.values)}."]
+        if errors:
+            return validation_response(errors)
+        jobs = selectors.project_jobs_all(project_id=project.pk)
+        if wanted:
+            jobs = jobs.filter(status=wanted)
+        return keyset_page_response(
+            request, jobs, ordering=ordering, serialize=lambda page: [job_out(j) for j in page]
+        )
 
     @extend_schema(request=JobCreateIn, responses={201: JobOut})
     def post(self, request: Request, slug: str) -> Response:

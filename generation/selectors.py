@@ -33,6 +33,13 @@ def project_jobs(*, project_id: int, limit: int = 20) -> QuerySet[GenerationJob]
     )
 
 
+def project_jobs_all(*, project_id: int) -> QuerySet[GenerationJob]:
+    """Every job of a project, unordered (the API pages them by keyset)."""
+    return GenerationJob.objects.filter(project_id=project_id).select_related(
+        "model", "created_by", "template_version__template"
+    )
+
+
 def project_drafts(*, project_id: int, limit: int = 50) -> QuerySet[Draft]:
     return (
         Draft.objects.filter(project_id=project_id)

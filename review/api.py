@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contentstudio import keyset
-from contentstudio.api import etag_response, validation_response
+from contentstudio.api import etag_response, keyset_page_response, validation_response
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
 from generation.models import Draft
@@ -123,22 +123,12 @@ class DraftListApi(APIView):
         if ordering in keyset.ORDERINGS:
             # For syncing integrations: keyset pages by (updated_at, id), stable while drafts
             # change, each as cheap as the first; the next page is the ``next`` link.
-            raw_limit = request.query_params.get("limit") or "50"
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
-                return validation_response({"limit": ["A whole number from 1 to 200."]})
-            page, next_cursor = keyset.page(
+            return keyset_page_response(
+                request,
                 drafts,
-                cursor=request.query_params.get("cursor"),
                 ordering=ordering,
-                size=int(raw_limit),
+                serialize=lambda page: DraftOut(page, many=True).data,
             )
-            next_url = None
-            if next_cursor:
-                params = request.query_params.copy()
-                params["cursor"] = next_cursor
-                next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
-            data = {"next": next_url, "results": DraftOut(page, many=True).data}
-            return etag_response(request, data)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
         listed = paginator.get_paginated_response(DraftOut(page, many=True).data)

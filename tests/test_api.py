@@ -267,3 +267,42 @@ def test_a_body_over_the_upload_limit_gets_the_json_error_body(
         "message": "The request body is larger than 1 MB.",
         "code": "request_too_large",
     }
+
+
+def test_the_job_list_pages_by_cursor_and_new_jobs_never_shift_unread_pages(
+    db: None, cast: dict, language_model: LanguageModel, news_template: Any, hold_queue: list
+) -> None:
+    from generation import services
+
+    def create() -> int:
+        return services.job_create(
+            project=cast["newsroom"],
+            user=cast["bob"],
+            template_version=news_template,
+            variables=VARS,
+        ).pk
+
+    made = [create() for _ in range(5)]
+    api = client_for(cast["dave"])
+    first = api.get("/api/v1/projects/newsroom/jobs/?limit=2").json()
+    assert [j["id"] for j in first["results"]] == made[::-1][:2]
+    # a job created while the client pages shows on a new first page, not in the unread ones
+    create()
+    seen = [j["id"] for j in first["results"]]
+    url = first["next"]
+    while url:
+        page = api.get(url).json()
+        seen += [j["id"] for j in page["results"]]
+        url = page["next"]
+    assert seen == made[::-1]
+    # filters and bad input name the field
+    cancelled = api.get("/api/v1/projects/newsroom/jobs/?status=cancelled").json()
+    assert cancelled == {"next": None, "results": []}
+    for query, field in [
+        ("status=done", "status"),
+        ("ordering=id", "ordering"),
+        ("limit=0", "limit"),
+        ("cursor=nonsense", "cursor"),
+    ]:
+        response = api.get(f"/api/v1/projects/newsroom/jobs/?{query}")
+        assert response.status_code == 400 and field in response.json()["fields"], query
