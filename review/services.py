@@ -163,18 +163,22 @@ def draft_checks_rerun(*, draft: Draft, user: AbstractBaseUser) -> Draft:
 
 
 def _toxicity_config() -> toxicity.ToxicityConfig:
-    checkpoint = settings.TOXICITY_CHECKPOINT
-    config_dir = settings.TOXICITY_CONFIG_DIR
-    if not (settings.TOXICITY_MODEL or checkpoint):
-        default = Path(settings.MODEL_CACHE_DIR) / "toxicity"
-        if (default / "toxicity.ckpt").exists():
-            checkpoint, config_dir = str(default / "toxicity.ckpt"), str(default / "config")
     return toxicity.ToxicityConfig(
         model_name=settings.TOXICITY_MODEL or None,
-        checkpoint=checkpoint or None,
-        config_dir=config_dir or None,
+        checkpoint=settings.TOXICITY_CHECKPOINT or None,
+        config_dir=settings.TOXICITY_CONFIG_DIR or None,
         device=settings.CHECKS_DEVICE,
     )
+
+
+def toxicity_model_info() -> dict[str, Any]:
+    """Which toxicity model scores drafts now, without loading it (for the Policy page)."""
+    from review.checks import toxicity_head
+
+    config = _toxicity_config()
+    if config.model_name or config.checkpoint:
+        return {"model": config.model_name or config.checkpoint, "stand_in": None}
+    return {"model": toxicity_head.ENGINE, "stand_in": toxicity_head.load_metrics()}
 
 
 def _span(start: int, end: int, kind: str, label: str, score: float | None = None) -> dict:
@@ -183,13 +187,11 @@ def _span(start: int, end: int, kind: str, label: str, score: float | None = Non
 
 def _run_toxicity(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     config = _toxicity_config()
-    if not (config.model_name or config.checkpoint):
-        result = toxicity.not_run_result(
-            "No toxicity model is configured (set TOXICITY_CHECKPOINT and TOXICITY_CONFIG_DIR, "
-            "or TOXICITY_MODEL; `make setup` builds a local one)."
-        )
-    else:
+    if config.model_name or config.checkpoint:
+        # Detoxify whenever it is configured; the offline stand-in otherwise.
         result = toxicity.run_toxicity_check(text, config=config)
+    else:
+        result = toxicity.run_head_check(text)
     if result["status"] != "ok":
         return {
             "status": CheckStatus.NOT_RUN,
@@ -226,6 +228,7 @@ def _run_toxicity(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         "spans": spans,
         "details": {
             "model": result["model"],
+            "stand_in": result["stand_in"],
             "sentences": result["sentences"],
             "whole_text": result["whole_text"],
             "truncated": result["whole_text_truncated"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -45,19 +44,18 @@ def sotu_rows() -> list[archive.RawRow]:
 
 
 def ensure_toxicity_model(stdout: Any) -> None:
-    """Build a small local toxicity model once, unless one is configured (no Detoxify weights
-    can be downloaded offline): the MiniLM encoder with a head trained on the labelled seed
-    sentences that ship with the project."""
+    """Say which toxicity model scores drafts. Nothing is built any more: without a configured
+    Detoxify model the committed stand-in (``review.checks.toxicity_head``) is used."""
     if settings.TOXICITY_MODEL or settings.TOXICITY_CHECKPOINT:
         return
-    target = Path(settings.MODEL_CACHE_DIR) / "toxicity"
-    if (target / "toxicity.ckpt").exists():
-        return
-    from review.checks.toxicity_build import build_checkpoint, load_examples
+    from review.checks import toxicity_head
 
-    stdout.write("Building the local toxicity model (once; about half a minute)...")
-    build_checkpoint(target, examples=load_examples(), encoder="minilm", seed=0, progress=True)
-    stdout.write(f"  saved in {target}")
+    metrics = toxicity_head.load_metrics()
+    stdout.write(
+        "Toxicity: no Detoxify model configured; using the offline stand-in "
+        f"{metrics.get('model', toxicity_head.ENGINE)} (precision {metrics.get('precision')}, "
+        f"recall {metrics.get('recall')} on held-out labelled sentences)."
+    )
 
 
 def demo_setup(*, project: Project, stdout: Any, skip_archive: bool = False) -> None:

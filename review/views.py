@@ -593,6 +593,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "role": role,
             "is_admin": is_admin,
+            "toxicity_model": services.toxicity_model_info(),
             "policy": shown,
             "errors": errors,
             "error_list": [(f, m) for f, ms in errors.items() for m in ms],

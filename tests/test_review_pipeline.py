@@ -414,17 +414,31 @@ def test_an_unloadable_toxicity_model_is_not_run_with_the_reason_and_holds(
     assert reasons(draft) == [f"The toxicity check could not run: {tox.reason}"]
 
 
-def test_no_configured_toxicity_model_is_not_run_and_holds(
-    cast: dict, hold_queue: list, settings: Any, tmp_path: Any
+def test_without_detoxify_the_labelled_stand_in_scores_and_names_itself(
+    cast: dict, hold_queue: list, settings: Any
 ) -> None:
+    # given: no Detoxify model or checkpoint configured
     settings.TOXICITY_CHECKPOINT = ""
     settings.TOXICITY_CONFIG_DIR = ""
     settings.TOXICITY_MODEL = ""
-    settings.MODEL_CACHE_DIR = str(tmp_path)  # no locally built model either
-    draft = checked(make_draft(cast["newsroom"], cast["bob"], UNRELATED), hold_queue)
-    tox = results(draft)["toxicity"]
-    assert tox.status == "not_run" and "No toxicity model is configured" in tox.reason
-    assert draft.status == DraftStatus.HELD
+    # when: harmless news about violence, then a threat, are checked
+    news = checked(
+        make_draft(cast["newsroom"], cast["bob"], "Police said the attack killed three people."),
+        hold_queue,
+    )
+    threat = checked(
+        make_draft(cast["newsroom"], cast["bob"], "I will kill you if you come near my family."),
+        hold_queue,
+    )
+    # then: the stand-in ran, says what it is and what it measured, and routed each right
+    tox = results(news)["toxicity"]
+    assert tox.status == "ok" and tox.engine == "contentstudio-toxicity-head"
+    assert tox.details["model"].startswith("contentstudio-toxicity-head sha256:")
+    assert tox.details["stand_in"]["recall"] >= 0.9
+    assert tox.details["stand_in"]["precision"] >= 0.9
+    assert not [r for r in reasons(news) if "toxic" in r.lower() or "threat" in r.lower()]
+    assert threat.status == DraftStatus.HELD
+    assert any("threat" in r for r in reasons(threat))
 
 
 def test_a_check_that_raises_is_stored_as_not_run_with_the_error_and_holds(
