@@ -64,7 +64,7 @@ def read_labelled(path: str | Path, *, known: Iterable[str]) -> list[LabelledTex
 
 def _categories(item: Mapping[str, Any], number: int, known: set[str]) -> frozenset[str]:
     if isinstance(item.get("labels"), Mapping):
-        return frozenset(k for k, v in item["labels"].items() if v and k in known or k == "toxic")
+        return frozenset(k for k, v in item["labels"].items() if v and (k in known or k == "toxic"))
     label = item.get("label")
     if isinstance(label, bool | int):
         return frozenset({"toxic"}) if label else frozenset()

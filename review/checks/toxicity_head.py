@@ -203,7 +203,7 @@ def train_head(*, out: Path = HEAD_PATH, negatives: int = 4000, embedder: Any = 
     embedder = embedder or semantic.Embedder()
     inputs = features(embedder.encode(texts), profanity_scores(texts))
     weights, bias = [], []
-    for column, category in enumerate(CATEGORIES):
+    for column in range(len(CATEGORIES)):
         # Positives are few and negatives many: weigh the positives up, but not to balance,
         # which would buy recall with false holds on harmless text.
         positives = max(int(labels[:, column].sum()), 1)
