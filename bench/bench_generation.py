@@ -410,7 +410,7 @@ class Bench:
         from django.conf import settings
 
         from generation import engine as engine_mod
-        from generation.services import model_spec
+        from generation.runner import model_spec
 
         engine = engine_mod.get_engine(model_spec(self.model), cache_root=settings.MODEL_CACHE_DIR)
         self.engine = engine

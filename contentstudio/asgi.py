@@ -27,7 +27,7 @@ application = ProtocolTypeRouter(
         # self-hosted studio (put a CDN or nginx in front for heavy traffic).
         "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns()))
         ),
     }
 )

@@ -14,10 +14,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def configure_torch_threads(threads: int) -> int:
+    """Set torch's intra-op threads for this process (0: one per core); returns the count."""
+    import torch
+
+    count = threads or os.cpu_count() or 1
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
 def _configure_worker_process() -> None:
     from django.conf import settings
-
-    from generation.engine import configure_torch_threads
 
     configure_torch_threads(settings.TORCH_THREADS)
     try:

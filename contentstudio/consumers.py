@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from generation import stream
+from contentstudio import realtime
 
 # 4401 not logged in; 4404 no such object or not a member (never tell which).
 CLOSE_UNAUTHENTICATED = 4401
@@ -26,20 +26,27 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
         self.joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         groups = await self.groups_for(user)
         if groups is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         # The in-memory layer only reaches consumers of this loop: the publisher must use it.
-        stream.publisher.bind_consumer_loop(asyncio.get_running_loop())
+        realtime.publisher.bind_consumer_loop(asyncio.get_running_loop())
         # Join before sending any state: every frame published after that state arrives.
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.joined = groups
         await self.accept()
         await self.on_joined()
+
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with ``code``: closing before the handshake completes reaches the
+        browser as a bare HTTP 403 (close code 1006), which a page cannot tell from a network
+        failure, so it would retry for ever. The close code tells it to stop and say why."""
+        await self.accept()
+        await self.close(code=code)
 
     async def on_joined(self) -> None:
         """Send the state so far (called once the groups are joined)."""

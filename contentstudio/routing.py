@@ -1,12 +1,17 @@
+"""Websocket routes: each app's ``routing.websocket_urlpatterns``, named in settings.
+
+The apps are named, not imported here, so the core imports none of them.
+"""
+
 from __future__ import annotations
 
-from django.urls import path
+from importlib import import_module
 
-from generation.consumers import JobConsumer
-from review.consumers import ProjectConsumer, QueueConsumer
+from django.conf import settings
 
-websocket_urlpatterns = [
-    path("ws/jobs/<int:job_id>/", JobConsumer.as_asgi()),
-    path("ws/projects/<slug:slug>/", ProjectConsumer.as_asgi()),
-    path("ws/queue/", QueueConsumer.as_asgi()),
-]
+
+def websocket_urlpatterns() -> list:
+    patterns: list = []
+    for module in settings.WEBSOCKET_ROUTING_MODULES:
+        patterns += import_module(module).websocket_urlpatterns
+    return patterns

@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "generation",
     "review",
 ]
+# Each app's websocket routes (contentstudio.routing collects them; the core imports no app).
+WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -11,8 +11,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from contentstudio import realtime
 from contentstudio.consumers import StudioConsumer
-from generation import selectors, stream
+from generation import selectors
 
 
 class JobConsumer(StudioConsumer):
@@ -22,7 +23,7 @@ class JobConsumer(StudioConsumer):
         if job is None:
             return None
         self.job_id = job.pk
-        return [stream.job_group(job.pk)]
+        return [realtime.job_group(job.pk)]
 
     async def on_joined(self) -> None:
         await self.send_snapshot()

@@ -484,12 +484,3 @@ def get_engine(spec: ModelSpec, *, cache_root: Path) -> Engine:
             engine = Engine(spec, cache_root=cache_root)
             _engines[spec.key] = engine
         return engine
-
-
-def configure_torch_threads(threads: int) -> int:
-    import torch
-
-    count = threads or os.cpu_count() or 1
-    if torch.get_num_threads() != count:
-        torch.set_num_threads(count)
-    return count

@@ -11,7 +11,8 @@ from django.http import QueryDict
 from contentstudio.models import Project
 from generation import selectors
 from generation.models import LanguageModel, PromptTemplateVersion
-from generation.services import SETTING_RULES, default_model
+from generation.rules import SETTING_RULES
+from generation.services import default_model
 
 SETTING_LABELS = {
     "max_new_tokens": "Max new tokens",

@@ -287,27 +287,9 @@ class Candidate(models.Model):
         return (self.completion_tokens - 1) / seconds if seconds > 0 else None
 
 
-class DraftStatus(models.TextChoices):
-    """The life of a draft. The allowed moves live in review.lifecycle (one table)."""
-
-    # Written by the model; the checks have not started.
-    GENERATED = "generated", "Generated"
-    # Automated checks (toxicity, ethics, plagiarism) are running.
-    CHECKING = "checking", "Checking"
-    # Checks passed the project's policy; waiting for an editor.
-    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
-    # A check crossed a threshold or could not run; an editor must release or reject it.
-    HELD = "held", "Held"
-    # An editor asked for changes; back to the writer (a person or a regeneration).
-    CHANGES_REQUESTED = "changes_requested", "Changes requested"
-    # Approved by an editor; may be published.
-    APPROVED = "approved", "Approved"
-    # Rejected by an editor; kept for the record.
-    REJECTED = "rejected", "Rejected"
-    # Out in the publishing systems.
-    PUBLISHED = "published", "Published"
-    # Withdrawn after publication.
-    UNPUBLISHED = "unpublished", "Unpublished"
+# The state a draft is written in. Its review states, and the table that moves a draft between
+# them, belong to the review app (review/lifecycle.py): generation only stores the value.
+DRAFT_INITIAL_STATUS = "generated"
 
 
 class Draft(models.Model):
@@ -321,9 +303,8 @@ class Draft(models.Model):
     # sanitised HTML (see contentstudio.html): the model's paragraphs, then editors' edits.
     model_output = models.TextField()
     body = models.TextField()
-    status = models.CharField(
-        max_length=20, choices=DraftStatus.choices, default=DraftStatus.GENERATED
-    )
+    # One of review.lifecycle.DraftStatus; only review's transition service changes it.
+    status = models.CharField(max_length=20, default=DRAFT_INITIAL_STATUS)
     # Optimistic concurrency: every change increments it; a stale write is refused.
     version = models.PositiveIntegerField(default=1)
     # Provenance, copied so that later edits of the model or template change nothing here.
@@ -359,11 +340,6 @@ class Draft(models.Model):
                 fields=["project", "created_at", "id"],
                 condition=Q(status__in=["awaiting_review", "changes_requested", "held"]),
                 name="draft_queue_oldest",
-            ),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=DraftStatus.values), name="draft_status_valid"
             ),
         ]
 

@@ -9,35 +9,31 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import InvalidTransition
-from contentstudio.html import text_to_html
 from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
-from generation import engine as engine_mod
-from generation import signals, stream
+from generation import stream
 from generation.models import (
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
     PromptTemplate,
     PromptTemplateVersion,
 )
+from generation.rules import candidate_settings, resolve_settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,102 +41,6 @@ PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
 MAX_VARIABLE_LENGTH = 20_000
 MAX_SEED_TEXT_LENGTH = 20_000
-
-
-# --- Settings validation ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rule:
-    kind: type
-    minimum: float
-    maximum: float | None
-    min_exclusive: bool = False
-
-
-# The one place that says what a generation setting may be. max_new_tokens is also capped by
-# the model's own limit; min_new_tokens by max_new_tokens.
-SETTING_RULES: dict[str, _Rule] = {
-    "max_new_tokens": _Rule(int, 1, None),
-    "min_new_tokens": _Rule(int, 0, None),
-    "temperature": _Rule(float, 0.0, 5.0),
-    "top_p": _Rule(float, 0.0, 1.0, min_exclusive=True),
-    "top_k": _Rule(int, 0, 1000),
-    "repetition_penalty": _Rule(float, 0.0, 10.0, min_exclusive=True),
-    "no_repeat_ngram_size": _Rule(int, 0, 20),
-    # Spread candidates' temperatures around ``temperature`` (0 = same settings, seeds differ).
-    "temperature_spread": _Rule(float, 0.0, 1.0),
-}
-
-
-def _coerce(name: str, value: Any, rule: _Rule) -> int | float:
-    if isinstance(value, bool) or value is None or value == "":
-        raise ValidationError({f"settings.{name}": "A number is required."})
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError({f"settings.{name}": f"{value!r} is not a number."}) from None
-    if rule.kind is int:
-        if number != int(number):
-            raise ValidationError({f"settings.{name}": "Must be a whole number."})
-        return int(number)
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ValidationError({f"settings.{name}": "Must be a finite number."})
-    return number
-
-
-def resolve_settings(
-    *, model: LanguageModel, overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The model's defaults overridden by ``overrides``, validated; errors name each field."""
-    resolved: dict[str, Any] = {**model.default_settings(), "temperature_spread": 0.0}
-    errors: dict[str, list[str]] = {}
-    for name, value in (overrides or {}).items():
-        rule = SETTING_RULES.get(name)
-        if rule is None:
-            errors.setdefault(f"settings.{name}", []).append("Unknown generation setting.")
-            continue
-        try:
-            resolved[name] = _coerce(name, value, rule)
-        except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                errors.setdefault(field, []).extend(messages)
-    for name, rule in SETTING_RULES.items():
-        key = f"settings.{name}"
-        if key in errors:
-            continue
-        value = resolved[name]
-        too_low = value <= rule.minimum if rule.min_exclusive else value < rule.minimum
-        if too_low:
-            relation = "greater than" if rule.min_exclusive else "at least"
-            errors.setdefault(key, []).append(f"Must be {relation} {rule.minimum:g}.")
-        elif rule.maximum is not None and value > rule.maximum:
-            errors.setdefault(key, []).append(f"Must be at most {rule.maximum:g}.")
-    if "settings.max_new_tokens" not in errors and (
-        resolved["max_new_tokens"] > model.max_new_tokens_limit
-    ):
-        errors.setdefault("settings.max_new_tokens", []).append(
-            f"Must be at most {model.max_new_tokens_limit}, the limit of model {model.name}."
-        )
-    if (
-        "settings.min_new_tokens" not in errors
-        and "settings.max_new_tokens" not in errors
-        and resolved["min_new_tokens"] > resolved["max_new_tokens"]
-    ):
-        errors.setdefault("settings.min_new_tokens", []).append("Must not exceed max_new_tokens.")
-    if errors:
-        raise ValidationError(errors)
-    return resolved
-
-
-def candidate_settings(resolved: Mapping[str, Any], *, index: int, count: int) -> dict[str, Any]:
-    """Settings of candidate ``index``: the same as the job's, with its temperature spread."""
-    own = {k: v for k, v in resolved.items() if k != "temperature_spread"}
-    spread = float(resolved.get("temperature_spread") or 0.0)
-    if spread and count > 1 and own["temperature"] > 0:
-        position = index / (count - 1) - 0.5  # -0.5 .. 0.5
-        own["temperature"] = round(max(0.05, own["temperature"] + 2 * spread * position), 4)
-    return own
 
 
 # --- Templates --------------------------------------------------------------------------------
@@ -386,7 +286,7 @@ def job_create(
         stream.live_state_clear(job.pk)
         tasks.job_run.delay_on_commit(job.pk)
         transaction.on_commit(
-            lambda: stream.publish_project_event(
+            lambda: realtime.publish_project_event(
                 project.pk, {"kind": "job", "id": job.pk, "status": job.status}
             )
         )
@@ -456,7 +356,7 @@ def _announce_final(job_id: int) -> None:
     js.seq = (live or {}).get("seq", 0)
     js.texts = [s["text"] for s in states]
     js.status(job.status, error=job.error, candidates=[{**s, "text": ""} for s in states])
-    stream.publish_project_event(
+    realtime.publish_project_event(
         job.project_id, {"kind": "job", "id": job.pk, "status": job.status}
     )
 
@@ -516,322 +416,3 @@ def jobs_queued_ids() -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-
-
-def model_spec(model: LanguageModel) -> engine_mod.ModelSpec:
-    return engine_mod.ModelSpec(
-        source_kind=model.source_kind,
-        source=model.source,
-        revision=model.revision,
-        device=model.device,
-        dtype=model.dtype,
-    )
-
-
-class _Recorder:
-    """Lives for one job run in the worker: streams steps, saves partial text, polls cancel."""
-
-    def __init__(self, *, job: GenerationJob, candidates: list[Candidate], js: stream.JobStream):
-        self.job = job
-        self.candidates = candidates
-        self.js = js
-        self.save_interval = django_settings.GENERATION_SAVE_INTERVAL
-        self.cancel_poll = django_settings.GENERATION_CANCEL_POLL
-        self._last_save = time.monotonic()
-        self._last_poll = time.monotonic()
-        self._cancelled = False
-        self._first_token_at: list[Any] = [None] * len(candidates)
-
-    def on_step(self, deltas: list[str | None]) -> None:
-        now = timezone.now()
-        for index, delta in enumerate(deltas):
-            if delta is not None and self._first_token_at[index] is None:
-                self._first_token_at[index] = now
-        self.js.step(deltas)
-        if time.monotonic() - self._last_save >= self.save_interval:
-            self.save()
-
-    def should_stop(self) -> bool:
-        if self._cancelled:
-            return True
-        if time.monotonic() - self._last_poll < self.cancel_poll:
-            return False
-        self._last_poll = time.monotonic()
-        self._cancelled = GenerationJob.objects.filter(
-            pk=self.job.pk, cancel_requested_at__isnull=False
-        ).exists()
-        return self._cancelled
-
-    def save(self) -> None:
-        """Persist the text so far: a crash after this loses only what comes later."""
-        self._last_save = time.monotonic()
-        for candidate, text, tokens, first in zip(
-            self.candidates, self.js.texts, self.js.tokens, self._first_token_at, strict=True
-        ):
-            candidate.text = text
-            candidate.completion_tokens = tokens
-            candidate.first_token_at = first
-        Candidate.objects.bulk_update(
-            self.candidates, ["text", "completion_tokens", "first_token_at"]
-        )
-        GenerationJob.objects.filter(pk=self.job.pk).update(heartbeat_at=timezone.now())
-
-
-def _draft_title(job: GenerationJob, text: str) -> str:
-    for key in ("headline", "title", "product", "topic", "subject"):
-        value = str(job.variables.get(key) or "").strip()
-        if value:
-            return value[:300]
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return (first_line[:117] + "...") if len(first_line) > 120 else first_line
-
-
-def job_execute(*, job_id: int, worker_name: str) -> None:
-    """Run a job in the worker: claim it, load the model, stream, save drafts.
-
-    Idempotent: a job that is not queued any more (another worker has it, or it ended) is left
-    alone, except a running one whose worker died, which is failed.
-    """
-    now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker_name
-    )
-    if claimed != 1:
-        job = GenerationJob.objects.filter(pk=job_id).first()
-        if job is not None:
-            job_fail_if_stale(job=job)
-        return
-    try:
-        _job_run(job_id)
-    except Exception as exc:
-        # Whatever broke, the job must not stay "running" until it looks stale.
-        logger.exception("job %s failed", job_id)
-        job_fail(job_id=job_id, error=f"Internal error while running the job: {exc!r}")
-
-
-def _job_run(job_id: int) -> None:
-    job = GenerationJob.objects.select_related("model", "template_version", "project").get(
-        pk=job_id
-    )
-    candidates = list(job.candidates.order_by("index"))
-    js = stream.JobStream(
-        job_id=job.pk,
-        n_candidates=len(candidates),
-        tokens_per_frame=django_settings.STREAM_TOKENS_PER_FRAME,
-        min_interval=django_settings.STREAM_MIN_FRAME_INTERVAL,
-        max_delay=django_settings.STREAM_MAX_FRAME_DELAY,
-    )
-    js.status(JobStatus.RUNNING, candidates=_candidate_states(job.pk))
-    stream.publish_project_event(job.project_id, {"kind": "job", "id": job.pk, "status": "running"})
-
-    try:
-        engine = engine_mod.get_engine(
-            model_spec(job.model), cache_root=django_settings.MODEL_CACHE_DIR
-        )
-    except engine_mod.ModelLoadError as exc:
-        job_fail(job_id=job.pk, error=f"Model {job.model.name} failed to load: {exc.args[0]}")
-        return
-    except Exception as exc:  # anything else while loading is still the model's fault
-        logger.exception("loading model %s", job.model.name)
-        job_fail(job_id=job.pk, error=f"Model {job.model.name} failed to load: {exc!r}")
-        return
-
-    if job.template_version is not None:
-        user_text = template_render(version=job.template_version, values=job.variables)
-        system_text = system_render(version=job.template_version, values=job.variables)
-    else:
-        user_text, system_text = job.seed_text, ""
-    prompt = engine.render_prompt(system=system_text, user=user_text)
-    prompt_ids = engine.encode(prompt)
-    started = timezone.now()
-    GenerationJob.objects.filter(pk=job.pk).update(
-        prompt=prompt, load_seconds=engine.load_seconds, heartbeat_at=started
-    )
-    Candidate.objects.filter(job=job).update(
-        status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=len(prompt_ids)
-    )
-    for c in candidates:
-        c.started_at = started
-        c.prompt_tokens = len(prompt_ids)
-
-    recorder = _Recorder(job=job, candidates=candidates, js=js)
-    settings = engine_mod.SamplingSettings.from_dict(job.settings)
-    temperatures = [float(c.settings.get("temperature", settings.temperature)) for c in candidates]
-    error = ""
-    outputs: list[engine_mod.CandidateOutput] = []
-    try:
-        outputs = engine.generate(
-            prompt_ids=prompt_ids,
-            seeds=[c.seed for c in candidates],
-            settings=settings,
-            temperatures=temperatures,
-            on_step=recorder.on_step,
-            should_stop=recorder.should_stop,
-        )
-    except engine_mod.PromptTooLong as exc:
-        error = str(exc)
-    except Exception as exc:
-        logger.exception("generation failed for job %s", job.pk)
-        error = f"Generation failed: {type(exc).__name__}: {exc}"
-    if error:
-        recorder.save()
-        js.flush()
-        job_fail(job_id=job.pk, error=error)
-        return
-    _job_finish(
-        job=job,
-        candidates=candidates,
-        outputs=outputs,
-        js=js,
-        started=started,
-        prompt=prompt,
-        load_seconds=engine.load_seconds,
-        first_token_at=recorder._first_token_at,
-    )
-
-
-def _job_finish(
-    *,
-    job: GenerationJob,
-    candidates: list[Candidate],
-    outputs: list[engine_mod.CandidateOutput],
-    js: stream.JobStream,
-    started: Any,
-    prompt: str,
-    load_seconds: float,
-    first_token_at: list[Any],
-) -> None:
-    """Save final texts and turn every finished candidate into a draft, in one transaction."""
-    end_mono = time.monotonic()
-    end = timezone.now()
-    created: list[Draft] = []
-    cancelled = False
-    for out in outputs:
-        js.replace(out.index, out.text)
-    js.flush()
-    with transaction.atomic():
-        for candidate, out in zip(candidates, outputs, strict=True):
-            finished_at = end - timezone.timedelta(
-                seconds=max(0.0, end_mono - (out.finished_at or end_mono))
-            )
-            candidate.text = out.text
-            candidate.completion_tokens = len(out.token_ids)
-            candidate.finish_reason = out.finish_reason
-            candidate.first_token_at = first_token_at[candidate.index]
-            candidate.finished_at = finished_at
-            if out.finish_reason == "cancelled":
-                candidate.status = CandidateStatus.CANCELLED
-                cancelled = True
-            else:
-                candidate.status = CandidateStatus.FINISHED
-        Candidate.objects.bulk_update(
-            candidates,
-            [
-                "text",
-                "completion_tokens",
-                "finish_reason",
-                "first_token_at",
-                "finished_at",
-                "status",
-            ],
-        )
-        for candidate in candidates:
-            if candidate.status != CandidateStatus.FINISHED:
-                continue
-            ttft = (
-                (candidate.first_token_at - started).total_seconds()
-                if candidate.first_token_at
-                else None
-            )
-            created.append(
-                Draft.objects.create(
-                    project=job.project,
-                    job=job,
-                    candidate=candidate,
-                    title=_draft_title(job, candidate.text),
-                    model_output=candidate.text,
-                    body=text_to_html(candidate.text),
-                    status=DraftStatus.GENERATED,
-                    model=job.model,
-                    model_name=job.model.name,
-                    model_source=job.model.source,
-                    model_revision=job.model.revision,
-                    template_version=job.template_version,
-                    variables=job.variables,
-                    prompt=prompt,
-                    settings=candidate.settings,
-                    seed=candidate.seed,
-                    prompt_tokens=candidate.prompt_tokens or 0,
-                    completion_tokens=candidate.completion_tokens,
-                    finish_reason=candidate.finish_reason,
-                    timings={
-                        "queue_seconds": round((started - job.created_at).total_seconds(), 3),
-                        "load_seconds": round(load_seconds, 3),
-                        "ttft_seconds": round(ttft, 3) if ttft is not None else None,
-                        "generation_seconds": round(
-                            (candidate.finished_at - started).total_seconds(), 3
-                        ),
-                        "tokens_per_second": (
-                            round(candidate.tokens_per_second, 2)
-                            if candidate.tokens_per_second
-                            else None
-                        ),
-                    },
-                )
-            )
-        final = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
-        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=final, finished_at=end, heartbeat_at=end
-        )
-        for draft in created:
-            transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
-    job.refresh_from_db()
-    js.status(
-        job.status,
-        error=job.error,
-        candidates=[{**s, "text": ""} for s in _candidate_states(job.pk)],
-    )
-    for draft in created:
-        js.draft(
-            index=draft.candidate.index,
-            draft_id=draft.pk,
-            url=reverse("draft_detail", args=[job.project.slug, draft.pk]),
-        )
-    stream.publish_project_event(
-        job.project_id,
-        {"kind": "job", "id": job.pk, "status": job.status, "drafts": [d.pk for d in created]},
-    )
-
-
-def model_check(*, model_id: int) -> LanguageModel:
-    """Load a model in this worker, generate a few tokens, record the time or the exact error."""
-    model = LanguageModel.objects.get(pk=model_id)
-    ok, message, load_seconds = False, "", None
-    try:
-        engine = engine_mod.get_engine(
-            model_spec(model), cache_root=django_settings.MODEL_CACHE_DIR
-        )
-        load_seconds = engine.load_seconds
-        prompt = engine.render_prompt(system="", user="Write one sentence about the weather.")
-        started = time.monotonic()
-        out = engine.generate(
-            prompt_ids=engine.encode(prompt),
-            seeds=[0],
-            settings=engine_mod.SamplingSettings(max_new_tokens=24, temperature=0.0),
-        )[0]
-        ok = True
-        message = (
-            f"Loaded in {engine.load_seconds:.1f} s on {engine.device}; context "
-            f"{engine.context_length} tokens; test output ({len(out.token_ids)} tokens in "
-            f"{time.monotonic() - started:.1f} s): {out.text.strip()[:300]!r}"
-        )
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-    LanguageModel.objects.filter(pk=model_id).update(
-        last_check_at=timezone.now(),
-        last_check_ok=ok,
-        last_check_message=message[:5000],
-        last_check_load_seconds=load_seconds,
-    )
-    model.refresh_from_db()
-    return model

@@ -1,28 +1,22 @@
-"""All live publishing: group names, event types, numbered frames, the text so far.
+"""One job's token stream: event types, numbered frames, the text so far.
 
-The database is the source of truth and the stream is best-effort (the in-memory layer drops
-messages past its capacity). So every frame carries a job-wide sequence number and, per
+Group names and the publisher itself are in ``contentstudio.realtime``. The database is the
+source of truth and the stream is best-effort (the in-memory layer drops messages past its
+capacity). So every frame carries a job-wide sequence number and, per
 candidate, the character offset its text starts at: a client appends when the offset matches
 what it has, and asks for a fresh snapshot when it sees a gap.
-
-Publishing never pays a new event loop per call: ``Publisher`` hands each group_send to one
-long-lived loop (its own thread for Redis; the consumers' loop for the in-memory layer, whose
-asyncio queues are not thread-safe) and does not wait for it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypedDict
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.cache import cache
+
+from contentstudio.realtime import job_group, publisher
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +24,8 @@ logger = logging.getLogger(__name__)
 JOB_TOKENS = "job.tokens"
 JOB_STATUS = "job.status"
 JOB_DRAFT = "job.draft"
-PROJECT_EVENT = "project.event"
 
 LIVE_STATE_TTL = 6 * 3600
-
-
-def job_group(job_id: int) -> str:
-    return f"job.{job_id}"
-
-
-def project_group(project_id: int) -> str:
-    return f"project.{project_id}"
 
 
 def live_state_key(job_id: int) -> str:
@@ -89,95 +74,6 @@ class LiveState(TypedDict):
     seq: int
     texts: dict[str, str]
     tokens: dict[str, int]
-
-
-# --- Publisher --------------------------------------------------------------------------------
-
-
-class Publisher:
-    """Fire-and-forget group sends from worker threads, on one long-lived event loop."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._consumer_loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[Future[Any]] = set()
-        self.sent = 0
-
-    def bind_consumer_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Remember the loop the websocket consumers run in (needed for the in-memory layer)."""
-        self._consumer_loop = loop
-
-    def _loop_for(self, layer: Any) -> asyncio.AbstractEventLoop | None:
-        if isinstance(layer, InMemoryChannelLayer):
-            loop = self._consumer_loop
-            # No consumer has connected in this process: nobody can be listening.
-            return loop if loop is not None and not loop.is_closed() else None
-        with self._lock:
-            if self._own_loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="stream-publisher", daemon=True
-                )
-                thread.start()
-                self._own_loop = loop
-            return self._own_loop
-
-    def publish(self, group: str, message: dict[str, Any]) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        loop = self._loop_for(layer)
-        if loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:  # called from the loop itself (an async consumer): just schedule
-            task = loop.create_task(layer.group_send(group, message))
-            task.add_done_callback(self._log_failure)
-            self.sent += 1
-            return
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
-        self.sent += 1
-
-    def _done(self, future: Future[Any]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-        self._log_failure(future)
-
-    @staticmethod
-    def _log_failure(future: Any) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            # Best-effort: a lost frame is recovered by the client's resync from the snapshot.
-            logger.warning("stream publish failed: %s", exc)
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every send handed over so far has completed (end of a job, tests)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                pending = list(self._pending)
-            if not pending or time.monotonic() > deadline:
-                return
-            for future in pending:
-                with contextlib.suppress(Exception):  # logged by _done
-                    future.result(timeout=max(0.0, deadline - time.monotonic()))
-
-
-publisher = Publisher()
-
-
-def publish_project_event(project_id: int, payload: dict[str, Any]) -> None:
-    """Tell every page watching a project (queue, project page) that something changed."""
-    publisher.publish(project_group(project_id), {"type": PROJECT_EVENT, "payload": payload})
 
 
 # --- One job's stream -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import socket
 from celery import shared_task
 from celery.signals import worker_ready
 
-from generation import services
+from generation import runner, services
 
 
 def worker_name() -> str:
@@ -20,12 +20,12 @@ def worker_name() -> str:
 @shared_task(acks_late=True, ignore_result=True)
 def job_run(job_id: int) -> None:
     """Generate a job's candidates. Idempotent: a redelivered job that already ran is skipped."""
-    services.job_execute(job_id=job_id, worker_name=worker_name())
+    runner.job_execute(job_id=job_id, worker_name=worker_name())
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def model_check(model_id: int) -> None:
-    services.model_check(model_id=model_id)
+    runner.model_check(model_id=model_id)
 
 
 @worker_ready.connect

@@ -87,7 +87,7 @@ class DraftListApi(APIView):
             # A script must not mistake unfiltered results for filtered ones.
             return Response({"filters": filters.errors}, status=400)
         if "state" not in request.query_params:
-            from generation.models import DraftStatus
+            from review.lifecycle import DraftStatus
 
             filters.states = list(DraftStatus.values)
         drafts = queue.queue_drafts(user=request.user, filters=filters)

@@ -19,12 +19,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import Conflict, DomainError, InvalidTransition
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Membership, Role, role_at_least
 from contentstudio.selectors import membership_role, require_role
 from generation import services as generation
-from generation import stream
 from generation.models import Draft, GenerationJob
 from review import diff, lifecycle, services
 from review.models import Assignment, Comment, CommentKind, DraftRevision, EditLock
@@ -36,7 +36,7 @@ MAX_BODY = 200_000
 def _announce(draft: Draft, what: str, **extra: Any) -> None:
     project_id, draft_id = draft.project_id, draft.pk
     transaction.on_commit(
-        lambda: stream.publish_project_event(
+        lambda: realtime.publish_project_event(
             project_id, {"kind": "draft", "id": draft_id, "action": what, **extra}
         )
     )
@@ -87,7 +87,8 @@ def draft_edit(
             )
         if current.status not in lifecycle.EDITABLE:
             raise InvalidTransition(
-                f"A draft that is {current.get_status_display().lower()} cannot be edited."
+                f"A draft that is {lifecycle.status_label(current.status).lower()} "
+                "cannot be edited."
             )
         if clean == current.body and new_title == current.title:
             return current

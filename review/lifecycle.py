@@ -12,18 +12,53 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition, PermissionDenied
 from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import require_role
-from generation import stream
-from generation.models import Draft
-from generation.models import DraftStatus as S
+from generation.models import DRAFT_INITIAL_STATUS, Draft
 from review import archive
 from review.models import DraftEvent
+
+
+class DraftStatus(models.TextChoices):
+    """The life of a draft; ``ACTIONS`` below is the one table of allowed moves."""
+
+    # Written by the model; the checks have not started.
+    GENERATED = "generated", "Generated"
+    # Automated checks (toxicity, ethics, plagiarism) are running.
+    CHECKING = "checking", "Checking"
+    # Checks passed the project's policy; waiting for an editor.
+    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+    # A check crossed a threshold or could not run; an editor must release or reject it.
+    HELD = "held", "Held"
+    # An editor asked for changes; back to the writer (a person or a regeneration).
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    # Approved by an editor; may be published.
+    APPROVED = "approved", "Approved"
+    # Rejected by an editor; kept for the record.
+    REJECTED = "rejected", "Rejected"
+    # Out in the publishing systems.
+    PUBLISHED = "published", "Published"
+    # Withdrawn after publication.
+    UNPUBLISHED = "unpublished", "Unpublished"
+
+
+S = DraftStatus
+assert S.GENERATED == DRAFT_INITIAL_STATUS  # generation writes drafts in this state
+
+
+def status_label(status: str) -> str:
+    """The human name of a stored status ("awaiting_review" -> "Awaiting review")."""
+    try:
+        return DraftStatus(status).label
+    except ValueError:
+        return status
+
 
 SYSTEM = None  # actions only the checks pipeline performs
 
@@ -137,14 +172,14 @@ def draft_transition(
         if expected_version is not None and current.version != expected_version:
             raise Conflict(
                 f"The draft changed since you opened it (version {expected_version} -> "
-                f"{current.version}, now {current.get_status_display().lower()}).",
+                f"{current.version}, now {status_label(current.status).lower()}).",
                 current=_describe(current),
             )
         target = spec.moves.get(current.status)
         if target is None:
             raise InvalidTransition(
                 f"Cannot {spec.label.lower()} a draft that is "
-                f"{current.get_status_display().lower()}."
+                f"{status_label(current.status).lower()}."
             )
         # Conditional update: exactly one concurrent mover wins, even without the row lock
         # (SQLite ignores select_for_update).
@@ -171,7 +206,7 @@ def draft_transition(
         )
         project_id, draft_id = current.project_id, current.pk
         transaction.on_commit(
-            lambda: stream.publish_project_event(
+            lambda: realtime.publish_project_event(
                 project_id,
                 {"kind": "draft", "id": draft_id, "status": target, "action": action},
             )

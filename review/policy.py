@@ -30,7 +30,6 @@ DEFAULT_SEMANTIC_THRESHOLD = 0.8
 DEFAULT_SEMANTIC_SHARE = 0.25
 # Hits of these rule kinds hold a draft; claims needing a source are only highlighted.
 DEFAULT_BLOCKING_RULE_KINDS = ["blocked_term", "regex", "pii", "disclosure"]
-RULE_KINDS = ["blocked_term", "regex", "pii", "disclosure", "claim"]
 
 
 def default_policy() -> dict[str, Any]:

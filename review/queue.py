@@ -12,8 +12,8 @@ from django.db.models import F, Q, QuerySet
 from django.http import QueryDict
 
 from contentstudio.models import Membership, Project, Role
-from generation.models import Draft, DraftStatus, LanguageModel, PromptTemplate
-from review.lifecycle import NEEDS_ACTION
+from generation.models import Draft, LanguageModel, PromptTemplate
+from review.lifecycle import NEEDS_ACTION, DraftStatus
 
 SORTS: dict[str, tuple[str, list[Any]]] = {
     "oldest": ("Oldest first", [F("created_at").asc(), F("pk").asc()]),

@@ -21,9 +21,13 @@ from contentstudio.errors import Conflict, DomainError
 from contentstudio.html import html_to_text, sanitize
 from contentstudio.models import Membership, Project, Role, role_at_least
 from contentstudio.selectors import project_get
-from generation.models import Draft, DraftStatus
+from generation import selectors as gen_selectors
+from generation.forms import generation_context
+from generation.models import Draft
 from review import archive, diff, editorial, lifecycle, policy, selectors, services
 from review import queue as queue_mod
+from review.checks import ethics
+from review.lifecycle import DraftStatus
 from review.models import (
     ArchiveDocument,
     Comment,
@@ -34,6 +38,7 @@ from review.models import (
     ImportRun,
     SourcePassage,
 )
+from review.services import adapters
 
 
 def _draft(project: Project, draft_id: int) -> Draft:
@@ -197,7 +202,8 @@ def draft_action(request: HttpRequest, slug: str, draft_id: int) -> HttpResponse
     label = lifecycle.ACTIONS[action].label
     if _wants_json(request):
         return JsonResponse({"status": moved.status, "version": moved.version, "action": action})
-    messages.success(request, f"{label}: the draft is now {moved.get_status_display().lower()}.")
+    now = lifecycle.status_label(moved.status).lower()
+    messages.success(request, f"{label}: the draft is now {now}.")
     return _back(request, project, moved)
 
 
@@ -593,7 +599,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "role": role,
             "is_admin": is_admin,
-            "toxicity_model": services.toxicity_model_info(),
+            "toxicity_model": adapters.toxicity_model_info(),
             "policy": shown,
             "errors": errors,
             "error_list": [(f, m) for f, ms in errors.items() for m in ms],
@@ -601,7 +607,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 (c, shown["toxicity_thresholds"].get(c, d))
                 for c, d in policy.DEFAULT_TOXICITY_THRESHOLDS.items()
             ],
-            "rule_kinds": policy.RULE_KINDS,
+            "rule_kinds": ethics.RULE_KINDS,
             "rules": rules,
             "regex_text": "\n".join(
                 f"{r['name']}: {r['pattern']}" for r in rules.get("regexes", [])
@@ -611,3 +617,19 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         },
         status=400 if errors else 200,
     )
+
+
+@login_required
+def project_home(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = project_get(user=request.user, slug=slug)
+    context = {
+        "project": project,
+        "role": role,
+        "can_generate": role_at_least(role, Role.EDITOR),
+        "is_admin": role_at_least(role, Role.ADMIN),
+        "jobs": gen_selectors.project_jobs(project_id=project.pk),
+        "drafts": gen_selectors.project_drafts(project_id=project.pk),
+    }
+    if context["can_generate"]:
+        context.update(generation_context(project=project))
+    return render(request, "review/project_home.html", context)

@@ -240,16 +240,16 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: f
 def slow_steps(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Slow each decoding step down (the real model still runs every step), so a test can act
     while a job is mid-stream: cancel it, join late, kill the worker."""
-    from generation import services
+    from generation import runner
 
     def apply(delay: float) -> None:
-        original = services._Recorder.on_step
+        original = runner._Recorder.on_step
 
         def on_step(self: Any, deltas: list[str | None]) -> None:
             time.sleep(delay)
             original(self, deltas)
 
-        monkeypatch.setattr(services._Recorder, "on_step", on_step)
+        monkeypatch.setattr(runner._Recorder, "on_step", on_step)
 
     return apply
 

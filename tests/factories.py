@@ -15,11 +15,11 @@ from generation.models import (
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
 )
+from review.lifecycle import DraftStatus
 
 # --- Drafts -------------------------------------------------------------------------------------
 
@@ -281,3 +281,15 @@ def make_archive(
         while services.passages_embed(project_id=project.pk):
             pass
     return run
+
+
+async def refusal_code(comm: Any) -> int:
+    """The close code a websocket consumer refused ``comm`` with.
+
+    Consumers accept and then close at once with 4401 / 4404 (a close before the handshake
+    reaches browsers as a bare HTTP 403 that pages cannot tell from a network failure)."""
+    connected, _ = await comm.connect()
+    assert connected, "the handshake completes, so the page receives the close code"
+    message = await comm.receive_output(timeout=2)
+    assert message["type"] == "websocket.close", message
+    return message["code"]

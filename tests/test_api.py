@@ -117,7 +117,7 @@ def test_cancel_of_a_finished_job_is_a_409(
     news_template: Any,
     hold_queue: list,
 ) -> None:
-    from generation import services
+    from generation import runner
 
     api = client_for(cast["bob"])
     job_id = api.post(
@@ -130,7 +130,7 @@ def test_cancel_of_a_finished_job_is_a_409(
         },
         format="json",
     ).json()["id"]
-    services.job_execute(job_id=job_id, worker_name="w")
+    runner.job_execute(job_id=job_id, worker_name="w")
     response = api.post(f"/api/v1/jobs/{job_id}/cancel/")
     assert response.status_code == 409
     assert "succeeded" in response.json()["detail"]

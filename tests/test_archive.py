@@ -16,9 +16,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import archive, indexes, services, tasks
 from review.checks import plagiarism, semantic
+from review.lifecycle import DraftStatus
 from review.models import (
     ArchiveDocument,
     ImportRun,
@@ -446,7 +447,7 @@ def test_an_admin_upload_is_imported_by_the_worker_and_the_status_endpoint_follo
 def test_the_status_endpoint_reports_progress_while_the_import_runs(
     cast: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generation import stream
+    from contentstudio import realtime
 
     queued: list[int] = []
     monkeypatch.setattr(tasks.archive_import, "delay_on_commit", queued.append)
@@ -463,7 +464,7 @@ def test_the_status_endpoint_reports_progress_while_the_import_runs(
     assert (before["status"], before["processed"], before["percent"]) == ("queued", 0, 0)
     # what a page polling the endpoint sees each time the import reports progress
     seen: list[tuple[str, int, int, int]] = []
-    publish = stream.publish_project_event
+    publish = realtime.publish_project_event
 
     def watch(project_id: int, payload: dict) -> None:
         if payload.get("kind") == "import" and "processed" in payload:
@@ -471,7 +472,7 @@ def test_the_status_endpoint_reports_progress_while_the_import_runs(
             seen.append((status["status"], status["processed"], status["total"], status["percent"]))
         publish(project_id, payload)
 
-    monkeypatch.setattr(stream, "publish_project_event", watch)
+    monkeypatch.setattr(realtime, "publish_project_event", watch)
     services.import_run_execute(run_id=run_id)
     assert seen == [
         ("running", 2, 5, 40),
@@ -684,7 +685,7 @@ def test_passages_embed_stores_sentence_vectors_in_batches_and_the_index_finds_t
     # the semantic index of this process holds them, and a sentence finds itself
     project_indexes = indexes.indexes_for(project.pk)
     assert len(project_indexes.semantic) == PassageSentence.objects.count()
-    embedder = services._embedder()
+    embedder = services.get_embedder()
     flood_passage = SourcePassage.objects.get(document__title=doc(FLOOD)["title"])
     sentence = semantic.index_passages(flood_passage.text)[2]
     [[(key, score), *_]] = project_indexes.semantic.search(embedder.encode([sentence.text]), k=3)

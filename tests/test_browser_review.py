@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import lifecycle, services
+from review.lifecycle import DraftStatus
 from review.models import Policy
 from tests.factories import ARCHIVE, FLOOD, HARBOUR, UNRELATED, make_archive, make_draft
 from tests.factories import reset_indexes as _reset_indexes

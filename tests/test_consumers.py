@@ -11,8 +11,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from contentstudio.routing import websocket_urlpatterns
-from generation import services
+from generation import runner, services
 from generation.models import GenerationJob, LanguageModel
+from tests.factories import refusal_code
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def communicator(job_id: int, user: Any) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/jobs/{job_id}/")
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns()), f"/ws/jobs/{job_id}/")
     comm.scope["user"] = user
     return comm
 
@@ -57,7 +58,7 @@ def run_job(job_id: int) -> None:
     from django.db import connections
 
     try:
-        services.job_execute(job_id=job_id, worker_name="t")
+        runner.job_execute(job_id=job_id, worker_name="t")
     finally:
         connections.close_all()
 
@@ -80,12 +81,8 @@ async def test_anonymous_and_non_members_are_refused(
 
     job = await database_sync_to_async(_create_job)(cast, news_template)
     for user, code in [(AnonymousUser(), 4401), (cast["eve"], 4404)]:
-        comm = communicator(job.pk, user)
-        connected, close_code = await comm.connect()
-        assert not connected and close_code == code
-    comm = communicator(999_999, cast["bob"])
-    connected, close_code = await comm.connect()
-    assert not connected and close_code == 4404
+        assert await refusal_code(communicator(job.pk, user)) == code
+    assert await refusal_code(communicator(999_999, cast["bob"])) == 4404
 
 
 async def test_a_viewer_watches_tokens_stream_and_the_frames_rebuild_the_drafts(

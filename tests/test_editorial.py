@@ -17,8 +17,9 @@ from contentstudio.errors import Conflict, InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text, text_to_html
 from contentstudio.models import Role
 from contentstudio.services import membership_set
-from generation.models import Candidate, CandidateStatus, Draft, DraftStatus, GenerationJob
+from generation.models import Candidate, CandidateStatus, Draft, GenerationJob
 from review import diff, editorial, lifecycle, services
+from review.lifecycle import DraftStatus
 from review.models import Assignment, CheckResult, Comment, DraftEvent, DraftRevision, EditLock
 from tests.factories import UNRELATED, fixture_model, make_draft, reset_indexes
 

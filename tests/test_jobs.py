@@ -15,16 +15,16 @@ from django.db import connection
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text
-from generation import services
+from generation import runner, services
 from generation.models import (
     Candidate,
     CandidateStatus,
     Draft,
-    DraftStatus,
     GenerationJob,
     JobStatus,
     LanguageModel,
 )
+from review.lifecycle import DraftStatus
 from tests.conftest import wait_for
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
@@ -80,8 +80,8 @@ def test_job_execute_is_idempotent(
     hold_queue: list,
 ) -> None:
     job = create(cast, news_template, settings={"max_new_tokens": 6}, n_candidates=1)
-    services.job_execute(job_id=job.pk, worker_name="w1")
-    services.job_execute(job_id=job.pk, worker_name="w2")  # a redelivered message
+    runner.job_execute(job_id=job.pk, worker_name="w1")
+    runner.job_execute(job_id=job.pk, worker_name="w2")  # a redelivered message
     assert Draft.objects.filter(job=job).count() == 1
     assert GenerationJob.objects.get(pk=job.pk).worker == "w1"
 
@@ -95,8 +95,8 @@ def test_same_seed_gives_the_same_drafts(
 ) -> None:
     a = create(cast, news_template, settings={"max_new_tokens": 8})
     b = create(cast, news_template, settings={"max_new_tokens": 8})
-    services.job_execute(job_id=a.pk, worker_name="w")
-    services.job_execute(job_id=b.pk, worker_name="w")
+    runner.job_execute(job_id=a.pk, worker_name="w")
+    runner.job_execute(job_id=b.pk, worker_name="w")
     texts = lambda job: list(  # noqa: E731
         Draft.objects.filter(job=job)
         .order_by("candidate__index")
@@ -156,7 +156,7 @@ def test_cancelling_a_queued_job_cancels_it_at_once(
     services.job_cancel(job=job, user=cast["bob"])
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
-    services.job_execute(job_id=job.pk, worker_name="w")  # the message arrives later
+    runner.job_execute(job_id=job.pk, worker_name="w")  # the message arrives later
     assert GenerationJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 
 
@@ -168,7 +168,7 @@ def test_cancelling_a_finished_job_is_refused(
     hold_queue: list,
 ) -> None:
     job = create(cast, news_template, settings={"max_new_tokens": 4}, n_candidates=1)
-    services.job_execute(job_id=job.pk, worker_name="w")
+    runner.job_execute(job_id=job.pk, worker_name="w")
     with pytest.raises(InvalidTransition, match="succeeded"):
         services.job_cancel(job=job, user=cast["bob"])
     assert Draft.objects.filter(job=job).count() == 1
@@ -217,7 +217,7 @@ def test_finished_candidates_stay_drafts_when_others_are_cancelled(
     )
     from django.utils import timezone
 
-    services._job_finish(
+    runner._job_finish(
         job=job,
         candidates=candidates,
         outputs=outputs,
@@ -260,7 +260,7 @@ def test_a_prompt_too_long_for_the_model_fails_the_job_saying_why(
         variables={**VARS, "lede": "word " * 600},
         settings={"max_new_tokens": 200},
     )
-    services.job_execute(job_id=job.pk, worker_name="w")
+    runner.job_execute(job_id=job.pk, worker_name="w")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "context" in job.error
 
@@ -270,11 +270,11 @@ import os, sys, time
 import django
 os.environ["DJANGO_SETTINGS_MODULE"] = "contentstudio.settings"
 django.setup()
-from generation import services
+from generation import runner, services
 # Slow each step down so the test can kill the process mid-job (the model still runs).
-original = services._Recorder.on_step
-services._Recorder.on_step = lambda self, deltas: (time.sleep(0.02), original(self, deltas))
-services.job_execute(job_id=int(sys.argv[1]), worker_name="crashy@test")
+original = runner._Recorder.on_step
+runner._Recorder.on_step = lambda self, deltas: (time.sleep(0.02), original(self, deltas))
+runner.job_execute(job_id=int(sys.argv[1]), worker_name="crashy@test")
 """
 
 

@@ -20,8 +20,9 @@ from django.http import Http404
 
 from contentstudio.errors import Conflict, DomainError, InvalidTransition, PermissionDenied
 from contentstudio.models import Role
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from review import lifecycle
+from review.lifecycle import DraftStatus
 from review.models import DraftEvent
 from tests.factories import UNRELATED, make_draft
 
@@ -138,7 +139,7 @@ def _try_move(cast: dict, status: str, action: str, actor: str) -> str | None:
             return "no message for the person"
         if expected == "invalid" and not (
             lifecycle.ACTIONS[action].label.lower() in raised.message.lower()
-            and row.get_status_display().lower() in raised.message
+            and lifecycle.status_label(row.status).lower() in raised.message
         ):
             return f"the message does not name the move and the state: {raised.message!r}"
         if (row.status, row.version) != (status, version):

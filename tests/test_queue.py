@@ -19,8 +19,9 @@ from rest_framework.test import APIClient
 from contentstudio.html import text_to_html
 from contentstudio.models import Project, Role
 from contentstudio.services import membership_set
-from generation.models import Draft, DraftStatus, PromptTemplate
+from generation.models import Draft, PromptTemplate
 from review import editorial, lifecycle, services
+from review.lifecycle import DraftStatus
 from review.models import Assignment, CheckSummary, Comment, DraftEvent, EditLock
 from tests.factories import (
     ARCHIVE,

@@ -29,6 +29,7 @@ from tests.factories import (
     UNRELATED,
     make_archive,
     make_draft,
+    refusal_code,
     reset_indexes,
 )
 
@@ -406,7 +407,7 @@ def test_non_members_get_404_from_every_review_page(cast: dict, hold_queue: list
 
 
 def communicator(slug: str, user: Any) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/projects/{slug}/")
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns()), f"/ws/projects/{slug}/")
     comm.scope["user"] = user
     return comm
 
@@ -420,8 +421,7 @@ async def test_the_project_socket_refuses_anonymous_visitors_and_non_members(cas
         ("newsroom", cast["eve"], 4404),
         ("nowhere", cast["bob"], 4404),
     ]:
-        connected, close_code = await communicator(slug, user).connect()
-        assert not connected and close_code == code, (slug, user)
+        assert await refusal_code(communicator(slug, user)) == code, (slug, user)
 
 
 def _run_checks(draft_id: int, version: int) -> None:
@@ -468,3 +468,20 @@ async def test_members_hear_each_check_and_the_routing_of_a_draft(
     assert await outsider.receive_nothing(timeout=0.2)
     await viewer.disconnect()
     await outsider.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_queue_socket_refuses_a_user_of_no_project(cast: dict, make_user: Any) -> None:
+    # given a signed-in user who belongs to no project
+    loner = await database_sync_to_async(make_user)("loner")
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns()), "/ws/queue/")
+    comm.scope["user"] = loner
+    # then the queue socket refuses them with the close code the page handles
+    assert await refusal_code(comm) == 4404
+    # while a member is let in
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns()), "/ws/queue/")
+    comm.scope["user"] = cast["bob"]
+    connected, _ = await comm.connect()
+    assert connected
+    assert (await comm.receive_json_from(timeout=2))["type"] == "hello"
+    await comm.disconnect()

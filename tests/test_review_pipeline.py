@@ -17,11 +17,12 @@ from django.db.models import F
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text
-from generation.models import Draft, DraftStatus
+from generation.models import Draft
 from generation.signals import draft_created
 from review import policy, services, tasks
-from review.checks import plagiarism, toxicity
+from review.checks import ethics, plagiarism, toxicity
 from review.checks.semantic import index_passages
+from review.lifecycle import DraftStatus
 from review.models import CheckResult, DraftEvent
 from tests.factories import (
     ARCHIVE,
@@ -535,18 +536,18 @@ def _hit(kind: str) -> dict:
     return {"rule_kind": kind, "message": f"a {kind} hit"}
 
 
-@pytest.mark.parametrize("kind", policy.RULE_KINDS)
+@pytest.mark.parametrize("kind", ethics.RULE_KINDS)
 def test_route_holds_on_a_hit_of_each_blocking_rule_kind_only(kind: str) -> None:
     check = ok("ethics", details={"hits": [_hit(kind)]})
     blocking = POLICY | {"blocking_rule_kinds": [kind]}
-    others = POLICY | {"blocking_rule_kinds": [k for k in policy.RULE_KINDS if k != kind]}
+    others = POLICY | {"blocking_rule_kinds": [k for k in ethics.RULE_KINDS if k != kind]}
     label = kind.replace("_", " ")
     assert policy.route([check], blocking) == [f"Ethics rule ({label}): a {kind} hit"]
     assert policy.route([check], others) == []
 
 
 def test_route_by_default_holds_every_rule_kind_but_claims() -> None:
-    check = ok("ethics", details={"hits": [_hit(k) for k in policy.RULE_KINDS]})
+    check = ok("ethics", details={"hits": [_hit(k) for k in ethics.RULE_KINDS]})
     held = policy.route([check], POLICY)
     assert len(held) == 4 and not any("claim" in r for r in held)
 

@@ -128,8 +128,10 @@
       if (msg.type === "event" && (msg.kind === "draft" || msg.kind === "check")) schedule();
     });
     socket.addEventListener("close", (event) => {
+      // 4401: signed out; 4404: a member of no project. Retrying would change nothing.
+      if (event.code === 4401) { live.textContent = "Signed out: reload the page to sign in."; return; }
+      if (event.code === 4404) { live.textContent = "Not live: you are not a member of any project."; return; }
       live.textContent = "Reconnecting…";
-      if (event.code === 4401) return;
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     });

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from contentstudio.models import Project
 from review import policy, services
 from review.checks import toxicity, toxicity_eval, toxicity_head
+from review.services import adapters
 
 
 class Command(BaseCommand):
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             rows = toxicity_eval.read_labelled(options["file"], known=toxicity_head.CATEGORIES)
         except ValueError as exc:
             raise CommandError(f"file: {exc}") from exc
-        config = services._toxicity_config()
+        config = adapters._toxicity_config()
         if config.model_name or config.checkpoint:
             try:
                 detector: Any = toxicity.get_detector(config)

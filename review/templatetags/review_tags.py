@@ -1,0 +1,15 @@
+"""Template filters of the review app."""
+
+from __future__ import annotations
+
+from django import template
+
+from review.lifecycle import status_label
+
+register = template.Library()
+
+
+@register.filter
+def draft_status(status: str) -> str:
+    """The human name of a draft's stored status: ``{{ draft.status|draft_status }}``."""
+    return status_label(status)

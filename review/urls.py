@@ -1,0 +1,56 @@
+"""Pages and API of the review app (the root urls include this module)."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from review import api, views
+
+project_pages = [
+    # A project's home: its generate form, recent jobs and drafts with their review states.
+    path("", views.project_home, name="project_detail"),
+    path("drafts/<int:draft_id>/", views.draft_detail, name="draft_detail"),
+    path("drafts/<int:draft_id>/panel/", views.draft_panel, name="draft_panel"),
+    path("drafts/<int:draft_id>/recheck/", views.draft_recheck, name="draft_recheck"),
+    path("drafts/<int:draft_id>/activity/", views.draft_activity, name="draft_activity"),
+    path("drafts/<int:draft_id>/action/", views.draft_action, name="draft_action"),
+    path("drafts/<int:draft_id>/edit/", views.draft_edit, name="draft_edit"),
+    path("drafts/<int:draft_id>/comment/", views.draft_comment, name="draft_comment"),
+    path("drafts/<int:draft_id>/assign/", views.draft_assign, name="draft_assign"),
+    path("drafts/<int:draft_id>/lock/", views.draft_lock, name="draft_lock"),
+    path(
+        "drafts/<int:draft_id>/regenerate/",
+        views.draft_regenerate,
+        name="draft_regenerate",
+    ),
+    path("archive/", views.archive_list, name="archive_list"),
+    path("archive/import/", views.archive_import, name="archive_import"),
+    path("archive/imports/<int:run_id>/", views.import_status, name="import_status"),
+    path("archive/<int:document_id>/", views.document_detail, name="document_detail"),
+    path("archive/<int:document_id>/delete/", views.document_delete, name="document_delete"),
+    path("policy/", views.policy_edit, name="policy_edit"),
+]
+
+api_v1 = [
+    path("drafts/", api.DraftListApi.as_view(), name="api_drafts"),
+    path("drafts/<int:draft_id>/", api.DraftDetailApi.as_view(), name="api_draft"),
+    path(
+        "drafts/<int:draft_id>/transition/",
+        api.DraftTransitionApi.as_view(),
+        name="api_draft_transition",
+    ),
+    path("drafts/<int:draft_id>/edit/", api.DraftEditApi.as_view(), name="api_draft_edit"),
+    path(
+        "drafts/<int:draft_id>/comments/",
+        api.DraftCommentsApi.as_view(),
+        name="api_draft_comments",
+    ),
+]
+
+urlpatterns = [
+    path("queue/", views.queue, name="queue"),
+    path("queue/rows/", views.queue_rows, name="queue_rows"),
+    path("queue/bulk/", views.queue_bulk, name="queue_bulk"),
+    path("p/<slug:slug>/", include(project_pages)),
+    path("api/v1/", include(api_v1)),
+]
