@@ -329,3 +329,9 @@ LOGGING = {
         "transformers": {"level": "ERROR"},
     },
 }
+
+# Periodic work (run by beat with separate workers, and by the embedded worker): an embedding
+# chain whose worker died with no message left behind is picked up again within a minute.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "review-embedding-resume": {"task": "review.tasks.passages_embed_sweep", "schedule": 60.0},
+}

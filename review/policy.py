@@ -24,6 +24,9 @@ DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
 }
 # Percent of a source passage's 5-word shingles found in the draft.
 DEFAULT_LEXICAL_THRESHOLD = 50.0
+# ...or when this share of the draft's text comes from one source (a partial copy inside new
+# text: no single source passage need be over the passage threshold).
+DEFAULT_LEXICAL_DRAFT_SHARE = 0.2
 # A draft sentence counts as a paraphrase of a source sentence at this cosine...
 DEFAULT_SEMANTIC_THRESHOLD = 0.8
 # ...and the draft is held when this share of its sentences are paraphrases.
@@ -87,7 +90,15 @@ def route(checks: Sequence[CheckOutcome], policy: PolicyView) -> list[str]:
                     )
         elif kind == "lexical":
             best = scores.get("max_similarity", 0.0)
-            if best >= policy["lexical_threshold"]:
+            share = scores.get("draft_share", 0.0) or 0.0
+            if share >= DEFAULT_LEXICAL_DRAFT_SHARE:
+                source = scores.get("best_source") or "one source"
+                reasons.append(
+                    f"Plagiarism: {share:.0%} of the draft comes from {source} "
+                    f"({scores.get('source_share', 0.0):.0%} of that source reused; threshold "
+                    f"{DEFAULT_LEXICAL_DRAFT_SHARE:.0%} of the draft)"
+                )
+            elif best >= policy["lexical_threshold"]:
                 source = scores.get("best_source") or "a source"
                 reasons.append(
                     f"Plagiarism: {best:.0f}% of {source} appears in the draft "

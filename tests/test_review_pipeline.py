@@ -276,9 +276,13 @@ def test_a_verbatim_archive_copy_is_held_as_plagiarism_with_its_source(
     assert [(s["start"], s["end"], s["kind"]) for s in lexical.spans] == [
         (at, at + length, "plagiarism")
     ]
+    # both shares: how much of the draft comes from the source, and how much of it is reused
+    assert lexical.scores["source_share"] == 1.0
+    share = lexical.scores["draft_share"]
+    assert 0.5 < share < 0.8
     assert (
-        f"Plagiarism: 100% of {ARCHIVE[HARBOUR]['title']} appears in the draft (threshold 50%)"
-        in reasons(draft)
+        f"Plagiarism: {share:.0%} of the draft comes from {ARCHIVE[HARBOUR]['title']} "
+        "(100% of that source reused; threshold 20% of the draft)" in reasons(draft)
     )
 
 
@@ -315,30 +319,20 @@ def test_a_reordered_copy_is_found_and_held(cast: dict, archive: Any, hold_queue
     assert draft.status == DraftStatus.HELD
 
 
-def test_a_copy_of_a_sibling_draft_is_held_naming_the_sibling(
+def test_a_copy_of_a_sibling_draft_informs_and_never_holds(
     cast: dict, archive: Any, hold_queue: list
 ) -> None:
+    # given: two candidates of one job, the second nearly a copy of the first
     first = make_draft(cast["newsroom"], cast["bob"], UNRELATED, title="Chess club at 100")
     copy = UNRELATED.replace("tournament", "contest").replace("tea", "coffee")
     second = make_draft(cast["newsroom"], cast["bob"], copy, job=first.job, title="Second take")
+    # when: the second is checked
     draft = checked(second, hold_queue)
-    assert draft.status == DraftStatus.HELD
-    lexical = results(draft)["lexical"]
-    [match] = lexical.details["matches"]
-    assert match["key"] == f"d:{first.pk}" and match["similarity"] >= 50.0
-    assert match["source"] == {
-        "kind": "sibling",
-        "text": UNRELATED,
-        "title": "Chess club at 100",
-        "citation": f"Sibling draft {first.pk} of job {first.job_id}",
-        "license": "",
-        "url": "",
-        "draft_id": first.pk,
-    }
-    assert any("of Chess club at 100 appears in the draft" in r for r in reasons(draft))
-    # the sentences are also found as paraphrases of the sibling's
-    semantic = results(draft)["semantic"]
-    assert {m["source"]["draft_id"] for m in semantic.details["matches"]} == {first.pk}
+    # then: siblings share a prompt and are alike by design: neither check counts them
+    assert draft.status == DraftStatus.AWAITING_REVIEW, reasons(draft)
+    lexical, semantic_result = results(draft)["lexical"], results(draft)["semantic"]
+    assert lexical.details["matches"] == [] and lexical.scores["draft_share"] == 0.0
+    assert not [m for m in semantic_result.details["matches"] if m["key"].startswith("d:")]
 
 
 def test_a_paraphrase_of_an_archive_story_is_held_by_the_semantic_check_alone(
@@ -631,9 +625,11 @@ def test_the_lexical_threshold_decides_an_edited_copy_end_to_end(
     cast: dict, archive: Any, hold_queue: list
 ) -> None:
     project, alice, bob = cast["newsroom"], cast["alice"], cast["bob"]
-    text = edited_copy(ARCHIVE[HARBOUR]["text"])
+    # a copied passage that is under a fifth of the draft: the passage threshold decides
+    text = " ".join([edited_copy(ARCHIVE[HARBOUR]["text"])] + [UNRELATED] * 8)
     draft = checked(make_draft(project, bob, text), hold_queue)
     similarity = results(draft)["lexical"].scores["max_similarity"]
+    assert results(draft)["lexical"].scores["draft_share"] < 0.2
     # the copied sentences are also near-paraphrases: keep the semantic check out of this test
     _update(project, alice, semantic_threshold=1.0, semantic_share=1.0)
     _update(project, alice, lexical_threshold=similarity + 0.1)

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contentstudio import realtime
+from contentstudio.errors import Conflict, InvalidTransition
 from review import indexes
 from review.checks import semantic
 from review.models import (
@@ -157,7 +158,47 @@ def embed_chain_step(*, project_id: int) -> ChainStep:
         left = passages_embed(project_id=project_id)
     finally:
         embed_lease_release(project_id=project_id, owner=owner)
+    if left == 0:
+        checks_rerun_after_indexing(project_id=project_id)
     return ChainStep(again=left > 0, left=left)
+
+
+def checks_rerun_after_indexing(*, project_id: int) -> int:
+    """Check again every draft whose current checks ran against a partly indexed archive
+    (held for it: the policy counts a partial run as not run); returns how many.
+
+    Only drafts still held at the checked version: one edited or decided meanwhile has
+    moved on. Side effects: moves each to ``checking`` and enqueues its checks on commit.
+    """
+    from generation.models import Draft
+    from review.lifecycle import DraftStatus
+    from review.models import CheckResult
+    from review.services.pipeline import draft_checks_start
+
+    candidates = Draft.objects.filter(
+        project_id=project_id,
+        status=DraftStatus.HELD,
+        checks__kind="semantic",
+        checks__details__partial=True,
+    ).distinct()
+    count = 0
+    for draft in candidates:
+        newest = (
+            CheckResult.objects.filter(draft=draft, kind="semantic")
+            .order_by("-draft_version")
+            .values_list("details__partial", flat=True)
+            .first()
+        )
+        if not newest:
+            continue  # checked again since, against the whole archive
+        try:
+            draft_checks_start(draft=draft)
+        except (InvalidTransition, Conflict):
+            continue  # moved on meanwhile (released, rejected, edited)
+        count += 1
+    if count:
+        logger.info("indexing of project %s finished: %s drafts checked again", project_id, count)
+    return count
 
 
 def embed_resume_all() -> int:
