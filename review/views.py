@@ -24,7 +24,7 @@ from contentstudio.selectors import project_get
 from generation import selectors as gen_selectors
 from generation.forms import generation_context
 from generation.models import Draft
-from review import archive, diff, editorial, lifecycle, policy, selectors, services
+from review import archive, diff, editorial, indexing, lifecycle, policy, selectors, services
 from review import queue as queue_mod
 from review.checks import ethics
 from review.lifecycle import DraftStatus
@@ -451,6 +451,7 @@ def archive_list(request: HttpRequest, slug: str) -> HttpResponse:
         "document_count": ArchiveDocument.objects.filter(project=project).count(),
         "passage_count": passages.count(),
         "embedded_count": passages.filter(embedded_at__isnull=False).count(),
+        "progress": indexing.indexing_progress(project_id=project.pk),
         "runs": selectors.import_runs(project_id=project.pk),
         "formats": ImportFormat.choices,
         "fields": archive.FIELDS,
