@@ -792,3 +792,29 @@ def test_the_toxicity_model_is_loaded_once_for_many_drafts(
     for n in range(3):
         checked(make_draft(cast["newsroom"], cast["bob"], f"{UNRELATED} Draft {n}."), hold_queue)
     assert len(loads) == 1
+
+
+def test_the_job_page_and_api_show_how_alike_its_candidates_are(
+    cast: dict, archive: Any, hold_queue: list
+) -> None:
+    from django.test import Client
+
+    # given: two candidates of one job, nearly the same text, both checked
+    first = make_draft(cast["newsroom"], cast["bob"], UNRELATED, title="One")
+    copy = UNRELATED.replace("tournament", "contest")
+    second = make_draft(cast["newsroom"], cast["bob"], copy, job=first.job, title="Two")
+    for draft in (first, second):
+        assert checked(draft, hold_queue).status == DraftStatus.AWAITING_REVIEW
+    client = Client()
+    client.force_login(cast["bob"])
+    # when: the job is looked at
+    api = client.get(f"/api/v1/jobs/{first.job_id}/").json()
+    page = client.get(f"/p/newsroom/jobs/{first.job_id}/").content.decode()
+    # then: a low diversity figure, never a hold
+    assert api["diversity"]["pairs"] == 1
+    assert 0.0 <= api["diversity"]["score"] < 0.5
+    assert sorted(api["diversity"]["most_similar"]) == sorted(
+        [first.candidate.index, second.candidate.index]
+    )
+    assert 'data-testid="job-diversity"' in page
+    assert f"{api['diversity']['score']:.2f}" in page
