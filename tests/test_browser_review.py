@@ -286,3 +286,38 @@ def test_pages_catch_up_with_changes_made_before_their_socket_connected(
         # Nothing left "checking" for the worker fixture to wait on when this fails.
         Draft.objects.filter(status=S.CHECKING).update(status=S.AWAITING_REVIEW)
         page.context.close()
+
+
+def test_a_draft_checked_against_a_partly_indexed_archive_says_so_then_shows_the_rerun(
+    asgi_server: str, browser: Any, cast: dict
+) -> None:
+    from review.services import embedding
+
+    # given: an archive not yet indexed for paraphrase search, and a draft checked against it
+    newsroom = cast["newsroom"]
+    make_archive(newsroom, [ARCHIVE[HARBOUR], ARCHIVE[FLOOD]], embed=False)
+    draft = checked_draft(cast, UNRELATED, minutes_ago=5, title="Chess club centenary")
+    assert draft.status == S.HELD
+    page = login(browser, asgi_server, "bob")
+    try:
+        # when: the editor opens it
+        page.goto(f"{asgi_server}/p/newsroom/drafts/{draft.pk}/")
+        # then: the semantic check says how much it covered, with the indexing progress
+        partial = page.locator('[data-testid="semantic-partial"]')
+        assert "The semantic check covered 0% of the archive" in partial.inner_text()
+        progress = page.locator('#draft-panel [data-testid="indexing-progress"]')
+        assert "0%" in progress.inner_text()
+        assert "covered 0% of the archive" in page.locator(".hold-reasons").inner_text()
+        # when: indexing finishes (the embedding chain, as the worker runs it)
+        while embedding.embed_chain_step(project_id=newsroom.pk).again:
+            pass
+        # then: the checks run again by themselves and the page shows the new result live
+        page.wait_for_function(
+            "() => document.querySelector('#draft-status').dataset.status === 'awaiting_review'",
+            timeout=30_000,
+        )
+        assert page.locator('[data-testid="semantic-partial"]').count() == 0
+        assert page.locator(".hold-reasons").count() == 0
+    finally:
+        Draft.objects.filter(status=S.CHECKING).update(status=S.AWAITING_REVIEW)
+        page.context.close()
