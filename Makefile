@@ -48,11 +48,15 @@ serve: install
 	  --ws websockets-sansio --lifespan off --no-access-log
 
 worker: install
+	@mkdir -p var
 	$(BIN)/celery -A contentstudio worker -Q generate,review --pool threads --concurrency 2 \
-	  --loglevel INFO
+	  --beat --schedule var/celerybeat-schedule --loglevel INFO
 
+# A throw-away key per run: outside the local embedded default the studio refuses to start
+# without one (the PostgreSQL + Redis suite).
 test: install deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	SECRET_KEY=$${SECRET_KEY:-test-$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')} \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -36,3 +36,7 @@ if settings.EMBEDDED_WORKER_AUTOSTART:
     from contentstudio.embedded import start_embedded_worker
 
     start_embedded_worker()
+    if settings.EMBEDDED_BEAT_AUTOSTART:
+        from contentstudio.periodic import start_embedded_beat
+
+        start_embedded_beat()

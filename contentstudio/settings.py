@@ -62,14 +62,9 @@ def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY = _env("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and _env_bool("CONTENTSTUDIO_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured(
-            "SECRET_KEY must be set when CONTENTSTUDIO_REQUIRE_SECRET_KEY=1."
-        )
-    # A per-checkout development key: fine for the embedded studio on localhost, never for a
-    # deployment reachable by others (set SECRET_KEY there).
-    SECRET_KEY = "contentstudio-insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105
+# Without SECRET_KEY the studio only starts where a known key harms no one: in DEBUG, or as the
+# local embedded default (checked at the end of this file, once the services are known).
+_DEVELOPMENT_KEY = "contentstudio-insecure-development-key-set-SECRET_KEY-in-production"
 
 ALLOWED_HOSTS = [h.strip() for h in _env("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
@@ -234,8 +229,48 @@ STREAM_MAX_FRAME_DELAY = _env_float("CONTENTSTUDIO_STREAM_MAX_DELAY", 0.4)
 GENERATION_SAVE_INTERVAL = _env_float("CONTENTSTUDIO_SAVE_INTERVAL", 2.0, minimum=0.1)
 # How often the worker looks for a cancel request while generating.
 GENERATION_CANCEL_POLL = _env_float("CONTENTSTUDIO_CANCEL_POLL", 0.25, minimum=0.01)
-# A running job whose worker has not saved for this long is considered lost (worker crash).
-GENERATION_STALE_AFTER = _env_float("CONTENTSTUDIO_STALE_AFTER", 60.0, minimum=1.0)
+# A timer thread of the worker writes a running job's heartbeat this often (also while the job
+# waits for the engine or a model load); one silent for STALE_AFTER died with its worker.
+GENERATION_HEARTBEAT_INTERVAL = _env_float("CONTENTSTUDIO_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
+GENERATION_STALE_AFTER = _env_float("CONTENTSTUDIO_STALE_AFTER", 20.0, minimum=0.3)
+if GENERATION_STALE_AFTER < 3 * GENERATION_HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured(
+        "CONTENTSTUDIO_STALE_AFTER must be at least 3 x CONTENTSTUDIO_HEARTBEAT_INTERVAL, or a "
+        "healthy job that misses one beat would be failed."
+    )
+# A queued job not claimed this long after its message was sent gets its message again.
+GENERATION_REQUEUE_AFTER = _env_float("CONTENTSTUDIO_REQUEUE_AFTER", 300.0, minimum=1.0)
+
+# --- Periodic sweeps (Celery beat; see contentstudio/periodic.py) ---------------------------
+SWEEP_INTERVAL = _env_float("CONTENTSTUDIO_SWEEP_INTERVAL", 5.0, minimum=0.5)
+# A draft still "generated" this long after it was written lost its on-commit start (its worker
+# died right after the commit): the sweep starts its checks.
+CHECKS_START_GRACE = _env_float("CONTENTSTUDIO_CHECKS_START_GRACE", 10.0, minimum=0.0)
+# A claimed check run whose heartbeat is this old died with its worker: another worker redoes it.
+CHECKS_STALE_AFTER = _env_float("CONTENTSTUDIO_CHECKS_STALE_AFTER", 20.0, minimum=0.3)
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Both sweeps run on queue "review": the generate worker may be busy for minutes with the
+    # very job whose worker died elsewhere.
+    "jobs-sweep": {
+        "task": "generation.tasks.jobs_sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": "review", "expires": SWEEP_INTERVAL},
+    },
+    "checks-sweep": {
+        "task": "review.tasks.checks_sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": "review", "expires": SWEEP_INTERVAL},
+    },
+    # An embedding chain whose worker died with no message left behind (its database lease
+    # expired) is picked up again, whatever the workers are called.
+    "embedding-sweep": {
+        "task": "review.tasks.passages_embed_sweep",
+        "schedule": 60.0,
+        "options": {"queue": "review", "expires": 60.0},
+    },
+}
+# Beat runs in the serving process of the embedded studio (with its workers).
+EMBEDDED_BEAT_AUTOSTART = _env_bool("CONTENTSTUDIO_EMBEDDED_BEAT", CELERY_EMBEDDED)
 
 # --- Review checks --------------------------------------------------------------------------
 # Toxicity: a Detoxify model name (needs the network once), or a local checkpoint + config dir.
@@ -330,8 +365,15 @@ LOGGING = {
     },
 }
 
-# Periodic work (run by beat with separate workers, and by the embedded worker): an embedding
-# chain whose worker died with no message left behind is picked up again within a minute.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "review-embedding-resume": {"task": "review.tasks.passages_embed_sweep", "schedule": 60.0},
-}
+
+# --- The secret key -------------------------------------------------------------------------
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+LOCAL_EMBEDDED = not DATABASE_URL and not REDIS_URL and set(ALLOWED_HOSTS) <= _LOOPBACK_HOSTS
+if not SECRET_KEY:
+    if not (DEBUG or LOCAL_EMBEDDED):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: outside DEBUG the studio runs without one only as the local "
+            "embedded default (no DATABASE_URL or REDIS_URL, ALLOWED_HOSTS on localhost); set "
+            "SECRET_KEY to a long random value."
+        )
+    SECRET_KEY = _DEVELOPMENT_KEY

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
@@ -16,6 +17,8 @@ from contentstudio import api, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="project_list", permanent=False)),
+    # Browsers ask for /favicon.ico whatever the page says; send them the studio's icon.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/", views.project_list_view, name="project_list"),
@@ -25,3 +28,6 @@ urlpatterns = [
     path("", include("review.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A bad request to the API gets the API's JSON error body, not an HTML page.
+handler400 = "contentstudio.views.bad_request"

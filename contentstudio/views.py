@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from contentstudio.selectors import membership_role, project_list
@@ -16,3 +18,19 @@ def project_list_view(request: HttpRequest) -> HttpResponse:
         for project in project_list(user=request.user)
     ]
     return render(request, "contentstudio/project_list.html", {"projects": projects})
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed request): the API
+    answers with the same JSON error body as every other API error, pages with the error page."""
+    too_big = isinstance(exception, RequestDataTooBig)
+    status = 413 if too_big else 400
+    message = (
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2**20} MB."
+        if too_big
+        else "The request could not be read."
+    )
+    if request.path.startswith("/api/"):
+        code = "request_too_large" if too_big else "bad_request"
+        return JsonResponse({"detail": message, "code": code}, status=status)
+    return render(request, "error.html", {"message": message, "status": status}, status=status)

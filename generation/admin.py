@@ -10,6 +10,7 @@ from generation.models import (
     Candidate,
     Draft,
     GenerationJob,
+    JobEvent,
     LanguageModel,
     PromptTemplate,
     PromptTemplateVersion,
@@ -113,11 +114,33 @@ class CandidateInline(admin.TabularInline):
         return False
 
 
+class JobEventInline(admin.TabularInline):
+    """The job's moves, in order: who or which worker, and why."""
+
+    model = JobEvent
+    extra = 0
+    fields = ["created_at", "from_status", "to_status", "actor", "worker", "reason"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(GenerationJob)
 class GenerationJobAdmin(ReadOnlyAdmin):
-    list_display = ["id", "project", "status", "model", "n_candidates", "created_by", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "status",
+        "model",
+        "n_candidates",
+        "worker",
+        "heartbeat_at",
+        "created_at",
+    ]
     list_filter = ["status", "project", "model"]
-    inlines = [CandidateInline]
+    inlines = [CandidateInline, JobEventInline]
 
 
 @admin.register(Draft)

@@ -89,7 +89,6 @@ def _job_or_404(request: Request, job_id: int) -> GenerationJob:
     job = selectors.job_for_user(user=request.user, job_id=job_id)
     if job is None:
         raise Http404("No such job.")
-    services.job_fail_if_stale(job=job)
     return job
 
 

@@ -32,6 +32,9 @@ def generation_context(*, project: Project) -> dict[str, Any]:
         version = template.current_version
         if version is not None:
             templates.append({"template": template, "version": version})
+    # The form opens on the template made for this project's kind of content (a news desk on
+    # "News report"), not on whichever sorts first.
+    templates.sort(key=lambda t: t["template"].content_type != project.content_type)
     model = default_model()
     defaults = {**(model.default_settings() if model else {}), "temperature_spread": 0.0}
     return {

@@ -168,8 +168,12 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The one table of a job's moves; generation.services.job_transition is the only writer of
+# ``status`` and records each move as a JobEvent.
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    # claimed by a worker; cancelled before it started; failed (no model, lost for good)
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # finished; stopped by an error, a crash or the sweep; stopped on request
     JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
@@ -215,8 +219,13 @@ class GenerationJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    # Touched by the worker with every periodic save; a stale one means the worker died.
+    # Written every few seconds by a timer thread of the worker from the claim on, also while
+    # the job waits for the model or the engine; a stale one means the worker died (the
+    # periodic sweep fails the job; a page view never decides that).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the job's message was last sent to the broker; the sweep sends it again when a queued
+    # job waited much longer than that (the in-memory broker loses messages with its process).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     load_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
@@ -238,6 +247,31 @@ class GenerationJob(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in JOB_FINAL_STATES
+
+
+class JobEvent(models.Model):
+    """One move of a job (audit trail), written in the same transaction as the move."""
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10)
+    to_status = models.CharField(max_length=10)
+    # The person who asked (cancel, create); None for the worker and the sweep.
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "pk"]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id}: {self.from_status} -> {self.to_status}"
 
 
 class CandidateStatus(models.TextChoices):

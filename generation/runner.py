@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contentstudio import realtime
+from contentstudio.heartbeat import Heartbeat
 from contentstudio.html import text_to_html
 from generation import engine as engine_mod
 from generation import signals, stream
@@ -33,7 +34,7 @@ from generation.models import (
 from generation.services import (
     _candidate_states,
     job_fail,
-    job_fail_if_stale,
+    job_transition,
     system_render,
     template_render,
 )
@@ -54,8 +55,16 @@ def model_spec(model: LanguageModel) -> engine_mod.ModelSpec:
 class _Recorder:
     """Lives for one job run in the worker: streams steps, saves partial text, polls cancel."""
 
-    def __init__(self, *, job: GenerationJob, candidates: list[Candidate], js: stream.JobStream):
+    def __init__(
+        self,
+        *,
+        job: GenerationJob,
+        candidates: list[Candidate],
+        js: stream.JobStream,
+        heartbeat: Heartbeat | None = None,
+    ):
         self.job = job
+        self.heartbeat = heartbeat
         self.candidates = candidates
         self.js = js
         self.save_interval = django_settings.GENERATION_SAVE_INTERVAL
@@ -77,6 +86,10 @@ class _Recorder:
     def should_stop(self) -> bool:
         if self._cancelled:
             return True
+        if self.heartbeat is not None and self.heartbeat.lost:
+            # The job was taken from this run (failed by the sweep): stop spending the cores.
+            self._cancelled = True
+            return True
         if time.monotonic() - self._last_poll < self.cancel_poll:
             return False
         self._last_poll = time.monotonic()
@@ -94,10 +107,16 @@ class _Recorder:
             candidate.text = text
             candidate.completion_tokens = tokens
             candidate.first_token_at = first
-        Candidate.objects.bulk_update(
-            self.candidates, ["text", "completion_tokens", "first_token_at"]
-        )
-        GenerationJob.objects.filter(pk=self.job.pk).update(heartbeat_at=timezone.now())
+        with transaction.atomic():
+            # Only while this run still holds the job: a job failed meanwhile keeps the text
+            # it had when it was failed.
+            if not GenerationJob.objects.select_for_update().filter(
+                pk=self.job.pk, status=JobStatus.RUNNING, worker=self.job.worker
+            ):
+                return
+            Candidate.objects.bulk_update(
+                self.candidates, ["text", "completion_tokens", "first_token_at"]
+            )
 
 
 def _draft_title(job: GenerationJob, text: str) -> str:
@@ -110,29 +129,46 @@ def _draft_title(job: GenerationJob, text: str) -> str:
 
 
 def job_execute(*, job_id: int, worker_name: str) -> None:
-    """Run a job in the worker: claim it, load the model, stream, save drafts.
+    """Run a job in the worker: claim it, keep it alive, load the model, stream, save drafts.
 
     Idempotent: a job that is not queued any more (another worker has it, or it ended) is left
-    alone, except a running one whose worker died, which is failed.
+    alone; a dead worker's job is the periodic sweep's business, never a page view's.
     """
     now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker_name
-    )
-    if claimed != 1:
-        job = GenerationJob.objects.filter(pk=job_id).first()
-        if job is not None:
-            job_fail_if_stale(job=job)
+    if not job_transition(
+        job_id=job_id,
+        to=JobStatus.RUNNING,
+        expected=JobStatus.QUEUED,
+        fields={"started_at": now, "heartbeat_at": now, "worker": worker_name},
+        reason="claimed",
+    ):
         return
-    try:
-        _job_run(job_id)
-    except Exception as exc:
-        # Whatever broke, the job must not stay "running" until it looks stale.
-        logger.exception("job %s failed", job_id)
-        job_fail(job_id=job_id, error=f"Internal error while running the job: {exc!r}")
+
+    def beat() -> bool:
+        return bool(
+            GenerationJob.objects.filter(
+                pk=job_id, status=JobStatus.RUNNING, worker=worker_name
+            ).update(heartbeat_at=timezone.now())
+        )
+
+    # From the claim on, a timer thread proves the job alive: also while it waits for the
+    # engine lock or for a slow model load, when nothing else would be written.
+    with Heartbeat(
+        beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"job-{job_id}"
+    ) as heartbeat:
+        try:
+            _job_run(job_id, heartbeat)
+        except Exception as exc:
+            # Whatever broke, the job must not stay "running" until it looks stale.
+            logger.exception("job %s failed", job_id)
+            job_fail(
+                job_id=job_id,
+                worker=worker_name,
+                error=f"Internal error while running the job: {exc!r}",
+            )
 
 
-def _job_run(job_id: int) -> None:
+def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
     job = GenerationJob.objects.select_related("model", "template_version", "project").get(
         pk=job_id
     )
@@ -154,11 +190,19 @@ def _job_run(job_id: int) -> None:
             model_spec(job.model), cache_root=django_settings.MODEL_CACHE_DIR
         )
     except engine_mod.ModelLoadError as exc:
-        job_fail(job_id=job.pk, error=f"Model {job.model.name} failed to load: {exc.args[0]}")
+        job_fail(
+            job_id=job.pk,
+            worker=job.worker,
+            error=f"Model {job.model.name} failed to load: {exc.args[0]}",
+        )
         return
     except Exception as exc:  # anything else while loading is still the model's fault
         logger.exception("loading model %s", job.model.name)
-        job_fail(job_id=job.pk, error=f"Model {job.model.name} failed to load: {exc!r}")
+        job_fail(
+            job_id=job.pk,
+            worker=job.worker,
+            error=f"Model {job.model.name} failed to load: {exc!r}",
+        )
         return
 
     if job.template_version is not None:
@@ -169,8 +213,8 @@ def _job_run(job_id: int) -> None:
     prompt = engine.render_prompt(system=system_text, user=user_text)
     prompt_ids = engine.encode(prompt)
     started = timezone.now()
-    GenerationJob.objects.filter(pk=job.pk).update(
-        prompt=prompt, load_seconds=engine.load_seconds, heartbeat_at=started
+    GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
+        prompt=prompt, load_seconds=engine.load_seconds
     )
     Candidate.objects.filter(job=job).update(
         status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=len(prompt_ids)
@@ -179,7 +223,7 @@ def _job_run(job_id: int) -> None:
         c.started_at = started
         c.prompt_tokens = len(prompt_ids)
 
-    recorder = _Recorder(job=job, candidates=candidates, js=js)
+    recorder = _Recorder(job=job, candidates=candidates, js=js, heartbeat=heartbeat)
     settings = engine_mod.SamplingSettings.from_dict(job.settings)
     temperatures = [float(c.settings.get("temperature", settings.temperature)) for c in candidates]
     error = ""
@@ -201,7 +245,7 @@ def _job_run(job_id: int) -> None:
     if error:
         recorder.save()
         js.flush()
-        job_fail(job_id=job.pk, error=error)
+        job_fail(job_id=job.pk, worker=job.worker, error=error)
         return
     _job_finish(
         job=job,
@@ -230,11 +274,24 @@ def _job_finish(
     end_mono = time.monotonic()
     end = timezone.now()
     created: list[Draft] = []
-    cancelled = False
     for out in outputs:
         js.replace(out.index, out.text)
     js.flush()
+    cancelled = any(out.finish_reason == "cancelled" for out in outputs)
+    final = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
     with transaction.atomic():
+        # The move comes first and is conditional on this run still holding the job: a job
+        # the sweep failed meanwhile gets no drafts behind its back (it says it failed).
+        if not job_transition(
+            job_id=job.pk,
+            to=final,
+            expected=JobStatus.RUNNING,
+            worker=job.worker,
+            fields={"finished_at": end, "heartbeat_at": end},
+            reason="finished",
+        ):
+            logger.warning("job %s was no longer running here; its output is dropped", job.pk)
+            return
         for candidate, out in zip(candidates, outputs, strict=True):
             finished_at = end - timezone.timedelta(
                 seconds=max(0.0, end_mono - (out.finished_at or end_mono))
@@ -246,7 +303,6 @@ def _job_finish(
             candidate.finished_at = finished_at
             if out.finish_reason == "cancelled":
                 candidate.status = CandidateStatus.CANCELLED
-                cancelled = True
             else:
                 candidate.status = CandidateStatus.FINISHED
         Candidate.objects.bulk_update(
@@ -304,10 +360,9 @@ def _job_finish(
                     },
                 )
             )
-        final = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
-        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=final, finished_at=end, heartbeat_at=end
-        )
+        # The drafts, committed in state "generated", are the durable order to check them: the
+        # signal below is the fast path, the review sweep the guarantee if this process dies
+        # before the on-commit callbacks run.
         for draft in created:
             transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
     job.refresh_from_db()

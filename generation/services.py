@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -24,10 +24,12 @@ from contentstudio.models import Project, Role
 from contentstudio.selectors import require_role
 from generation import stream
 from generation.models import (
+    JOB_TRANSITIONS,
     Candidate,
     CandidateStatus,
     Draft,
     GenerationJob,
+    JobEvent,
     JobStatus,
     LanguageModel,
     PromptTemplate,
@@ -272,6 +274,10 @@ def job_create(
             n_candidates=n_candidates,
             base_seed=base_seed,
             parent_draft=parent_draft,
+            enqueued_at=timezone.now(),
+        )
+        JobEvent.objects.create(
+            job=job, from_status="", to_status=JobStatus.QUEUED, actor=user, reason="created"
         )
         Candidate.objects.bulk_create(
             Candidate(
@@ -293,18 +299,64 @@ def job_create(
     return job
 
 
+def job_transition(
+    *,
+    job_id: int,
+    to: str,
+    expected: str | Sequence[str],
+    fields: Mapping[str, Any] | None = None,
+    worker: str | None = None,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+) -> bool:
+    """Move a job from ``expected`` (a status or several) to ``to`` if it is still there.
+
+    The table (``JOB_TRANSITIONS``) must allow the move. A conditional UPDATE decides who wins
+    a race (worker, sweep, person); the winner writes a JobEvent in the same transaction.
+    ``worker`` narrows the move to the run that claimed the job. Returns False (and changes
+    nothing) when the job is no longer where the caller believed.
+    """
+    froms = [expected] if isinstance(expected, str) else list(expected)
+    for current in froms:
+        if to not in JOB_TRANSITIONS[current]:
+            raise InvalidTransition(f"A job cannot move from {current} to {to}.")
+    with transaction.atomic():
+        rows = GenerationJob.objects.select_for_update().filter(pk=job_id, status__in=froms)
+        if worker is not None:
+            rows = rows.filter(worker=worker)
+        before = rows.values_list("status", flat=True).first()
+        if before is None:
+            return False
+        GenerationJob.objects.filter(pk=job_id).update(status=to, **(fields or {}))
+        JobEvent.objects.create(
+            job_id=job_id,
+            from_status=before,
+            to_status=to,
+            actor=actor,
+            worker=worker or (fields or {}).get("worker", ""),
+            reason=reason[:5000],
+        )
+    return True
+
+
 def job_cancel(*, job: GenerationJob, user: AbstractBaseUser) -> GenerationJob:
     """Stop a job. A queued job is cancelled at once; a running one is asked to stop and the
     worker stops at its next step (well within a second). Finished candidates stay."""
     require_role(user=user, project=job.project, minimum=Role.EDITOR)
     now = timezone.now()
     with transaction.atomic():
-        if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED,
-            cancel_requested_at=now,
-            cancel_requested_by=user,
-            finished_at=now,
-            error="Cancelled before it started.",
+        if job_transition(
+            job_id=job.pk,
+            to=JobStatus.CANCELLED,
+            expected=JobStatus.QUEUED,
+            fields={
+                "cancel_requested_at": now,
+                "cancel_requested_by": user,
+                "finished_at": now,
+                "error": "Cancelled before it started.",
+            },
+            actor=user,
+            reason="cancelled before it started",
         ):
             Candidate.objects.filter(job=job).update(
                 status=CandidateStatus.CANCELLED, finish_reason="cancelled"
@@ -361,47 +413,80 @@ def _announce_final(job_id: int) -> None:
     )
 
 
-def job_fail(*, job_id: int, error: str) -> bool:
-    """Mark a job that has not ended as failed; candidates keep the text they have."""
+def job_fail(*, job_id: int, error: str, worker: str | None = None) -> bool:
+    """Mark a job that has not ended as failed; candidates keep the text they have.
+
+    ``worker``: only if that run still holds the job (a worker failing its own job)."""
     now = timezone.now()
     with transaction.atomic():
-        changed = GenerationJob.objects.filter(
-            pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-        ).update(status=JobStatus.FAILED, error=error[:5000], finished_at=now)
+        changed = job_transition(
+            job_id=job_id,
+            to=JobStatus.FAILED,
+            expected=[JobStatus.QUEUED, JobStatus.RUNNING],
+            fields={"error": error[:5000], "finished_at": now},
+            worker=worker,
+            reason=error,
+        )
         if changed:
             Candidate.objects.filter(
                 job_id=job_id,
                 status__in=[CandidateStatus.PENDING, CandidateStatus.STREAMING],
             ).update(status=CandidateStatus.FAILED, finish_reason="error", finished_at=now)
             transaction.on_commit(lambda: _announce_final(job_id))
-    return bool(changed)
+    return changed
 
 
-def job_fail_if_stale(*, job: GenerationJob) -> bool:
-    """A running job whose worker stopped saving long ago died with its worker: fail it."""
-    if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
-        return False
-    age = (timezone.now() - job.heartbeat_at).total_seconds()
-    if age < django_settings.GENERATION_STALE_AFTER:
-        return False
-    return job_fail(
-        job_id=job.pk,
-        error=(
-            f"The worker running this job ({job.worker or 'unknown'}) stopped responding "
-            f"{int(age)} s ago (it crashed or was killed). The text written until its last save "
-            "is kept below; start a new job to try again."
-        ),
-    )
+def jobs_sweep() -> dict[str, int]:
+    """The periodic sweep (every ``SWEEP_INTERVAL`` s, whatever worker runs it).
+
+    - A running job whose heartbeat stopped ``GENERATION_STALE_AFTER`` ago died with its worker
+      (the heartbeat comes from a timer thread, so waiting or loading never looks stale): fail
+      it with the reason, keeping the text saved so far.
+    - A queued job whose message was sent ``GENERATION_REQUEUE_AFTER`` ago and never claimed
+      lost its message (a broker or embedded studio restart): send it again. The claim makes a
+      duplicate harmless.
+    """
+    from generation import tasks  # tasks import services
+
+    now = timezone.now()
+    stale_before = now - timezone.timedelta(seconds=django_settings.GENERATION_STALE_AFTER)
+    failed = 0
+    for job_id, worker, heartbeat in GenerationJob.objects.filter(
+        status=JobStatus.RUNNING, heartbeat_at__lt=stale_before
+    ).values_list("pk", "worker", "heartbeat_at"):
+        age = int((now - heartbeat).total_seconds())
+        failed += job_fail(
+            job_id=job_id,
+            worker=worker,
+            error=(
+                f"The worker running this job ({worker or 'unknown'}) stopped responding {age} s "
+                "ago (it crashed or was killed). The text written until its last save is kept "
+                "below; start a new job to try again."
+            ),
+        )
+    requeue_before = now - timezone.timedelta(seconds=django_settings.GENERATION_REQUEUE_AFTER)
+    requeued = 0
+    for job_id in GenerationJob.objects.filter(
+        status=JobStatus.QUEUED, enqueued_at__lt=requeue_before
+    ).values_list("pk", flat=True):
+        if GenerationJob.objects.filter(
+            pk=job_id, status=JobStatus.QUEUED, enqueued_at__lt=requeue_before
+        ).update(enqueued_at=now):
+            tasks.job_run.delay(job_id)
+            requeued += 1
+    return {"failed": failed, "requeued": requeued}
 
 
 def jobs_fail_orphaned(*, worker_name: str) -> int:
-    """At worker start: jobs this same worker was running died with its previous process."""
+    """At worker start: jobs this same worker was running died with its previous process
+    (the sweep would find them a minute later; this is at once)."""
     failed = 0
     for job_id in GenerationJob.objects.filter(
         status=JobStatus.RUNNING, worker=worker_name
     ).values_list("pk", flat=True):
         failed += job_fail(
             job_id=job_id,
+            worker=worker_name,
             error=(
                 f"The worker {worker_name} restarted while running this job (it crashed or was "
                 "killed). The text written until its last save is kept below."

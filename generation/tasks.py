@@ -23,6 +23,12 @@ def job_run(job_id: int) -> None:
     runner.job_execute(job_id=job_id, worker_name=worker_name())
 
 
+@shared_task(ignore_result=True)
+def jobs_sweep() -> dict[str, int]:
+    """Periodic (settings.CELERY_BEAT_SCHEDULE): fail dead jobs, resend lost messages."""
+    return services.jobs_sweep()
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def model_check(model_id: int) -> None:
     runner.model_check(model_id=model_id)

@@ -50,7 +50,6 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     job = selectors.job_for_user(user=request.user, job_id=job_id)
     if job is None or job.project_id != project.pk:
         raise Http404("No such job.")
-    services.job_fail_if_stale(job=job)
     snapshot = selectors.job_snapshot(job_id=job.pk)
     return render(
         request,

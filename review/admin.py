@@ -8,6 +8,7 @@ from review.models import (
     ArchiveDocument,
     Assignment,
     CheckResult,
+    CheckRun,
     CheckSummary,
     Comment,
     DraftEvent,
@@ -53,6 +54,19 @@ class PolicyAdmin(admin.ModelAdmin):
 class CheckResultAdmin(ReadOnlyAdmin):
     list_display = ["draft", "draft_version", "kind", "status", "engine", "created_at"]
     list_filter = ["kind", "status"]
+
+
+@admin.register(CheckRun)
+class CheckRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "draft",
+        "draft_version",
+        "worker",
+        "attempts",
+        "claimed_at",
+        "heartbeat_at",
+        "finished_at",
+    ]
 
 
 @admin.register(CheckSummary)

@@ -272,6 +272,40 @@ class CheckResult(models.Model):
         return f"{self.kind} check of draft {self.draft_id} v{self.draft_version}"
 
 
+class CheckRun(models.Model):
+    """The claim on one draft version's checks: exactly one worker runs them.
+
+    Created by the first worker to take the task (the unique constraint decides a race); its
+    heartbeat is written while the checks run. A claim whose heartbeat stopped
+    ``CHECKS_STALE_AFTER`` ago died with its worker, and another worker may take it over with a
+    conditional UPDATE on the heartbeat it saw (see review.services.pipeline)."""
+
+    draft = models.ForeignKey(Draft, on_delete=models.CASCADE, related_name="check_runs")
+    draft_version = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    claimed_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["draft", "draft_version"], name="one_check_run_per_version"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(finished_at__isnull=True),
+                name="check_run_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Checks of draft {self.draft_id} v{self.draft_version} by {self.worker}"
+
+
 class CheckSummary(models.Model):
     """The headline numbers of a draft's newest check run, for queue badges, filters and sorting
     without reading every CheckResult (one row per draft, updated when checks finish)."""

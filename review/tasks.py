@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_ready
 
 from review import services
 from review.services import embedding
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def draft_check(draft_id: int, version: int) -> None:
-    services.draft_checks_run(draft_id=draft_id, version=version)
+@shared_task(acks_late=True, ignore_result=True, bind=True)
+def draft_check(self: Task, draft_id: int, version: int) -> None:
+    # The worker's name goes on the claim, so a stale claim says whose process died.
+    worker = getattr(self.request, "hostname", None) or "worker"
+    services.draft_checks_run(draft_id=draft_id, version=version, worker=worker)
+
+
+@shared_task(ignore_result=True)
+def checks_sweep() -> dict[str, int]:
+    """Periodic (settings.CELERY_BEAT_SCHEDULE): start lost checks, resend dead ones."""
+    return services.checks_sweep()
 
 
 @shared_task(acks_late=True, ignore_result=True)

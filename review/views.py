@@ -93,6 +93,11 @@ def _draft_context(request: HttpRequest, project: Project, role: str, draft: Dra
         "settings_json": json.dumps(draft.settings, indent=2, sort_keys=True),
         "queue_q": request.GET.get("q", ""),
         "queue_querystring": filters.querystring(),
+        # The text's revision (1 = the model's output), not the row's optimistic-lock counter,
+        # which every move of the lifecycle bumps.
+        "revision_number": DraftRevision.objects.filter(draft=draft).count() or 1,
+        "toxicity_thresholds": services.policy_get(project=project).toxicity_thresholds
+        or policy.DEFAULT_TOXICITY_THRESHOLDS,
         **selectors.draft_review_context(draft=draft),
     }
 

@@ -222,6 +222,7 @@ def hold_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     held: list[Any] = []
     monkeypatch.setattr(tasks.job_run, "delay_on_commit", held.append)
     monkeypatch.setattr(review_tasks.draft_check, "delay_on_commit", lambda *a: held.append(a))
+    monkeypatch.setattr(review_tasks.draft_check, "delay", lambda *a: held.append(a))
     monkeypatch.setattr(review_tasks.passages_embed, "delay", lambda *a: held.append(a))
     return held
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from generation.models import GenerationJob, LanguageModel
@@ -229,3 +231,35 @@ def test_the_openapi_schema_is_generated(db: None, cast: dict) -> None:
     response = client_for(cast["bob"]).get("/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/jobs/{job_id}/cancel/" in response.content
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN", "1e999"])
+@pytest.mark.parametrize("name", ["max_new_tokens", "top_k"])
+def test_a_non_finite_integer_setting_is_a_400_naming_the_field(
+    db: None, cast: dict, language_model: Any, news_template: Any, name: str, value: str
+) -> None:
+    client = Client()
+    client.force_login(cast["bob"])
+    response = client.post(
+        "/api/v1/projects/newsroom/jobs/",
+        json.dumps({"template": news_template.pk, "variables": VARS, "settings": {name: value}}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert f"settings.{name}" in response.json()
+
+
+def test_a_body_over_the_upload_limit_gets_the_json_error_body(
+    db: None, cast: dict, news_template: Any, settings: Any
+) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2**20
+    client = Client()
+    client.force_login(cast["bob"])
+    body = json.dumps({"template": news_template.pk, "variables": VARS, "pad": "x" * 2**21})
+    response = client.post("/api/v1/projects/newsroom/jobs/", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "The request body is larger than 1 MB.",
+        "code": "request_too_large",
+    }

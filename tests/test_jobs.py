@@ -336,12 +336,13 @@ def test_a_worker_crash_keeps_the_saved_text_and_the_job_fails_saying_why(
         assert c.text == saved[c.index]
 
 
-def test_a_running_job_whose_worker_went_silent_is_failed_when_looked_at(
+def test_a_silent_job_is_failed_by_the_sweep_never_by_a_page_view(
     db: None,
     cast: dict,
     language_model: LanguageModel,
     news_template: Any,
     hold_queue: list,
+    client: Any,
 ) -> None:
     from datetime import timedelta
 
@@ -353,10 +354,20 @@ def test_a_running_job_whose_worker_went_silent_is_failed_when_looked_at(
         worker="gone@host",
         heartbeat_at=timezone.now() - timedelta(minutes=5),
     )
+    # a page view and an API read only read
+    client.force_login(cast["bob"])
+    assert client.get(f"/p/newsroom/jobs/{job.pk}/").status_code == 200
+    assert client.get(f"/api/v1/jobs/{job.pk}/").json()["status"] == "running"
     job.refresh_from_db()
-    assert services.job_fail_if_stale(job=job)
+    assert job.status == JobStatus.RUNNING
+    # the periodic sweep fails it, whatever the worker's name, and says why
+    assert services.jobs_sweep()["failed"] == 1
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "stopped responding" in job.error
+    assert list(job.events.values_list("from_status", "to_status")) == [
+        ("", "queued"),
+        ("running", "failed"),
+    ]
 
 
 @pytest.mark.parametrize(

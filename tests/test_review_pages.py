@@ -114,7 +114,7 @@ def test_the_draft_page_shows_scores_highlights_reasons_and_sources_side_by_side
     tox = draft.checks.get(kind="toxicity")
     for category in policy.DEFAULT_TOXICITY_THRESHOLDS:
         assert f"<th>{category}</th>" in page
-    assert f"<td>{tox.scores['toxicity']:.3f}</td>" in page
+    assert f'<td>{tox.scores["toxicity"]:.3f} <span class="badge status-failed">over' in page
     # the reasons for the hold
     reasons = re.findall(r"<li>(.*?)</li>", page.split('class="hold-reasons"')[1].split("</ul>")[0])
     assert [html.unescape(r) for r in reasons] == draft.events.get(action="hold").data["reasons"]

@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}
+    }
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('ok')"],
         env={**clean, "DJANGO_SETTINGS_MODULE": "contentstudio.settings", **env},
@@ -84,6 +88,7 @@ def test_redis_and_postgres_switch_everything(tmp_path: Path) -> None:
             "DJANGO_SETTINGS_MODULE": "contentstudio.settings",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
             "REDIS_URL": "redis://127.0.0.1:6379/3",
+            "SECRET_KEY": "a-real-secret-for-this-test",
         },
         cwd=ROOT,
         capture_output=True,
@@ -98,3 +103,18 @@ def test_redis_and_postgres_switch_everything(tmp_path: Path) -> None:
         "channels_redis.pubsub.RedisPubSubChannelLayer",
         "django.core.cache.backends.redis.RedisCache",
     ]
+
+
+def test_without_a_secret_key_only_the_local_embedded_default_starts() -> None:
+    # a deployment (real services, or reachable under a public name) refuses, in one line
+    for env in [
+        {"REDIS_URL": "redis://127.0.0.1:6379/3"},
+        {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test"},
+        {"ALLOWED_HOSTS": "studio.example.org"},
+    ]:
+        refused = start(env)
+        assert refused.returncode != 0, env
+        errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("django.core.exc")]
+        assert len(errors) == 1 and "SECRET_KEY is not set" in errors[0], env
+    # with a key it starts (the local embedded default starts without one: the test above)
+    assert start({"ALLOWED_HOSTS": "studio.example.org", "SECRET_KEY": "x" * 50}).returncode == 0

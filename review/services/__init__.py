@@ -21,6 +21,7 @@ from review.services.imports import (
     import_run_execute,
 )
 from review.services.pipeline import (
+    checks_sweep,
     draft_checks_rerun,
     draft_checks_run,
     draft_checks_start,
@@ -29,6 +30,7 @@ from review.services.pipeline import (
 from review.services.policies import policy_get, policy_update, policy_view
 
 __all__ = [
+    "checks_sweep",
     "document_delete",
     "draft_checks_rerun",
     "draft_checks_run",

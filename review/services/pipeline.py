@@ -9,14 +9,22 @@ and holds the draft: nothing passes unchecked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition
+from contentstudio.heartbeat import Heartbeat
 from contentstudio.html import html_to_text
 from contentstudio.models import Role
 from contentstudio.selectors import require_role
@@ -26,6 +34,7 @@ from review.lifecycle import DraftStatus
 from review.models import (
     CheckKind,
     CheckResult,
+    CheckRun,
     CheckStatus,
     CheckSummary,
     ImportRun,
@@ -74,11 +83,48 @@ CHECKS = [
 ]
 
 
-def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
+def _claim(*, draft_id: int, version: int, worker: str) -> CheckRun | None:
+    """Take the claim on this draft version's checks, or None when another worker holds a live
+    one (or they are done). A claim whose heartbeat stopped is taken over."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            return CheckRun.objects.create(
+                draft_id=draft_id,
+                draft_version=version,
+                worker=worker,
+                claimed_at=now,
+                heartbeat_at=now,
+            )
+    except IntegrityError:
+        pass  # claimed before: by a live worker, a dead one, or done
+    existing = CheckRun.objects.filter(draft_id=draft_id, draft_version=version).first()
+    stale_before = now - timezone.timedelta(seconds=settings.CHECKS_STALE_AFTER)
+    if existing is None or existing.finished_at or existing.heartbeat_at >= stale_before:
+        return None
+    # Conditional on the heartbeat we saw: of two workers taking over, one wins.
+    taken = CheckRun.objects.filter(
+        pk=existing.pk, finished_at__isnull=True, heartbeat_at=existing.heartbeat_at
+    ).update(worker=worker, heartbeat_at=now, attempts=F("attempts") + 1)
+    if not taken:
+        return None
+    logger.warning(
+        "checks of draft %s v%s taken over from %s (silent since %s)",
+        draft_id,
+        version,
+        existing.worker,
+        existing.heartbeat_at,
+    )
+    return CheckRun.objects.get(pk=existing.pk)
+
+
+def draft_checks_run(*, draft_id: int, version: int, worker: str = "inline") -> Draft | None:
     """Run every check on the draft as it was at ``version``, then route it.
 
-    Idempotent and safe against races: a draft that moved on (edited again, routed by an
-    earlier delivery) is left alone; results are stored per (draft, version, kind).
+    Exactly one worker runs a version's checks: it claims them first (``CheckRun``), keeps the
+    claim alive from a timer thread, and releases it in the same transaction that routes the
+    draft. Idempotent: a draft that moved on (edited again, routed by an earlier delivery) is
+    left alone; results are stored per (draft, version, kind).
     """
     draft = (
         Draft.objects.select_related("project")
@@ -87,6 +133,23 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
     )
     if draft is None:
         return None
+    run = _claim(draft_id=draft_id, version=version, worker=worker)
+    if run is None:
+        return None
+
+    def beat() -> bool:
+        return bool(
+            CheckRun.objects.filter(pk=run.pk, worker=worker, finished_at__isnull=True).update(
+                heartbeat_at=timezone.now()
+            )
+        )
+
+    with Heartbeat(beat, interval=settings.CHECKS_STALE_AFTER / 6, name=f"checks-{draft_id}"):
+        return _run_checks(draft, version, claim=run)
+
+
+def _run_checks(draft: Draft, version: int, *, claim: CheckRun) -> Draft | None:
+    draft_id = draft.pk
     text = html_to_text(draft.body)
     rules = policy_get(project=draft.project)
     outcomes: list[policy.CheckOutcome] = []
@@ -103,11 +166,11 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
             }
         outcome.setdefault("timings", {})
         outcome["timings"].setdefault("total_ms", round((time.perf_counter() - started) * 1000, 1))
-        CheckResult.objects.update_or_create(
+        _store_result(
             draft=draft,
-            draft_version=version,
+            version=version,
             kind=kind,
-            defaults={
+            fields={
                 "status": outcome["status"],
                 "reason": outcome.get("reason", ""),
                 "engine": outcome.get("engine", kind),
@@ -132,17 +195,38 @@ def draft_checks_run(*, draft_id: int, version: int) -> Draft | None:
     _summarise(draft, version, outcomes)
     reasons = policy.route(outcomes, policy_view(rules))
     try:
-        return lifecycle.draft_transition(
-            draft=draft,
-            action="hold" if reasons else "pass",
-            user=None,
-            reason="; ".join(reasons),
-            expected_version=version,
-            data={"reasons": reasons},
-        )
+        with transaction.atomic():
+            # Routing and releasing the claim commit together: a crash before this leaves a
+            # claim that goes stale and a draft still "checking", which the sweep re-runs.
+            moved = lifecycle.draft_transition(
+                draft=draft,
+                action="hold" if reasons else "pass",
+                user=None,
+                reason="; ".join(reasons),
+                expected_version=version,
+                data={"reasons": reasons},
+            )
+            CheckRun.objects.filter(pk=claim.pk).update(finished_at=timezone.now())
+            return moved
     except (Conflict, InvalidTransition):
         # Edited or re-checked meanwhile: the newer check run routes it.
+        CheckRun.objects.filter(pk=claim.pk).update(finished_at=timezone.now())
         return None
+
+
+def _store_result(*, draft: Draft, version: int, kind: str, fields: dict[str, Any]) -> None:
+    """One result per (draft, version, kind): a re-run after a takeover replaces it."""
+    updated = CheckResult.objects.filter(draft=draft, draft_version=version, kind=kind).update(
+        **fields
+    )
+    if updated:
+        return
+    try:
+        with transaction.atomic():
+            CheckResult.objects.create(draft=draft, draft_version=version, kind=kind, **fields)
+    except IntegrityError:
+        # Written meanwhile by the run we took over from (it was slow, not dead): ours wins.
+        CheckResult.objects.filter(draft=draft, draft_version=version, kind=kind).update(**fields)
 
 
 def _summarise(draft: Draft, version: int, outcomes: list[policy.CheckOutcome]) -> None:
@@ -168,10 +252,50 @@ def _summarise(draft: Draft, version: int, outcomes: list[policy.CheckOutcome]) 
     )
 
 
-def resume_pending() -> None:
-    """Re-enqueue checks, imports and embeddings that the database says are unfinished."""
+def checks_sweep() -> dict[str, int]:
+    """The periodic sweep (every ``SWEEP_INTERVAL`` s, whatever worker runs it).
+
+    - A draft still ``generated`` ``CHECKS_START_GRACE`` after it was written lost the
+      on-commit start of its checks (its worker died right after the commit): start them. The
+      draft row in that state is the durable order to check it.
+    - A ``checking`` draft whose checks are not running (no claim long after it moved, or a
+      claim whose heartbeat stopped) gets its task again; the claim makes a duplicate harmless
+      and a stale claim is taken over.
+    """
     from review import tasks
 
+    now = timezone.now()
+    started = requeued = 0
+    grace = now - timezone.timedelta(seconds=settings.CHECKS_START_GRACE)
+    for draft in Draft.objects.filter(status=DraftStatus.GENERATED, created_at__lt=grace):
+        try:
+            draft_checks_start(draft=draft)
+            started += 1
+        except (Conflict, InvalidTransition):
+            pass  # started meanwhile by the on-commit path
+    stale = now - timezone.timedelta(seconds=settings.CHECKS_STALE_AFTER)
+    checking = Draft.objects.filter(status=DraftStatus.CHECKING, updated_at__lt=stale)
+    for draft_id, version in checking.values_list("pk", "version"):
+        run = CheckRun.objects.filter(draft_id=draft_id, draft_version=version).first()
+        if run is not None and (run.finished_at or run.heartbeat_at >= stale):
+            continue  # done (routing follows) or alive
+        # One resend per stale period, not one per sweep, while no worker takes it.
+        # (Cache backends count whole seconds; 0 would expire the key at once.)
+        period = max(1, math.ceil(settings.CHECKS_STALE_AFTER))
+        if cache.add(f"checks-resent:{draft_id}:{version}", 1, timeout=period):
+            tasks.draft_check.delay(draft_id, version)
+            requeued += 1
+    return {"started": started, "requeued": requeued}
+
+
+def resume_pending() -> None:
+    """At worker start: re-enqueue checks, imports and embeddings that the database says are
+    unfinished (messages do not outlive the in-memory broker). O(1) messages per draft."""
+    from review import tasks
+
+    for draft in Draft.objects.filter(status=DraftStatus.GENERATED):
+        with contextlib.suppress(Conflict, InvalidTransition):
+            draft_checks_start(draft=draft)
     for draft_id, version in Draft.objects.filter(status=DraftStatus.CHECKING).values_list(
         "pk", "version"
     ):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 
-from review.lifecycle import status_label
+from review.lifecycle import ACTIONS, status_label
+from review.models import CommentKind
 
 register = template.Library()
 
@@ -22,3 +25,44 @@ def percent(value: float | None) -> str:
         return f"{float(value or 0.0):.0%}"
     except (TypeError, ValueError):
         return ""
+
+
+# What the history says for the actions that are not moves of the lifecycle table.
+_EVENT_LABELS = {
+    "edit": "edited the text",
+    "comment": "commented",
+    "assign": "assigned the draft",
+    "unassign": "removed the assignment",
+    "regenerate": "asked for a new version (regenerate)",
+    "check": "started the checks",
+}
+
+
+@register.filter
+def event_label(event: Any) -> str:
+    """A history line's verb: "Checks passed", "recommends approval", never a raw name."""
+    if event.action == "recommend":
+        kind = (event.data or {}).get("kind", "")
+        return CommentKind(kind).label.lower() if kind in CommentKind.values else "recommends"
+    if event.action in _EVENT_LABELS:
+        return _EVENT_LABELS[event.action]
+    action = ACTIONS.get(event.action)
+    return action.label if action is not None else event.action.replace("_", " ")
+
+
+@register.filter
+def dict_get(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+_QUOTES = "\"'“”‘’«»„"
+
+
+@register.filter
+def quoted(text: str) -> str:
+    """``text`` in curly quotes, unless it already starts and ends with quote marks (a quoted
+    claim keeps its own, instead of showing doubled ones)."""
+    text = str(text)
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        return text
+    return f"“{text}”"
