@@ -434,6 +434,15 @@ def test_without_detoxify_the_labelled_stand_in_scores_and_names_itself(
     assert not [r for r in reasons(news) if "toxic" in r.lower() or "threat" in r.lower()]
     assert threat.status == DraftStatus.HELD
     assert any("threat" in r for r in reasons(threat))
+    # and the API names the model and the stand-in's figures
+    from django.test import Client
+
+    client = Client()
+    client.force_login(cast["bob"])
+    checks = client.get(f"/api/v1/drafts/{news.pk}/").json()["checks"]
+    [api_tox] = [c for c in checks if c["kind"] == "toxicity"]
+    assert api_tox["model"] == tox.details["model"]
+    assert api_tox["stand_in"]["recall"] == tox.details["stand_in"]["recall"]
 
 
 def test_a_check_that_raises_is_stored_as_not_run_with_the_error_and_holds(
