@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from generation.models import Draft
 from review import tasks
 from review.checks import toxicity_eval, toxicity_head
@@ -118,3 +120,39 @@ def test_the_toxicity_stand_in_on_the_held_out_sets() -> None:
     assert benign["false_hold_rate"] <= 0.01
     scores = detector.score_texts(["Police said the attack killed three people."])[0]
     assert all(v < DEFAULT_TOXICITY_THRESHOLDS[c] for c, v in scores.items())
+
+
+def test_toxicity_eval_prints_figures_per_category_and_names_a_bad_field(
+    db: None, tmp_path: Path, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.TOXICITY_CHECKPOINT = settings.TOXICITY_CONFIG_DIR = settings.TOXICITY_MODEL = ""
+    # given: an admin's own labelled file
+    good = tmp_path / "mine.jsonl"
+    good.write_text(
+        "\n".join(
+            json.dumps(row)
+            for row in [
+                {"text": "I will kill you and your family tonight.", "label": "threat"},
+                {"text": "You are a worthless idiot.", "label": "insult"},
+                {"text": "Police said the attack killed three people.", "label": "none"},
+                {"text": "Fresh bread delivered to your door.", "label": "not toxic"},
+            ]
+        )
+    )
+    # when: evaluated at the default thresholds
+    out = StringIO()
+    call_command("toxicity_eval", str(good), stdout=out)
+    text = out.getvalue()
+    # then: the model (a stand-in, said so), overall and per-category figures
+    assert "contentstudio-toxicity-head sha256:" in text and "(stand-in)" in text
+    assert "overall: precision 1.000  recall 1.000  false-hold rate 0.000" in text
+    assert any(line.startswith("threat ") and "1.000" in line for line in text.splitlines())
+    # and a bad label is refused naming the line and the field
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hello", "label": "rude"}\n')
+    with pytest.raises(CommandError, match='line 1: field "label"'):
+        call_command("toxicity_eval", str(bad), stdout=StringIO())
