@@ -174,7 +174,7 @@ def main() -> None:
 
     started = time.perf_counter()
     cases = lines(DATA / "plagiarism_set.jsonl")
-    paraphrases = lines(DATA / "paraphrases.jsonl")
+    paraphrases = [p for p in lines(DATA / "paraphrases.jsonl") if p.get("is_paraphrase", True)]
     rows = {r.fields["title"]: r.fields for r in sotu_rows()}
     wanted = {c["source_title"] for c in cases if c["source_title"]} | {
         p["source_title"] for p in paraphrases

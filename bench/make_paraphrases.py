@@ -5,7 +5,9 @@ demo archive) are each given to SmolLM2-135M-Instruct (the default model, packag
 ``generation.engine.Engine`` exactly as the worker loads it) with the prompt below, sampled at
 temperature 0.7, top-p 0.9, seed 1, at most 140 new tokens. The outputs are written unedited to
 ``bench/data/paraphrases.jsonl`` with the source's title and text. Outputs that are empty or
-shorter than 12 words are kept out (recorded in the file's ``skipped`` count on stderr).
+shorter than 12 words are kept out (counted on stderr). Then a person read each output beside
+its source and set ``is_paraphrase`` (33 of 40: the 135M model sometimes answers with remarks
+about the rewriting, or drifts off the source); the benchmark's recall counts those 33.
 
     .venv/bin/python bench/make_paraphrases.py   # about 10 minutes on 2 cores
 """
