@@ -208,6 +208,8 @@ class Policy(models.Model):
     toxicity_thresholds = models.JSONField(default=dict)
     # Percent of a source passage found in the draft (lexical), cosine (semantic).
     lexical_threshold = models.FloatField(default=50.0)
+    # Share of the draft's text taken from one source (a partial copy) that holds it.
+    lexical_draft_share = models.FloatField(default=0.2)
     semantic_threshold = models.FloatField(default=0.8)
     # Share of a draft's sentences that may paraphrase sources before it is held.
     semantic_share = models.FloatField(default=0.25)

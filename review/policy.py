@@ -7,7 +7,7 @@ tested without a model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from review.checks.ethics import DEFAULT_RULES
 
@@ -39,6 +39,7 @@ def default_policy() -> dict[str, Any]:
     return {
         "toxicity_thresholds": dict(DEFAULT_TOXICITY_THRESHOLDS),
         "lexical_threshold": DEFAULT_LEXICAL_THRESHOLD,
+        "lexical_draft_share": DEFAULT_LEXICAL_DRAFT_SHARE,
         "semantic_threshold": DEFAULT_SEMANTIC_THRESHOLD,
         "semantic_share": DEFAULT_SEMANTIC_SHARE,
         "blocking_rule_kinds": list(DEFAULT_BLOCKING_RULE_KINDS),
@@ -49,6 +50,7 @@ def default_policy() -> dict[str, Any]:
 class PolicyView(TypedDict):
     toxicity_thresholds: Mapping[str, float]
     lexical_threshold: float
+    lexical_draft_share: NotRequired[float]
     semantic_threshold: float
     semantic_share: float
     blocking_rule_kinds: Sequence[str]
@@ -91,12 +93,13 @@ def route(checks: Sequence[CheckOutcome], policy: PolicyView) -> list[str]:
         elif kind == "lexical":
             best = scores.get("max_similarity", 0.0)
             share = scores.get("draft_share", 0.0) or 0.0
-            if share >= DEFAULT_LEXICAL_DRAFT_SHARE:
+            limit = policy.get("lexical_draft_share", DEFAULT_LEXICAL_DRAFT_SHARE)
+            if share >= limit:
                 source = scores.get("best_source") or "one source"
                 reasons.append(
                     f"Plagiarism: {share:.0%} of the draft comes from {source} "
                     f"({scores.get('source_share', 0.0):.0%} of that source reused; threshold "
-                    f"{DEFAULT_LEXICAL_DRAFT_SHARE:.0%} of the draft)"
+                    f"{limit:.0%} of the draft)"
                 )
             elif best >= policy["lexical_threshold"]:
                 source = scores.get("best_source") or "a source"

@@ -572,6 +572,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     shown: dict[str, Any] = {
         "toxicity_thresholds": current.toxicity_thresholds,
         "lexical_threshold": current.lexical_threshold,
+        "lexical_draft_share": current.lexical_draft_share,
         "semantic_threshold": current.semantic_threshold,
         "semantic_share": current.semantic_share,
         "blocking_rule_kinds": current.blocking_rule_kinds,
@@ -584,6 +585,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 c: request.POST.get(f"tox_{c}", "") for c in policy.DEFAULT_TOXICITY_THRESHOLDS
             },
             "lexical_threshold": request.POST.get("lexical_threshold"),
+            "lexical_draft_share": request.POST.get("lexical_draft_share"),
             "semantic_threshold": request.POST.get("semantic_threshold"),
             "semantic_share": request.POST.get("semantic_share"),
             "blocking_rule_kinds": request.POST.getlist("blocking_rule_kinds"),

@@ -103,7 +103,9 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
     # The copy is highlighted and matched side by side, but this policy lets it through to the
     # queue (a third of the story, two of five sentences), so it can be approved after the edit.
     services.policy_get(project=newsroom)
-    Policy.objects.filter(project=newsroom).update(lexical_threshold=90.0, semantic_share=0.9)
+    Policy.objects.filter(project=newsroom).update(
+        lexical_threshold=90.0, lexical_draft_share=0.9, semantic_share=0.9
+    )
     first = checked_draft(cast, UNRELATED, minutes_ago=30, title="Chess club centenary")
     copied = checked_draft(cast, f"{COPIED} {UNRELATED}", minutes_ago=20, title="Bridge and chess")
     last = checked_draft(cast, LIBRARY_NEWS, minutes_ago=10, title="Canal cycle path")

@@ -827,3 +827,30 @@ def test_the_job_page_and_api_show_how_alike_its_candidates_are(
     )
     assert 'data-testid="job-diversity"' in page
     assert f"{api['diversity']['score']:.2f}" in page
+
+
+def test_the_draft_share_threshold_decides_a_partial_copy_end_to_end(
+    cast: dict, archive: Any, hold_queue: list
+) -> None:
+    # given: a draft that takes about half of its text from one archive story
+    project, alice, bob = cast["newsroom"], cast["alice"], cast["bob"]
+    _update(project, alice, semantic_threshold=1.0, semantic_share=1.0)
+    copied = ". ".join(ARCHIVE[HARBOUR]["text"].split(". ")[:3]) + "."  # most of the story
+    text = f"{UNRELATED} {copied} {UNRELATED.replace('club', 'society')}"
+    draft = checked(make_draft(project, bob, text), hold_queue)
+    share = results(draft)["lexical"].scores["draft_share"]
+    assert 0.2 <= share < 0.6
+    assert draft.status == DraftStatus.HELD
+    # when: the admin allows a larger share of one source, then a smaller one
+    _update(project, alice, lexical_threshold=100.0, lexical_draft_share=round(share + 0.01, 2))
+    draft = rerun(draft, bob, hold_queue)
+    # then: the policy's figure decides, and the reason says it
+    assert draft.status == DraftStatus.AWAITING_REVIEW, reasons(draft)
+    _update(project, alice, lexical_draft_share=0.2)
+    draft = rerun(draft, bob, hold_queue)
+    assert draft.status == DraftStatus.HELD
+    assert any(
+        r.startswith(f"Plagiarism: {share:.0%} of the draft comes from")
+        and r.endswith("threshold 20% of the draft)")
+        for r in reasons(draft)
+    )
