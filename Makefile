@@ -49,7 +49,7 @@ serve: install
 
 worker: install
 	@mkdir -p var
-	$(BIN)/celery -A contentstudio worker -Q generate,review --pool threads --concurrency 2 \
+	$(BIN)/celery -A contentstudio worker -Q generate,review,publish --pool threads --concurrency 3 \
 	  --beat --schedule var/celerybeat-schedule --loglevel INFO
 
 # A throw-away key per run: outside the local embedded default the studio refuses to start

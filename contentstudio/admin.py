@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from contentstudio.models import Membership, Project
+from contentstudio.admin_base import ReadOnlyAdmin
+from contentstudio.models import ApiToken, Membership, Project
 
 
 class MembershipInline(admin.TabularInline):
@@ -25,3 +26,13 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__name"]
     autocomplete_fields = ["user", "project"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Tokens are created and revoked on the project's API tokens page (the key is shown once
+    there); the admin lists them without the hash."""
+
+    list_display = ["name", "project", "prefix", "scope", "created_by", "revoked_at"]
+    list_filter = ["scope"]
+    exclude = ["key_hash"]

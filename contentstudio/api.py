@@ -2,33 +2,96 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import serializers
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from contentstudio.errors import Conflict, DomainError
+from contentstudio.errors import Conflict, DomainError, InvalidTransition, PermissionDenied
 from contentstudio.selectors import membership_role, project_list
 
 
+def _first_message(value: Any) -> str:
+    if isinstance(value, dict):
+        key, inner = next(iter(value.items()), ("", ""))
+        return f"{key}: {_first_message(inner)}" if key else ""
+    if isinstance(value, list | tuple):
+        return _first_message(value[0]) if value else ""
+    return str(value)
+
+
+def validation_response(fields: dict[str, Any]) -> Response:
+    """400 with every field's messages under ``fields``; ``message`` names them all. The field
+    keys are repeated at the top level for clients written before the code/message body."""
+    message = "Invalid input: " + "; ".join(
+        f"{name}: {_first_message(errors)}" for name, errors in fields.items()
+    )
+    body: dict[str, Any] = {"code": "invalid", "message": message, "fields": fields}
+    for name, errors in fields.items():
+        body.setdefault(name, errors)
+    return Response(body, status=400)
+
+
+_DOMAIN_CODES = {
+    PermissionDenied: "permission_denied",
+    InvalidTransition: "invalid_transition",
+    Conflict: "conflict",
+}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Domain errors to their status codes; Django ValidationErrors to 400 naming the fields."""
+    """Every API error is a JSON body with a ``code`` and a ``message`` (and ``detail``, as DRF
+    writes it): domain errors with their status codes, Django and DRF validation errors as 400
+    naming the fields."""
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
-            body: Any = dict(exc.message_dict)
-        else:
-            body = {"non_field_errors": exc.messages}
-        return Response(body, status=400)
+            return validation_response(dict(exc.message_dict))
+        return validation_response({"non_field_errors": exc.messages})
     if isinstance(exc, DomainError):
-        body = {"detail": exc.message}
+        code = next((c for kind, c in _DOMAIN_CODES.items() if isinstance(exc, kind)), "invalid")
+        body: dict[str, Any] = {"code": code, "message": exc.message, "detail": exc.message}
         if isinstance(exc, Conflict) and exc.current:
             body["current"] = exc.current
         return Response(body, status=exc.status_code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        data = response.data
+        fields = dict(data) if isinstance(data, dict) else {"non_field_errors": data}
+        validated = validation_response(fields)
+        validated.status_code = response.status_code
+        return validated
+    detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
+    code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    response.data = {"code": str(code), "message": str(detail), "detail": detail}
+    return response
+
+
+def etag(payload: bytes) -> str:
+    return '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+
+
+def etag_response(
+    request: Request, data: Any, *, status: int = 200, content_type: str | None = None
+) -> Response | HttpResponse:
+    """The response with a strong ETag of its body; 304 when the client has it already."""
+    body = json.dumps(data, sort_keys=True, default=str).encode()
+    tag = etag(body)
+    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        response = Response(data, status=status, content_type=content_type)
+    response["ETag"] = tag
+    return response
 
 
 class ProjectOut(serializers.Serializer):
@@ -39,6 +102,7 @@ class ProjectOut(serializers.Serializer):
 
 
 class ProjectListApi(APIView):
+    @extend_schema(responses=ProjectOut(many=True))
     def get(self, request: Request) -> Response:
         rows = [
             {

@@ -29,7 +29,7 @@ _started: list[threading.Thread] = []
 _workers: list[object] = []
 _lock = threading.Lock()
 
-EMBEDDED_QUEUES = ["generate", "review"]
+EMBEDDED_QUEUES = ["generate", "review", "publish"]
 
 
 def embedded_hostname(queue: str) -> str:

@@ -7,12 +7,24 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from contentstudio.errors import PermissionDenied
-from contentstudio.models import Membership, Project, Role, role_at_least
+from contentstudio.models import ApiToken, Membership, Project, Role, TokenScope, role_at_least
+
+# Set on the user object of a request authenticated by an API token (contentstudio.tokens).
+TOKEN_ATTRIBUTE = "_contentstudio_token"  # noqa: S105 - an attribute name
+
+
+def request_token(user: AbstractBaseUser | AnonymousUser) -> ApiToken | None:
+    """The API token a request was authenticated with, or None for a browser session."""
+    return getattr(user, TOKEN_ATTRIBUTE, None)
 
 
 def project_list(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
     if not user.is_authenticated:
         return Project.objects.none()
+    token = request_token(user)
+    if token is not None:
+        # A project's token sees that project only, whatever else its creator belongs to.
+        return Project.objects.filter(pk=token.project_id, memberships__user=user)
     return Project.objects.filter(memberships__user=user).order_by("name")
 
 
@@ -23,6 +35,9 @@ def membership_role(*, user: AbstractBaseUser | AnonymousUser, project: Project)
     """
     if not user.is_authenticated:
         return None
+    token = request_token(user)
+    if token is not None:
+        return _token_role(user, token, project)
     if getattr(user, "is_superuser", False):
         return Role.ADMIN
     cache = getattr(user, "_contentstudio_roles", None)
@@ -36,6 +51,31 @@ def membership_role(*, user: AbstractBaseUser | AnonymousUser, project: Project)
             .first()
         )
     return cache[project.pk]
+
+
+def _token_role(user: AbstractBaseUser, token: ApiToken, project: Project) -> str | None:
+    """A token acts in its own project only, as a viewer (read) or at most an editor
+    (read-write), and never above what its creator holds there now: a creator who leaves the
+    project takes the token's access with them."""
+    if project.pk != token.project_id:
+        return None
+    cache = getattr(user, "_contentstudio_roles", None)
+    if cache is None:
+        cache = {}
+        user._contentstudio_roles = cache  # type: ignore[attr-defined]
+    if project.pk not in cache:
+        cache[project.pk] = (
+            Membership.objects.filter(user=user, project=project)
+            .values_list("role", flat=True)
+            .first()
+        )
+    held = cache[project.pk]
+    if held is None and getattr(user, "is_superuser", False):
+        held = Role.ADMIN  # superusers run the installation (see membership_role)
+    if held is None:
+        return None
+    cap = Role.EDITOR if token.scope == TokenScope.READ_WRITE else Role.VIEWER
+    return cap if role_at_least(held, cap) else held
 
 
 def require_role(

@@ -83,12 +83,15 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "contentstudio",
     "generation",
     "review",
+    "review.publishing",
+    "generation.finetune",
 ]
 # Each app's websocket routes (contentstudio.routing collects them; the core imports no app).
-WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing"]
+WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing", "generation.finetune.routing"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -177,6 +180,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "generation.tasks.*": {"queue": "generate"},
     "review.tasks.*": {"queue": "review"},
+    # Webhook deliveries wait on other people's servers: their own queue, so a slow receiver
+    # never holds back the checks of new drafts.
+    "review.publishing.tasks.*": {"queue": "publish"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A generation job may run for minutes; the broker must not hand it to another worker meanwhile.
@@ -268,6 +274,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"queue": "review", "expires": 60.0},
     },
+    # Fine-tuning runs (generation.finetune): fail dead ones, resend lost messages.
+    "finetune-sweep": {
+        "task": "generation.finetune.tasks.runs_sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": "review", "expires": SWEEP_INTERVAL},
+    },
 }
 # Beat runs in the serving process of the embedded studio (with its workers).
 EMBEDDED_BEAT_AUTOSTART = _env_bool("CONTENTSTUDIO_EMBEDDED_BEAT", CELERY_EMBEDDED)
@@ -309,6 +321,34 @@ MEDIA_URL = "/media-not-served/"
 # An editor's soft lock on a draft lasts this long unless the open editor renews it.
 EDIT_LOCK_SECONDS = _env_int("CONTENTSTUDIO_EDIT_LOCK_SECONDS", 120, minimum=10)
 
+# --- Publishing -------------------------------------------------------------------------------
+# Seconds to connect to / wait for a publishing system's answer before the attempt counts as
+# failed (and is retried with backoff).
+PUBLISHING_CONNECT_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+PUBLISHING_READ_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_READ_TIMEOUT", 15.0, minimum=0.1)
+# Retry delays in seconds after each failed attempt: about 24 hours in all, then the delivery
+# is marked failed (still listed, and "retry now" sends it again).
+PUBLISHING_RETRY_DELAYS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800]
+PUBLISHING_SWEEP_INTERVAL = _env_float("CONTENTSTUDIO_PUBLISHING_SWEEP_INTERVAL", 15.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Scheduled publications whose time has come. On "review": the publish worker may be
+        # waiting on a slow receiver.
+        "publishing-scheduled": {
+            "task": "review.publishing.tasks.publications_due",
+            "schedule": PUBLISHING_SWEEP_INTERVAL,
+            "options": {"queue": "review", "expires": PUBLISHING_SWEEP_INTERVAL},
+        },
+        # Deliveries whose retry time has come (a failed attempt also schedules its retry; this
+        # catches the ones a restart of the in-memory broker forgot).
+        "publishing-deliveries": {
+            "task": "review.publishing.tasks.deliveries_due",
+            "schedule": PUBLISHING_SWEEP_INTERVAL,
+            "options": {"queue": "publish", "expires": PUBLISHING_SWEEP_INTERVAL},
+        },
+    }
+)
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -337,6 +377,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "contentstudio.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -350,6 +391,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Generate, review and publish drafts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The interactive docs page serves Swagger UI from this installation (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

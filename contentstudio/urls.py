@@ -26,8 +26,13 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("generation.urls")),
     path("", include("review.urls")),
+    path("", include("review.publishing.urls")),  # publications, export API, webhooks
+    path("", include("contentstudio.token_urls")),  # API tokens
+    path("", include("generation.finetune.urls")),
     path("admin/", admin.site.urls),
 ]
 
 # A bad request to the API gets the API's JSON error body, not an HTML page.
 handler400 = "contentstudio.views.bad_request"
+handler404 = "contentstudio.views.not_found"
+handler500 = "contentstudio.views.server_error"

@@ -32,5 +32,25 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     )
     if request.path.startswith("/api/"):
         code = "request_too_large" if too_big else "bad_request"
-        return JsonResponse({"detail": message, "code": code}, status=status)
+        return JsonResponse({"detail": message, "code": code, "message": message}, status=status)
     return render(request, "error.html", {"message": message, "status": status}, status=status)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for a path nothing serves: JSON under /api/ (like every API error), the page else."""
+    message = "Nothing is served at this address."
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "message": message, "detail": message}, status=404
+        )
+    return render(request, "error.html", {"message": message, "status": 404}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: JSON under /api/; the error page else. The details are in the server log only."""
+    message = "Something went wrong on the server; it has been logged."
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"code": "server_error", "message": message, "detail": message}, status=500
+        )
+    return render(request, "error.html", {"message": message, "status": 500}, status=500)

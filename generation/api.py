@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -9,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio.api import etag_response, validation_response
 from contentstudio.selectors import project_get
 from generation import selectors, services
 from generation.diversity import candidate_diversity
@@ -127,7 +129,7 @@ class JobListCreateApi(APIView):
         if payload.get("model"):
             model = LanguageModel.objects.filter(pk=payload["model"]).first()
             if model is None:
-                return Response({"model": ["No such model."]}, status=status.HTTP_400_BAD_REQUEST)
+                return validation_response({"model": ["No such model."]})
         job = services.job_create(
             project=project,
             user=request.user,
@@ -145,7 +147,7 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOut)
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(job_out(_job_or_404(request, job_id)))
+        return etag_response(request, job_out(_job_or_404(request, job_id)))
 
 
 class JobCancelApi(APIView):
@@ -205,6 +207,9 @@ class ModelListApi(APIView):
                 "max_new_tokens_limit": m.max_new_tokens_limit,
                 "defaults": m.default_settings(),
             }
-            for m in LanguageModel.objects.filter(enabled=True)
+            # Shared models, and those tuned for a project the caller is a member of.
+            for m in LanguageModel.objects.filter(enabled=True).filter(
+                Q(project__isnull=True) | Q(project__memberships__user=request.user)
+            )
         ]
         return Response(ModelOut(rows, many=True).data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from django.http import QueryDict
 
 from contentstudio.models import Project
@@ -39,7 +40,9 @@ def generation_context(*, project: Project) -> dict[str, Any]:
     defaults = {**(model.default_settings() if model else {}), "temperature_spread": 0.0}
     return {
         "templates": templates,
-        "models": LanguageModel.objects.filter(enabled=True),
+        "models": LanguageModel.objects.filter(enabled=True).filter(
+            Q(project__isnull=True) | Q(project=project)
+        ),
         "default_model": model,
         "setting_fields": [
             {

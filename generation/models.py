@@ -47,6 +47,16 @@ class LanguageModel(models.Model):
     dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.AUTO)
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
+    # Set for a model fine-tuned on one project's texts (generation.finetune): only that
+    # project may use it, since its weights have seen that project's archive and drafts.
+    # Empty: every project may.
+    project = models.ForeignKey(
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="private_models",
+    )
     # The most new tokens a request may ask for; prompt + output must also fit the context.
     max_new_tokens_limit = models.PositiveIntegerField(
         default=1024, validators=[MinValueValidator(1)]

@@ -181,9 +181,8 @@ def system_render(*, version: PromptTemplateVersion, values: Mapping[str, Any]) 
 
 
 def default_model() -> LanguageModel | None:
-    return LanguageModel.objects.filter(enabled=True, is_default=True).first() or (
-        LanguageModel.objects.filter(enabled=True).order_by("pk").first()
-    )
+    shared = LanguageModel.objects.filter(enabled=True, project__isnull=True)
+    return shared.filter(is_default=True).first() or shared.order_by("pk").first()
 
 
 def job_create(
@@ -216,6 +215,9 @@ def job_create(
         add("model", "No language model is configured; an admin must add one.")
     elif not model.enabled:
         add("model", f"Model {model.name} is disabled.")
+    elif model.project_id is not None and model.project_id != project.pk:
+        # A model tuned on another project's texts: never say more than that it is not here.
+        add("model", "No such model.")
 
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, int):
         add("n_candidates", "A whole number from 1 to 8 is required.")

@@ -41,6 +41,12 @@ def generate(request: HttpRequest, slug: str) -> HttpResponse:
         "posted_values": {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"},
         **generation_context(project=project),
     }
+    # ?model=<id> preselects a model this project may use (the fine-tuning page links here).
+    wanted = request.GET.get("model", "")
+    if wanted.isdigit():
+        chosen = context["models"].filter(pk=int(wanted)).first()
+        if chosen is not None:
+            context["default_model"] = chosen
     return render(request, "generation/generate.html", context, status=400 if errors else 200)
 
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from contentstudio import keyset
+from contentstudio.api import etag_response, validation_response
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
 from generation.models import Draft
@@ -89,26 +93,70 @@ def _draft(request: Request, draft_id: int) -> Draft:
 
 
 class DraftListApi(APIView):
-    @extend_schema(responses=DraftOut(many=True))
+    @extend_schema(
+        responses=DraftOut(many=True),
+        parameters=[
+            OpenApiParameter("updated_since", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=list(keyset.ORDERINGS),
+                description="Keyset pages by update time (with cursor), instead of the queue "
+                "order with limit/offset.",
+            ),
+            OpenApiParameter("cursor", str, description="From the previous page's next link."),
+        ],
+    )
     def get(self, request: Request) -> Response:
         filters = queue.parse_filters(request.query_params)
         if filters.errors:
             # A script must not mistake unfiltered results for filtered ones.
-            return Response({"filters": filters.errors}, status=400)
+            return validation_response({"filters": filters.errors})
         if "state" not in request.query_params:
             from review.lifecycle import DraftStatus
 
             filters.states = list(DraftStatus.values)
         drafts = queue.queue_drafts(user=request.user, filters=filters)
+        since = request.query_params.get("updated_since")
+        if since:
+            # For integrations that sync: only drafts changed since their last look.
+            at = parse_datetime(since)
+            if at is None or at.tzinfo is None:
+                return validation_response(
+                    {"updated_since": [f"{since!r} is not an ISO 8601 date-time with a time zone."]}
+                )
+            drafts = drafts.filter(updated_at__gte=at)
+        ordering = request.query_params.get("ordering")
+        if ordering in keyset.ORDERINGS:
+            # For syncing integrations: keyset pages by (updated_at, id), stable while drafts
+            # change, each as cheap as the first; the next page is the ``next`` link.
+            raw_limit = request.query_params.get("limit") or "50"
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+                return validation_response({"limit": ["A whole number from 1 to 200."]})
+            page, next_cursor = keyset.page(
+                drafts,
+                cursor=request.query_params.get("cursor"),
+                ordering=ordering,
+                size=int(raw_limit),
+            )
+            next_url = None
+            if next_cursor:
+                params = request.query_params.copy()
+                params["cursor"] = next_cursor
+                next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+            data = {"next": next_url, "results": DraftOut(page, many=True).data}
+            return etag_response(request, data)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
-        return paginator.get_paginated_response(DraftOut(page, many=True).data)
+        listed = paginator.get_paginated_response(DraftOut(page, many=True).data)
+        return etag_response(request, listed.data)
 
 
 class DraftDetailApi(APIView):
     @extend_schema(responses=DraftDetailOut)
     def get(self, request: Request, draft_id: int) -> Response:
-        return Response(DraftDetailOut(_draft(request, draft_id)).data)
+        # With an ETag: integrations polling a draft get 304 until it changes.
+        return etag_response(request, DraftDetailOut(_draft(request, draft_id)).data)
 
 
 class TransitionIn(serializers.Serializer):
@@ -186,7 +234,7 @@ class DraftCommentsApi(APIView):
         if data.validated_data.get("parent"):
             parent = Comment.objects.filter(pk=data.validated_data["parent"], draft=draft).first()
             if parent is None:
-                return Response({"parent": ["No such comment on this draft."]}, status=400)
+                return validation_response({"parent": ["No such comment on this draft."]})
         comment = editorial.comment_add(
             draft=draft,
             user=request.user,

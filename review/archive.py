@@ -376,10 +376,12 @@ def publication_add(draft: Draft) -> int:
     publishing transaction)."""
     text = html_to_text(draft.body)
     indexes.lock(draft.project_id)
-    SourcePassage.objects.filter(draft=draft).delete()
+    replaced = SourcePassage.objects.filter(draft=draft).delete()[0] > 0
     passages = _passages(text, project_id=draft.project_id, kind=SourceKind.PUBLISHED, draft=draft)
     SourcePassage.objects.bulk_create(passages)
-    indexes.bump(draft.project_id, removed=True)
+    # A first publication only adds passages: the indexes catch up incrementally. A correction
+    # replaces them, and removed passages need a rebuild.
+    indexes.bump(draft.project_id, removed=replaced)
     return len(passages)
 
 

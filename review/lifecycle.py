@@ -195,6 +195,14 @@ def draft_transition(
             archive.publication_add(current)
         elif action == "unpublish":
             archive.publication_remove(current)
+        if action in {"publish", "unpublish"}:
+            # The immutable published version and its deliveries, in this transaction.
+            from review.publishing import services as publishing
+
+            if action == "publish":
+                publishing.on_draft_published(draft=current, user=user, data=data)
+            else:
+                publishing.on_draft_unpublished(draft=current, user=user, reason=reason)
         DraftEvent.objects.create(
             draft=current,
             actor=user,

@@ -12,6 +12,7 @@ from django.db.models import F, Q, QuerySet
 from django.http import QueryDict
 
 from contentstudio.models import Membership, Project, Role
+from contentstudio.selectors import project_list, request_token
 from generation.models import Draft, LanguageModel, PromptTemplate
 from review.lifecycle import NEEDS_ACTION, DraftStatus
 
@@ -122,6 +123,8 @@ def parse_filters(query: QueryDict) -> QueueFilters:
 
 
 def visible_projects(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    if request_token(user) is not None:
+        return project_list(user=user)  # an API token sees its own project only
     if getattr(user, "is_superuser", False):
         return Project.objects.order_by("name")
     return Project.objects.filter(memberships__user=user).order_by("name")

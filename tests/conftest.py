@@ -141,7 +141,7 @@ def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Itera
     if not app.conf.broker_url.startswith("memory"):
         # Left-overs of an earlier run would only find unknown ids, but start clean anyway.
         with app.connection_for_write() as conn:
-            for queue in ("generate", "review"):
+            for queue in ("generate", "review", "publish"):
                 conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
     from contentstudio.embedded import worker_count
 

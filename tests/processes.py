@@ -49,7 +49,7 @@ def side_redis_url() -> str:
 def start_worker(
     *, name: str, env: dict[str, str], app: str = "contentstudio", log: Path
 ) -> subprocess.Popen[bytes]:
-    """``celery worker --beat`` under ``name`` on queues generate and review."""
+    """``celery worker --beat`` under ``name`` on every queue the studio uses."""
     handle = log.open("ab")
     return subprocess.Popen(
         [
@@ -60,7 +60,7 @@ def start_worker(
             app,
             "worker",
             "-Q",
-            "generate,review",
+            "generate,review,publish",
             "-n",
             name,
             "--pool",

@@ -214,7 +214,10 @@ def test_reviewers_and_viewers_read_but_cannot_create_or_cancel(
 
 def test_anonymous_requests_are_refused(db: None, cast: dict) -> None:
     response = APIClient().get("/api/v1/projects/")
-    assert response.status_code == 403
+    # 401 with the scheme to use (project API tokens), and a JSON body with code and message.
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["code"] == "not_authenticated" and response.json()["message"]
 
 
 def test_session_auth_requires_the_csrf_token(
@@ -261,5 +264,6 @@ def test_a_body_over_the_upload_limit_gets_the_json_error_body(
     assert response["Content-Type"] == "application/json"
     assert response.json() == {
         "detail": "The request body is larger than 1 MB.",
+        "message": "The request body is larger than 1 MB.",
         "code": "request_too_large",
     }
