@@ -191,6 +191,9 @@ if CELERY_EMBEDDED:
     # The in-memory transport polls: kombu's default of 1 s would add up to a second before
     # every job starts (measured 0.5-0.7 s median). 10 ms costs about 1% of a core when idle.
     CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.01
+# Several studios (or test runs) may share one Redis: a key prefix keeps their queues apart.
+if _env("CONTENTSTUDIO_BROKER_PREFIX"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _env("CONTENTSTUDIO_BROKER_PREFIX")
 CELERY_WORKER_REDIRECT_STDOUTS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Started by the ASGI application when embedded; tests start their own worker thread.
@@ -267,6 +270,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": SWEEP_INTERVAL,
         "options": {"queue": "review", "expires": SWEEP_INTERVAL},
     },
+    # An embedding chain whose worker died with no message left behind (its database lease
+    # expired) is picked up again, whatever the workers are called.
+    "embedding-sweep": {
+        "task": "review.tasks.passages_embed_sweep",
+        "schedule": 60.0,
+        "options": {"queue": "review", "expires": 60.0},
+    },
     # Fine-tuning runs (generation.finetune): fail dead ones, resend lost messages.
     "finetune-sweep": {
         "task": "generation.finetune.tasks.runs_sweep",
@@ -289,6 +299,19 @@ if TOXICITY_CHECKPOINT and not TOXICITY_CONFIG_DIR:
 # Sentence embeddings for the semantic check; empty = all-MiniLM-L6-v2 from its package.
 EMBEDDING_MODEL_PATH = _env("EMBEDDING_MODEL_PATH")
 CHECKS_DEVICE = _env("CONTENTSTUDIO_CHECKS_DEVICE", "cpu")
+# Archive embedding: passages per batch (one short task each, so checks interleave) and how
+# long a batch's database lease lasts before another worker may take over a silent chain.
+try:
+    EMBED_BATCH = int(_env("CONTENTSTUDIO_EMBED_BATCH", "128"))
+    EMBED_LEASE_S = float(_env("CONTENTSTUDIO_EMBED_LEASE_S", "120"))
+except ValueError as _exc:
+    raise ImproperlyConfigured(
+        f"CONTENTSTUDIO_EMBED_BATCH / CONTENTSTUDIO_EMBED_LEASE_S must be numbers: {_exc}"
+    ) from None
+if EMBED_BATCH < 1 or not 0 < EMBED_LEASE_S < 86400:
+    raise ImproperlyConfigured(
+        "CONTENTSTUDIO_EMBED_BATCH must be >= 1 and CONTENTSTUDIO_EMBED_LEASE_S > 0."
+    )
 if CHECKS_DEVICE not in {"cpu", "cuda"}:
     raise ImproperlyConfigured(f"CONTENTSTUDIO_CHECKS_DEVICE={CHECKS_DEVICE!r}: use cpu or cuda.")
 ARCHIVE_UPLOAD_MAX_BYTES = _env_int("ARCHIVE_UPLOAD_MAX_MB", 200, minimum=1) * 2**20

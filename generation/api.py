@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from contentstudio.api import etag_response, keyset_page_response, validation_response
 from contentstudio.selectors import project_get
 from generation import selectors, services
+from generation.diversity import candidate_diversity
 from generation.models import GenerationJob, JobStatus, LanguageModel, PromptTemplateVersion
 
 
@@ -56,6 +57,9 @@ class JobOut(serializers.Serializer):
     cancel_requested = serializers.BooleanField()
     seq = serializers.IntegerField()
     candidates = CandidateOut(many=True)
+    # How different the candidates are (1 - mean pairwise 3-word-shingle Jaccard); informs the
+    # editor choosing between them, never holds a draft.
+    diversity = serializers.DictField()
 
 
 class JobPageOut(serializers.Serializer):
@@ -81,6 +85,9 @@ def job_out(job: GenerationJob) -> dict:
             "cancel_requested": snapshot["cancel_requested"],
             "seq": snapshot["seq"],
             "candidates": snapshot["candidates"],
+            "diversity": candidate_diversity(
+                [(c["index"], c["text"]) for c in snapshot["candidates"]]
+            ),
         }
     ).data
 

@@ -13,6 +13,7 @@ from contentstudio.errors import DomainError
 from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import project_get
 from generation import selectors, services
+from generation.diversity import candidate_diversity
 from generation.forms import generation_context, parse_generation_post
 from generation.models import PromptTemplate
 
@@ -64,6 +65,9 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
             "role": role,
             "job": job,
             "snapshot": snapshot,
+            "diversity": candidate_diversity(
+                [(c["index"], c["text"]) for c in snapshot["candidates"]]
+            ),
             "can_cancel": role_at_least(role, Role.EDITOR),
         },
     )

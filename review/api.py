@@ -57,8 +57,17 @@ class CheckOut(serializers.Serializer):
     reason = serializers.CharField()
     engine = serializers.CharField()
     engine_version = serializers.CharField()
+    # Which model scored (with its checksum), and, for a stand-in, what it measured.
+    model = serializers.SerializerMethodField()
+    stand_in = serializers.SerializerMethodField()
     scores = serializers.DictField()
     spans = serializers.ListField(child=serializers.DictField())
+
+    def get_model(self, check: Any) -> str | None:
+        return (check.details or {}).get("model")
+
+    def get_stand_in(self, check: Any) -> dict[str, Any] | None:
+        return (check.details or {}).get("stand_in")
 
 
 class DraftDetailOut(DraftOut):

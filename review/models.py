@@ -183,6 +183,15 @@ class IndexState(models.Model):
     version = models.PositiveBigIntegerField(default=0)
     epoch = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    # The embedding chain of the project (passages' ``embedded_at`` says what is done): one run
+    # at a time holds a lease in the database, renewed by every batch. A run killed with its
+    # worker leaves a lease that simply expires; then the next message takes over where the
+    # last committed batch stopped. Not a cache lock: a lock that outlives its holder for
+    # minutes while dropping every message is what left archives half-embedded for good.
+    embed_owner = models.CharField(max_length=64, blank=True)
+    embed_lease_until = models.DateTimeField(null=True, blank=True)
+    # When the one message waiting for a held lease comes back (at most one waits).
+    embed_retry_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Index state of project {self.project_id}: v{self.version} e{self.epoch}"
@@ -199,6 +208,8 @@ class Policy(models.Model):
     toxicity_thresholds = models.JSONField(default=dict)
     # Percent of a source passage found in the draft (lexical), cosine (semantic).
     lexical_threshold = models.FloatField(default=50.0)
+    # Share of the draft's text taken from one source (a partial copy) that holds it.
+    lexical_draft_share = models.FloatField(default=0.2)
     semantic_threshold = models.FloatField(default=0.8)
     # Share of a draft's sentences that may paraphrase sources before it is held.
     semantic_share = models.FloatField(default=0.25)

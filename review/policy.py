@@ -7,7 +7,7 @@ tested without a model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from review.checks.ethics import DEFAULT_RULES
 
@@ -24,6 +24,9 @@ DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
 }
 # Percent of a source passage's 5-word shingles found in the draft.
 DEFAULT_LEXICAL_THRESHOLD = 50.0
+# ...or when this share of the draft's text comes from one source (a partial copy inside new
+# text: no single source passage need be over the passage threshold).
+DEFAULT_LEXICAL_DRAFT_SHARE = 0.2
 # A draft sentence counts as a paraphrase of a source sentence at this cosine...
 DEFAULT_SEMANTIC_THRESHOLD = 0.8
 # ...and the draft is held when this share of its sentences are paraphrases.
@@ -36,6 +39,7 @@ def default_policy() -> dict[str, Any]:
     return {
         "toxicity_thresholds": dict(DEFAULT_TOXICITY_THRESHOLDS),
         "lexical_threshold": DEFAULT_LEXICAL_THRESHOLD,
+        "lexical_draft_share": DEFAULT_LEXICAL_DRAFT_SHARE,
         "semantic_threshold": DEFAULT_SEMANTIC_THRESHOLD,
         "semantic_share": DEFAULT_SEMANTIC_SHARE,
         "blocking_rule_kinds": list(DEFAULT_BLOCKING_RULE_KINDS),
@@ -46,6 +50,7 @@ def default_policy() -> dict[str, Any]:
 class PolicyView(TypedDict):
     toxicity_thresholds: Mapping[str, float]
     lexical_threshold: float
+    lexical_draft_share: NotRequired[float]
     semantic_threshold: float
     semantic_share: float
     blocking_rule_kinds: Sequence[str]
@@ -87,7 +92,16 @@ def route(checks: Sequence[CheckOutcome], policy: PolicyView) -> list[str]:
                     )
         elif kind == "lexical":
             best = scores.get("max_similarity", 0.0)
-            if best >= policy["lexical_threshold"]:
+            share = scores.get("draft_share", 0.0) or 0.0
+            limit = policy.get("lexical_draft_share", DEFAULT_LEXICAL_DRAFT_SHARE)
+            if share >= limit:
+                source = scores.get("best_source") or "one source"
+                reasons.append(
+                    f"Plagiarism: {share:.0%} of the draft comes from {source} "
+                    f"({scores.get('source_share', 0.0):.0%} of that source reused; threshold "
+                    f"{limit:.0%} of the draft)"
+                )
+            elif best >= policy["lexical_threshold"]:
                 source = scores.get("best_source") or "a source"
                 reasons.append(
                     f"Plagiarism: {best:.0f}% of {source} appears in the draft "

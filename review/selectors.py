@@ -62,7 +62,13 @@ def draft_review_context(*, draft: Draft) -> dict[str, Any]:
     )
     if last_route is not None and last_route.action == "hold":
         hold_reasons = (last_route.data or {}).get("reasons", [])
+    indexing_progress = None
+    if semantic is not None and (semantic.details or {}).get("partial"):
+        from review.indexing import indexing_progress as progress_of
+
+        indexing_progress = progress_of(project_id=draft.project_id)
     return {
+        "indexing_progress": indexing_progress,
         "segments": highlight.segments(text, spans),
         "checks": checks,
         "side_by_side": side_by_side,

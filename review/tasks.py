@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 from celery.signals import worker_ready
-from django.core.cache import cache
 
 from review import services
+from review.services import embedding
 
 
 @shared_task(acks_late=True, ignore_result=True, bind=True)
@@ -31,16 +31,19 @@ def archive_import(run_id: int) -> None:
 def passages_embed(project_id: int) -> None:
     # One short batch per task run; the next batch queues behind whatever arrived meanwhile
     # (the checks of new drafts), so a large archive never blocks the review queue. One chain
-    # per project: a second one (a restart re-enqueued it) stops here instead of duplicating.
-    key = f"embed-chain:{project_id}"
-    if not cache.add(key, 1, timeout=600):
-        return
-    try:
-        left = services.passages_embed(project_id=project_id)
-    finally:
-        cache.delete(key)
-    if left > 0:
+    # per project, by a lease in the database (see embed_chain_step).
+    step = embedding.embed_chain_step(project_id=project_id)
+    if step.again:
         passages_embed.delay(project_id)
+    elif step.retry_in_s is not None:
+        passages_embed.apply_async((project_id,), countdown=step.retry_in_s)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def passages_embed_sweep() -> None:
+    # Periodic (CELERY_BEAT_SCHEDULE): a chain whose worker died with no message left behind
+    # is picked up again within one period, whatever the workers are called.
+    embedding.embed_resume_all()
 
 
 @worker_ready.connect

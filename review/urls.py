@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from review import api, views
+from review import api, indexing, views
 
 project_pages = [
     # A project's home: its generate form, recent jobs and drafts with their review states.
@@ -26,6 +26,7 @@ project_pages = [
     path("archive/", views.archive_list, name="archive_list"),
     path("archive/import/", views.archive_import, name="archive_import"),
     path("archive/imports/<int:run_id>/", views.import_status, name="import_status"),
+    path("archive/indexing/", indexing.indexing_status, name="indexing_status"),
     path("archive/<int:document_id>/", views.document_detail, name="document_detail"),
     path("archive/<int:document_id>/delete/", views.document_delete, name="document_delete"),
     path("policy/", views.policy_edit, name="policy_edit"),

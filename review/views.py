@@ -24,7 +24,7 @@ from contentstudio.selectors import project_get
 from generation import selectors as gen_selectors
 from generation.forms import generation_context
 from generation.models import Draft
-from review import archive, diff, editorial, lifecycle, policy, selectors, services
+from review import archive, diff, editorial, indexing, lifecycle, policy, selectors, services
 from review import queue as queue_mod
 from review.checks import ethics
 from review.lifecycle import DraftStatus
@@ -38,6 +38,7 @@ from review.models import (
     ImportRun,
     SourcePassage,
 )
+from review.services import adapters
 
 
 def _draft(project: Project, draft_id: int) -> Draft:
@@ -455,6 +456,7 @@ def archive_list(request: HttpRequest, slug: str) -> HttpResponse:
         "document_count": ArchiveDocument.objects.filter(project=project).count(),
         "passage_count": passages.count(),
         "embedded_count": passages.filter(embedded_at__isnull=False).count(),
+        "progress": indexing.indexing_progress(project_id=project.pk),
         "runs": selectors.import_runs(project_id=project.pk),
         "formats": ImportFormat.choices,
         "fields": archive.FIELDS,
@@ -570,6 +572,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     shown: dict[str, Any] = {
         "toxicity_thresholds": current.toxicity_thresholds,
         "lexical_threshold": current.lexical_threshold,
+        "lexical_draft_share": current.lexical_draft_share,
         "semantic_threshold": current.semantic_threshold,
         "semantic_share": current.semantic_share,
         "blocking_rule_kinds": current.blocking_rule_kinds,
@@ -582,6 +585,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 c: request.POST.get(f"tox_{c}", "") for c in policy.DEFAULT_TOXICITY_THRESHOLDS
             },
             "lexical_threshold": request.POST.get("lexical_threshold"),
+            "lexical_draft_share": request.POST.get("lexical_draft_share"),
             "semantic_threshold": request.POST.get("semantic_threshold"),
             "semantic_share": request.POST.get("semantic_share"),
             "blocking_rule_kinds": request.POST.getlist("blocking_rule_kinds"),
@@ -603,6 +607,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "role": role,
             "is_admin": is_admin,
+            "toxicity_model": adapters.toxicity_model_info(),
             "policy": shown,
             "errors": errors,
             "error_list": [(f, m) for f, ms in errors.items() for m in ms],

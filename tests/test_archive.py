@@ -22,6 +22,7 @@ from review.checks import plagiarism, semantic
 from review.lifecycle import DraftStatus
 from review.models import (
     ArchiveDocument,
+    CheckResult,
     ImportRun,
     ImportStatus,
     IndexState,
@@ -697,9 +698,23 @@ def test_drafts_checked_before_the_archive_is_embedded_say_so(cast: dict, hold_q
     make_archive(project, embed=False)
     draft = check(make_draft(project, cast["bob"], UNRELATED), hold_queue)
     semantic_result = draft.checks.get(kind="semantic")
-    assert semantic_result.status == "ok"
+    # a partial run is not a pass: stored as not run, saying how much it covered
+    assert semantic_result.status == "not_run"
+    assert semantic_result.reason.startswith("The semantic check covered 0% of the archive")
     assert semantic_result.scores["passages_pending"] == len(ARCHIVE)
-    assert semantic_result.scores["indexed_sentences"] == 0
+    assert semantic_result.scores["coverage"] == 0.0
+    assert semantic_result.details["partial"] is True
+    assert draft.status == DraftStatus.HELD
+    # when indexing finishes, the draft's checks run again by themselves and it is released
+    from review.services import embedding
+
+    hold_queue.clear()
+    while embedding.embed_chain_step(project_id=project.pk).again:
+        pass
+    draft = check_held(draft, hold_queue)
+    rerun = CheckResult.objects.filter(draft=draft, kind="semantic").latest("draft_version")
+    assert rerun.status == "ok" and rerun.scores["coverage"] == 1.0
+    assert draft.status == DraftStatus.AWAITING_REVIEW
 
 
 @pytest.mark.django_db(transaction=True)

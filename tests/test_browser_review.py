@@ -103,7 +103,9 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
     # The copy is highlighted and matched side by side, but this policy lets it through to the
     # queue (a third of the story, two of five sentences), so it can be approved after the edit.
     services.policy_get(project=newsroom)
-    Policy.objects.filter(project=newsroom).update(lexical_threshold=90.0, semantic_share=0.9)
+    Policy.objects.filter(project=newsroom).update(
+        lexical_threshold=90.0, lexical_draft_share=0.9, semantic_share=0.9
+    )
     first = checked_draft(cast, UNRELATED, minutes_ago=30, title="Chess club centenary")
     copied = checked_draft(cast, f"{COPIED} {UNRELATED}", minutes_ago=20, title="Bridge and chess")
     last = checked_draft(cast, LIBRARY_NEWS, minutes_ago=10, title="Canal cycle path")
@@ -284,5 +286,40 @@ def test_pages_catch_up_with_changes_made_before_their_socket_connected(
         page.wait_for_selector(f'#queue-rows tr[data-draft="{for_queue.pk}"]', timeout=10_000)
     finally:
         # Nothing left "checking" for the worker fixture to wait on when this fails.
+        Draft.objects.filter(status=S.CHECKING).update(status=S.AWAITING_REVIEW)
+        page.context.close()
+
+
+def test_a_draft_checked_against_a_partly_indexed_archive_says_so_then_shows_the_rerun(
+    asgi_server: str, browser: Any, cast: dict
+) -> None:
+    from review.services import embedding
+
+    # given: an archive not yet indexed for paraphrase search, and a draft checked against it
+    newsroom = cast["newsroom"]
+    make_archive(newsroom, [ARCHIVE[HARBOUR], ARCHIVE[FLOOD]], embed=False)
+    draft = checked_draft(cast, UNRELATED, minutes_ago=5, title="Chess club centenary")
+    assert draft.status == S.HELD
+    page = login(browser, asgi_server, "bob")
+    try:
+        # when: the editor opens it
+        page.goto(f"{asgi_server}/p/newsroom/drafts/{draft.pk}/")
+        # then: the semantic check says how much it covered, with the indexing progress
+        partial = page.locator('[data-testid="semantic-partial"]')
+        assert "The semantic check covered 0% of the archive" in partial.inner_text()
+        progress = page.locator('#draft-panel [data-testid="indexing-progress"]')
+        assert "0%" in progress.inner_text()
+        assert "covered 0% of the archive" in page.locator(".hold-reasons").inner_text()
+        # when: indexing finishes (the embedding chain, as the worker runs it)
+        while embedding.embed_chain_step(project_id=newsroom.pk).again:
+            pass
+        # then: the checks run again by themselves and the page shows the new result live
+        page.wait_for_function(
+            "() => document.querySelector('#draft-status').dataset.status === 'awaiting_review'",
+            timeout=30_000,
+        )
+        assert page.locator('[data-testid="semantic-partial"]').count() == 0
+        assert page.locator(".hold-reasons").count() == 0
+    finally:
         Draft.objects.filter(status=S.CHECKING).update(status=S.AWAITING_REVIEW)
         page.context.close()

@@ -122,7 +122,10 @@ def test_the_draft_page_shows_scores_highlights_reasons_and_sources_side_by_side
     # the copied passage beside its source, with citation, author, license and link
     harbour = ArchiveDocument.objects.get(title=ARCHIVE[HARBOUR]["title"])
     copies = page.split('id="matches-h"')[1].split("</section>")[0]
-    assert "<strong>100%</strong> of this source appears in the draft" in copies
+    assert (
+        "of the draft comes from this source, <strong>100%</strong> of the source is reused"
+        in copies
+    )
     assert f'<a href="/p/newsroom/archive/{harbour.pk}/">{html.escape(harbour.title)}</a>' in copies
     assert (
         "Port Herald, 3 March 2021 · Mina Ortega · License: © Port Herald, all rights reserved"

@@ -65,7 +65,9 @@ class ToxicityResult(TypedDict):
     reason: str | None  # why it did not run; None when it ran
     engine: str
     engine_version: str | None
-    model: str | None  # which model: a Detoxify name or the checkpoint file
+    model: str | None  # which model: a Detoxify name or the checkpoint file, with its checksum
+    # Set when the scores come from a stand-in (the offline head), with its measured figures.
+    stand_in: dict[str, Any] | None
     categories: list[str]
     # max(whole_text, every sentence) per category; see the module docstring
     overall: dict[str, float]
@@ -98,6 +100,11 @@ class Detector:
         self.device = torch.device(detoxify.device)
         self.categories: tuple[str, ...] = tuple(detoxify.class_names)
         self.description = description
+        self.engine = ENGINE
+        # Names the weights, not only the package: "0.5.4 sha256:1a2b3c4d5e6f".
+        self.version = f"{_engine_version() or 'unknown'} {description.rpartition(' ')[2]}"
+        self.stand_in = False
+        self.metrics: dict[str, Any] = {}
         self.load_seconds = load_seconds
         # The tokenizer config may allow more tokens than the position embeddings hold (a known
         # Detoxify trap that crashes on long texts); truncate at whichever is smaller.
@@ -198,7 +205,7 @@ def load_detector(
                 + f": {_describe(exc)}{hint}"
             ) from exc
         _check_all_weights_loaded(detoxify.model, checkpoint, weight_names)
-        description = f"checkpoint {Path(checkpoint).name}"
+        description = f"checkpoint {Path(checkpoint).name} sha256:{_file_checksum(checkpoint)}"
     elif model_name:
         if model_name not in MODEL_URLS:
             known = ", ".join(sorted(MODEL_URLS))
@@ -292,7 +299,7 @@ def clear_detector_cache() -> None:
 
 
 def check_toxicity(
-    text: str, detector: Detector, *, batch_size: int = DEFAULT_BATCH_SIZE
+    text: str, detector: Detector | Any, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> ToxicityResult:
     """Score ``text`` as a whole and sentence by sentence (spans from ``review.checks.text``).
 
@@ -323,9 +330,10 @@ def check_toxicity(
     return ToxicityResult(
         status="ok",
         reason=None,
-        engine=ENGINE,
-        engine_version=_engine_version(),
+        engine=getattr(detector, "engine", ENGINE),
+        engine_version=getattr(detector, "version", None) or _engine_version(),
         model=detector.description,
+        stand_in=detector.metrics if getattr(detector, "stand_in", False) else None,
         categories=categories,
         overall=overall,
         whole_text=whole,
@@ -350,6 +358,7 @@ def not_run_result(reason: str) -> ToxicityResult:
         engine=ENGINE,
         engine_version=_engine_version(),
         model=None,
+        stand_in=None,
         categories=[],
         overall={},
         whole_text={},
@@ -378,6 +387,18 @@ def _engine_version() -> str | None:
         return importlib.metadata.version("detoxify")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _file_checksum(path: str) -> str:
+    """The first 12 hex digits of the file's SHA-256: which weights scored, not only which
+    package (read in 1 MB blocks, about a second for a 400 MB Detoxify checkpoint)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def _describe(exc: BaseException) -> str:
@@ -471,3 +492,15 @@ def _check_all_weights_loaded(
             f"toxicity checkpoint {checkpoint} lacks weights for {len(missing)} parameters "
             f"(e.g. {missing[0]}); the model would score with random weights"
         )
+
+
+def run_head_check(text: str) -> ToxicityResult:
+    """Check ``text`` with the offline stand-in (``toxicity_head``), used when no Detoxify model
+    or checkpoint is configured; ``not_run`` with the reason when it cannot load."""
+    from review.checks import toxicity_head
+
+    try:
+        detector = toxicity_head.get_head_detector()
+    except toxicity_head.HeadUnavailable as exc:
+        return not_run_result(exc.reason)
+    return check_toxicity(text, detector)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from contentstudio.html import html_to_text
 from generation.models import Draft
 from review import indexes, policy
-from review.checks import ethics, plagiarism, semantic, toxicity
+from review.checks import containment, ethics, semantic, toxicity
 from review.models import (
     CheckStatus,
     PassageSentence,
@@ -29,18 +27,22 @@ logger = logging.getLogger(__name__)
 
 
 def _toxicity_config() -> toxicity.ToxicityConfig:
-    checkpoint = settings.TOXICITY_CHECKPOINT
-    config_dir = settings.TOXICITY_CONFIG_DIR
-    if not (settings.TOXICITY_MODEL or checkpoint):
-        default = Path(settings.MODEL_CACHE_DIR) / "toxicity"
-        if (default / "toxicity.ckpt").exists():
-            checkpoint, config_dir = str(default / "toxicity.ckpt"), str(default / "config")
     return toxicity.ToxicityConfig(
         model_name=settings.TOXICITY_MODEL or None,
-        checkpoint=checkpoint or None,
-        config_dir=config_dir or None,
+        checkpoint=settings.TOXICITY_CHECKPOINT or None,
+        config_dir=settings.TOXICITY_CONFIG_DIR or None,
         device=settings.CHECKS_DEVICE,
     )
+
+
+def toxicity_model_info() -> dict[str, Any]:
+    """Which toxicity model scores drafts now, without loading it (for the Policy page)."""
+    from review.checks import toxicity_head
+
+    config = _toxicity_config()
+    if config.model_name or config.checkpoint:
+        return {"model": config.model_name or config.checkpoint, "stand_in": None}
+    return {"model": toxicity_head.ENGINE, "stand_in": toxicity_head.load_metrics()}
 
 
 def _span(start: int, end: int, kind: str, label: str, score: float | None = None) -> dict:
@@ -49,13 +51,11 @@ def _span(start: int, end: int, kind: str, label: str, score: float | None = Non
 
 def run_toxicity(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     config = _toxicity_config()
-    if not (config.model_name or config.checkpoint):
-        result = toxicity.not_run_result(
-            "No toxicity model is configured (set TOXICITY_CHECKPOINT and TOXICITY_CONFIG_DIR, "
-            "or TOXICITY_MODEL; `make setup` builds a local one)."
-        )
-    else:
+    if config.model_name or config.checkpoint:
+        # Detoxify whenever it is configured; the offline stand-in otherwise.
         result = toxicity.run_toxicity_check(text, config=config)
+    else:
+        result = toxicity.run_head_check(text)
     if result["status"] != "ok":
         return {
             "status": CheckStatus.NOT_RUN,
@@ -92,6 +92,7 @@ def run_toxicity(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         "spans": spans,
         "details": {
             "model": result["model"],
+            "stand_in": result["stand_in"],
             "sentences": result["sentences"],
             "whole_text": result["whole_text"],
             "truncated": result["whole_text_truncated"],
@@ -164,6 +165,30 @@ def _source_info(keys: list[str]) -> dict[str, dict[str, Any]]:
     return info
 
 
+def _source_id(info: dict[str, Any]) -> str | None:
+    if info.get("document_id"):
+        return f"doc:{info['document_id']}"
+    if info.get("draft_id") and info.get("kind") == "published":
+        return f"pub:{info['draft_id']}"
+    return None
+
+
+def _source_word_counts(source_ids: set[str]) -> dict[str, int]:
+    """Words of each whole source (all its passages), for the share of it that is reused."""
+    docs = [int(s[4:]) for s in source_ids if s.startswith("doc:")]
+    pubs = [int(s[4:]) for s in source_ids if s.startswith("pub:")]
+    counts: dict[str, int] = {}
+    for doc_id, text in SourcePassage.objects.filter(document_id__in=docs).values_list(
+        "document_id", "text"
+    ):
+        counts[f"doc:{doc_id}"] = counts.get(f"doc:{doc_id}", 0) + len(text.split())
+    for draft_id, text in SourcePassage.objects.filter(draft_id__in=pubs).values_list(
+        "draft_id", "text"
+    ):
+        counts[f"pub:{draft_id}"] = counts.get(f"pub:{draft_id}", 0) + len(text.split())
+    return counts
+
+
 def run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     started = time.perf_counter()
     project_indexes = indexes.indexes_for(draft.project_id)
@@ -174,46 +199,72 @@ def run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         return {key: value["text"] for key, value in fetched.items() if key in keys}
 
     matches = project_indexes.lexical.find_matches(text, fetch_texts=fetch)
-    for sibling in _siblings(draft):
-        sibling_text = html_to_text(sibling.body)
-        match = plagiarism.compare_texts(text, sibling_text, key=f"d:{sibling.pk}")
-        if match is not None and match["similarity"] >= 20.0:
-            matches.append(match)
-            fetched[f"d:{sibling.pk}"] = {
-                "kind": "sibling",
-                "text": sibling_text,
-                "title": sibling.title or f"Draft {sibling.pk}",
-                "citation": f"Sibling draft {sibling.pk} of job {draft.job_id}",
-                "license": "",
-                "url": "",
-                "draft_id": sibling.pk,
-            }
-    matches.sort(key=lambda m: -m["similarity"])
-    detailed = [{**m, "source": fetched.get(m["key"], {})} for m in matches[:50]]
+    # Sources are the archive and published items. Candidates of the same job share a prompt
+    # and are alike by design: their similarity is a diversity figure of the job (job page),
+    # never a reason to hold.
+    groups = containment.group_by_source(
+        matches,
+        draft_text=text,
+        source_of=lambda key: _source_id(fetched.get(key, {})),
+        passage_words={key: len(v["text"].split()) for key, v in fetched.items()},
+        source_words=_source_word_counts({_source_id(v) for v in fetched.values()} - {None}),
+    )
+    detailed = []
+    for group in groups[:10]:
+        for m in group["passages"][:5]:
+            detailed.append(
+                {
+                    **m,
+                    "draft_share": group["draft_share"],
+                    "source_share": group["source_share"],
+                    "source": fetched.get(m["key"], {}),
+                }
+            )
     spans = [
         _span(
             s,
             e,
             "plagiarism",
-            f"{m['similarity']:.0f}% of {m['source'].get('title', m['key'])}",
+            f"{m['draft_share']:.0%} of the draft from {m['source'].get('title', m['key'])}",
             m["similarity"],
         )
         for m in detailed
-        for s, e in m["draft_spans"]
+        for s, e in containment.long_spans(
+            text, m["draft_spans"], min_words=containment.MIN_SPAN_WORDS
+        )
+        or m["draft_spans"]
     ]
-    best = detailed[0] if detailed else None
+    top = groups[0] if groups else None
+    top_source = detailed[0]["source"] if detailed else {}
     return {
         "status": CheckStatus.OK,
         "engine": "minhash-lsh",
         "engine_version": project_indexes.lexical.fingerprint,
         "scores": {
-            "max_similarity": round(best["similarity"], 1) if best else 0.0,
-            "best_source": best["source"].get("title") if best else None,
+            # The best single passage (percent of it in the draft): the passage threshold.
+            "max_similarity": round(max((m["similarity"] for m in matches), default=0.0), 1),
+            # The source named first: the one the draft takes most of its text from.
+            "best_source": top_source.get("title") if top else None,
+            "draft_share": top["draft_share"] if top else 0.0,
+            "source_share": top["source_share"] if top else 0.0,
+            "sources": len(groups),
             "matches": len(matches),
             "indexed_passages": len(project_indexes.lexical),
         },
         "spans": spans,
-        "details": {"matches": detailed},
+        "details": {
+            "matches": detailed,
+            "sources": [
+                {
+                    "source": g["source"],
+                    "title": fetched.get(g["passages"][0]["key"], {}).get("title"),
+                    "draft_share": g["draft_share"],
+                    "source_share": g["source_share"],
+                    "best_passage_similarity": g["best_passage_similarity"],
+                }
+                for g in groups[:10]
+            ],
+        },
         "timings": {"total_ms": round((time.perf_counter() - started) * 1000, 1)},
     }
 
@@ -235,39 +286,9 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         text, embedder=embedder, index=project_indexes.semantic, threshold=threshold
     )
     matches = list(result["matches"])
+    # Only the archive and published items: candidates of the same job are alike by design
+    # (one prompt); the job page shows their similarity as a diversity figure instead.
     sources: dict[str, dict[str, Any]] = {}
-    # Sibling drafts of the same job: embedded now (a handful of short texts).
-    siblings = _siblings(draft)
-    if siblings:
-        sibling_index = semantic.VectorIndex()
-        sibling_texts: dict[str, str] = {}
-        for sibling in siblings:
-            sibling_text = html_to_text(sibling.body)
-            item = f"d:{sibling.pk}"
-            pieces = semantic.index_passages(sibling_text)
-            if not pieces:
-                continue
-            sibling_index.add(
-                [semantic.passage_key(item, p.number) for p in pieces],
-                embedder.encode([p.text for p in pieces]),
-            )
-            for p in pieces:
-                sibling_texts[semantic.passage_key(item, p.number)] = p.text
-            sources[item] = {
-                "kind": "sibling",
-                "title": sibling.title or f"Draft {sibling.pk}",
-                "citation": f"Sibling draft {sibling.pk} of job {draft.job_id}",
-                "license": "",
-                "url": "",
-                "draft_id": sibling.pk,
-            }
-        if len(sibling_index):
-            more = semantic.check_semantic(
-                text, embedder=embedder, index=sibling_index, threshold=threshold
-            )
-            matches.extend(more["matches"])
-            for m in more["matches"]:
-                sources.setdefault(m["key"], {})["sentence"] = sibling_texts.get(m["key"], "")
     # Where each archive match comes from, and the matching source sentence.
     passage_ids = {indexes.parse_source_key(m["key"]) for m in matches} - {None}
     info = _source_info([f"a:{pk}" for pk in passage_ids] + [f"p:{pk}" for pk in passage_ids])
@@ -288,12 +309,10 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         elif m["key"] in sources:
             source["sentence"] = sources[m["key"]].get("sentence", "")
         source.pop("text", None)
-        detailed.append({**m, "source": source})
-    paraphrased = {
-        (m["draft_start"], m["draft_end"])
-        for m in detailed
-        if m["score"] >= rules.semantic_threshold
-    }
+        # One threshold everywhere: a near miss is shown (the editor may want to see it) but
+        # labelled as below the threshold, and it counts for nothing.
+        detailed.append({**m, "source": source, "counts": m["score"] >= rules.semantic_threshold})
+    paraphrased = {(m["draft_start"], m["draft_end"]) for m in detailed if m["counts"]}
     checked = result["sentences_checked"]
     spans = []
     seen: set[tuple[int, int]] = set()
@@ -302,17 +321,32 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         if span in seen:
             continue
         seen.add(span)
+        below = "" if m["counts"] else f" (below the threshold {rules.semantic_threshold:.2f})"
         spans.append(
             _span(
                 *span,
                 "semantic",
-                f"paraphrase {m['score']:.2f} of {m['source'].get('title', m['key'])}",
+                f"paraphrase {m['score']:.2f} of {m['source'].get('title', m['key'])}{below}",
                 m["score"],
             )
         )
+    total = SourcePassage.objects.filter(project_id=draft.project_id).count()
     unembedded = SourcePassage.objects.filter(
         project_id=draft.project_id, embedded_at__isnull=True
     ).count()
+    coverage = 1.0 if not total else round((total - unembedded) / total, 4)
+    partial = {}
+    if unembedded:
+        # Not a pass: the policy treats a partial run as not run, and the draft's checks run
+        # again by themselves when indexing finishes (embedding.embed_chain_step).
+        partial = {
+            "status": CheckStatus.NOT_RUN,
+            "reason": (
+                f"The semantic check covered {coverage:.0%} of the archive "
+                f"({total - unembedded:,} of {total:,} passages indexed so far); it runs again "
+                "by itself when indexing finishes."
+            ),
+        }
     return {
         "status": CheckStatus.OK,
         "engine": semantic.ENGINE,
@@ -324,8 +358,15 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "paraphrased_share": round(len(paraphrased) / checked, 3) if checked else 0.0,
             "indexed_sentences": len(project_indexes.semantic),
             "passages_pending": unembedded,
+            "coverage": coverage,
         },
         "spans": spans,
-        "details": {"matches": detailed[:100], "threshold": threshold},
+        "details": {
+            "matches": detailed[:100],
+            "threshold": rules.semantic_threshold,
+            "shown_from": threshold,
+            "partial": bool(unembedded),
+        },
         "timings": {"total_ms": round((time.perf_counter() - started) * 1000, 1)},
+        **partial,
     }

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contentstudio import realtime
+from contentstudio.errors import Conflict, InvalidTransition
 from review import indexes
 from review.checks import semantic
 from review.models import (
+    IndexState,
     PassageSentence,
     SourcePassage,
 )
 
 logger = logging.getLogger(__name__)
-
-
-EMBED_BATCH = 128  # passages per embedding task run: short, so checks interleave with it
 
 
 def get_embedder() -> semantic.Embedder:
@@ -37,13 +40,13 @@ def embed_enqueue(*, project_id: int) -> None:
         tasks.passages_embed.delay(project_id)
 
 
-def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
+def passages_embed(*, project_id: int, limit: int | None = None) -> int:
     """Embed the sentences of up to ``limit`` passages not yet embedded; returns how many are
     left. Short runs, so the checks of new drafts never wait long behind a large archive."""
     pending = list(
         SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True)
         .order_by("pk")
-        .values_list("pk", "text")[:limit]
+        .values_list("pk", "text")[: limit or settings.EMBED_BATCH]
     )
     if not pending:
         return 0
@@ -78,3 +81,139 @@ def passages_embed(*, project_id: int, limit: int = EMBED_BATCH) -> int:
     left = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True).count()
     realtime.publish_project_event(project_id, {"kind": "embedding", "left": left})
     return left
+
+
+# --- The chain: one run per project at a time, state in the database --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStep:
+    """What the task does next: enqueue the next batch now, come back later, or stop."""
+
+    again: bool = False
+    retry_in_s: float | None = None
+    left: int = 0
+
+
+def embed_lease_take(*, project_id: int, owner: str, lease_s: float | None = None) -> bool:
+    """Claim the project's embedding chain for ``lease_s`` seconds with a conditional UPDATE;
+    False when another live run holds it. An expired lease (its holder was killed) is free."""
+    IndexState.objects.get_or_create(project_id=project_id)
+    now = timezone.now()
+    until = now + timedelta(seconds=lease_s or settings.EMBED_LEASE_S)
+    taken = (
+        IndexState.objects.filter(project_id=project_id)
+        .filter(Q(embed_lease_until__isnull=True) | Q(embed_lease_until__lt=now))
+        .update(embed_owner=owner, embed_lease_until=until)
+    )
+    return taken == 1
+
+
+def embed_lease_release(*, project_id: int, owner: str) -> None:
+    """Give the lease back (only if still ours: an expired one may have been taken over)."""
+    IndexState.objects.filter(project_id=project_id, embed_owner=owner).update(
+        embed_owner="", embed_lease_until=None
+    )
+
+
+def _wait_for_lease(project_id: int) -> float | None:
+    """The lease is held: let at most one message wait for it to end (None: one already
+    waits, drop this message). Why wait at all: if the holder was killed, nobody else would
+    continue the chain, and the message that noticed is the only one left."""
+    now = timezone.now()
+    row = (
+        IndexState.objects.filter(project_id=project_id)
+        .values_list("embed_lease_until", "embed_retry_at")
+        .first()
+    )
+    if row is None or row[0] is None:
+        return 0.0
+    until = row[0]
+    claimed = (
+        IndexState.objects.filter(project_id=project_id)
+        .filter(Q(embed_retry_at__isnull=True) | Q(embed_retry_at__lt=now))
+        .update(embed_retry_at=until)
+    )
+    if claimed != 1:
+        return None
+    return max((until - now).total_seconds(), 0.0) + 0.5
+
+
+def embed_chain_step(*, project_id: int) -> ChainStep:
+    """One step of the project's embedding chain (the task's body).
+
+    Takes the lease, embeds one batch (committed with its ``embedded_at`` marks, so a crash
+    loses at most the batch in flight), gives the lease back and says whether to go on. When
+    another run holds the lease, this message either waits for it to expire (the first one to
+    find it held) or is dropped (a duplicate). Side effects: writes sentence vectors; publishes
+    the progress; updates the lease columns of the project's IndexState.
+    """
+    if not SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True).exists():
+        return ChainStep()
+    owner = uuid.uuid4().hex
+    if not embed_lease_take(project_id=project_id, owner=owner):
+        wait = _wait_for_lease(project_id)
+        return ChainStep(retry_in_s=wait) if wait is not None else ChainStep()
+    try:
+        left = passages_embed(project_id=project_id)
+    finally:
+        embed_lease_release(project_id=project_id, owner=owner)
+    if left == 0:
+        checks_rerun_after_indexing(project_id=project_id)
+    return ChainStep(again=left > 0, left=left)
+
+
+def checks_rerun_after_indexing(*, project_id: int) -> int:
+    """Check again every draft whose current checks ran against a partly indexed archive
+    (held for it: the policy counts a partial run as not run); returns how many.
+
+    Only drafts still held at the checked version: one edited or decided meanwhile has
+    moved on. Side effects: moves each to ``checking`` and enqueues its checks on commit.
+    """
+    from generation.models import Draft
+    from review.lifecycle import DraftStatus
+    from review.models import CheckResult
+    from review.services.pipeline import draft_checks_start
+
+    candidates = Draft.objects.filter(
+        project_id=project_id,
+        status=DraftStatus.HELD,
+        checks__kind="semantic",
+        checks__details__partial=True,
+    ).distinct()
+    count = 0
+    for draft in candidates:
+        newest = (
+            CheckResult.objects.filter(draft=draft, kind="semantic")
+            .order_by("-draft_version")
+            .values_list("details__partial", flat=True)
+            .first()
+        )
+        if not newest:
+            continue  # checked again since, against the whole archive
+        try:
+            draft_checks_start(draft=draft)
+        except (InvalidTransition, Conflict):
+            continue  # moved on meanwhile (released, rejected, edited)
+        count += 1
+    if count:
+        logger.info("indexing of project %s finished: %s drafts checked again", project_id, count)
+    return count
+
+
+def embed_resume_all() -> int:
+    """One chain message per project that still has passages to embed (a worker start or the
+    periodic sweep); returns how many were sent. O(projects), never O(passages)."""
+    from review import tasks
+
+    project_ids = list(
+        SourcePassage.objects.filter(embedded_at__isnull=True)
+        # order_by(): without it the model's default ordering (pk) joins the DISTINCT and
+        # every passage becomes its own row, hence its own message.
+        .order_by()
+        .values_list("project_id", flat=True)
+        .distinct()
+    )
+    for project_id in project_ids:
+        tasks.passages_embed.delay(project_id)
+    return len(project_ids)

@@ -39,9 +39,8 @@ from review.models import (
     CheckSummary,
     ImportRun,
     ImportStatus,
-    SourcePassage,
 )
-from review.services import adapters
+from review.services import adapters, embedding
 from review.services.policies import policy_get, policy_view
 
 logger = logging.getLogger(__name__)
@@ -303,9 +302,4 @@ def resume_pending() -> None:
         tasks.draft_check.delay(draft_id, version)
     for run_id in ImportRun.objects.filter(status=ImportStatus.QUEUED).values_list("pk", flat=True):
         tasks.archive_import.delay(run_id)
-    for project_id in (
-        SourcePassage.objects.filter(embedded_at__isnull=True)
-        .values_list("project_id", flat=True)
-        .distinct()
-    ):
-        tasks.passages_embed.delay(project_id)
+    embedding.embed_resume_all()

@@ -38,6 +38,7 @@ def policy_update(
     semantic_share: Any,
     blocking_rule_kinds: list[str],
     rules: dict[str, Any],
+    lexical_draft_share: Any = None,
 ) -> Policy:
     """Validate and save; errors name the field. Only project admins."""
     require_role(user=user, project=project, minimum=Role.ADMIN)
@@ -63,6 +64,11 @@ def policy_update(
     lexical = number("lexical_threshold", lexical_threshold, 1.0, 100.0)
     sem = number("semantic_threshold", semantic_threshold, 0.5, 1.0)
     share = number("semantic_share", semantic_share, 0.0, 1.0)
+    draft_share = (
+        None
+        if lexical_draft_share is None
+        else number("lexical_draft_share", lexical_draft_share, 0.01, 1.0)
+    )
     bad_kinds = sorted(set(blocking_rule_kinds) - set(ethics.RULE_KINDS))
     if bad_kinds:
         errors.setdefault("blocking_rule_kinds", []).append(
@@ -78,6 +84,7 @@ def policy_update(
         lexical_threshold=lexical,
         semantic_threshold=sem,
         semantic_share=share,
+        **({} if draft_share is None else {"lexical_draft_share": draft_share}),
         blocking_rule_kinds=list(blocking_rule_kinds),
         rules=rules,
         updated_by=user,
@@ -91,6 +98,7 @@ def policy_view(p: Policy) -> policy.PolicyView:
     return {
         "toxicity_thresholds": p.toxicity_thresholds,
         "lexical_threshold": p.lexical_threshold,
+        "lexical_draft_share": p.lexical_draft_share,
         "semantic_threshold": p.semantic_threshold,
         "semantic_share": p.semantic_share,
         "blocking_rule_kinds": p.blocking_rule_kinds,

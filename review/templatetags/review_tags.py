@@ -18,6 +18,15 @@ def draft_status(status: str) -> str:
     return status_label(status)
 
 
+@register.filter
+def percent(value: float | None) -> str:
+    """A 0..1 share as a whole percent: ``{{ 0.314|percent }}`` → ``31%``."""
+    try:
+        return f"{float(value or 0.0):.0%}"
+    except (TypeError, ValueError):
+        return ""
+
+
 # What the history says for the actions that are not moves of the lifecycle table.
 _EVENT_LABELS = {
     "edit": "edited the text",

