@@ -35,9 +35,8 @@ class FineTuneRunConsumer(StudioConsumer):
         await self.send_json({"type": live.RUN_STATUS, "run": state, "snapshot": True})
 
     def _state(self) -> dict[str, Any]:
+        # Only reads: staleness is the periodic sweep's decision, never a watcher's.
         run = selectors.run_get(run_id=self.run_id)
-        services.run_fail_if_stale(run=run)
-        run.refresh_from_db()
         return services.run_state(run, history=True)
 
     async def finetune_progress(self, event: dict[str, Any]) -> None:

@@ -156,8 +156,8 @@ def _run_for_page(request: HttpRequest, slug: str, run_id: int) -> tuple[Project
 
 @login_required
 def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    # Only reads: a dead worker's run is failed by the periodic sweep, never by a page view.
     project, role, run = _run_for_page(request, slug, run_id)
-    services.run_fail_if_stale(run=run)
     run = selectors.run_get(run_id=run.pk)
     return render(
         request,
