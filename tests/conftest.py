@@ -165,19 +165,28 @@ def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Itera
 
 
 class _Activity:
-    """Counts tasks the worker thread is running, so a test can wait for it to go quiet."""
+    """The tasks the worker threads are running, so a test can wait for them to go quiet.
+
+    Kept by task id, not as a counter: a task that started before a test connected the signals
+    (left over from the test before) and ends during it must not leave the count at -1, which
+    would never read as quiet again."""
 
     def __init__(self) -> None:
-        self.active = 0
+        self.running: set[str] = set()
         self.lock = threading.Lock()
 
-    def started(self, **kwargs: Any) -> None:
+    @property
+    def active(self) -> int:
         with self.lock:
-            self.active += 1
+            return len(self.running)
 
-    def finished(self, **kwargs: Any) -> None:
+    def started(self, task_id: str | None = None, **kwargs: Any) -> None:
         with self.lock:
-            self.active -= 1
+            self.running.add(task_id or "")
+
+    def finished(self, task_id: str | None = None, **kwargs: Any) -> None:
+        with self.lock:
+            self.running.discard(task_id or "")
 
 
 _activity = _Activity()
