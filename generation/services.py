@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contentstudio import realtime
@@ -448,7 +449,6 @@ def jobs_sweep() -> dict[str, int]:
       lost its message (a broker or embedded studio restart): send it again. The claim makes a
       duplicate harmless.
     """
-    from generation import tasks  # tasks import services
 
     now = timezone.now()
     stale_before = now - timezone.timedelta(seconds=django_settings.GENERATION_STALE_AFTER)
@@ -466,16 +466,7 @@ def jobs_sweep() -> dict[str, int]:
                 "below; start a new job to try again."
             ),
         )
-    requeue_before = now - timezone.timedelta(seconds=django_settings.GENERATION_REQUEUE_AFTER)
-    requeued = 0
-    for job_id in GenerationJob.objects.filter(
-        status=JobStatus.QUEUED, enqueued_at__lt=requeue_before
-    ).values_list("pk", flat=True):
-        if GenerationJob.objects.filter(
-            pk=job_id, status=JobStatus.QUEUED, enqueued_at__lt=requeue_before
-        ).update(enqueued_at=now):
-            tasks.job_run.delay(job_id)
-            requeued += 1
+    requeued = jobs_requeue(older_than=django_settings.GENERATION_REQUEUE_AFTER)
     return {"failed": failed, "requeued": requeued}
 
 
@@ -497,9 +488,26 @@ def jobs_fail_orphaned(*, worker_name: str) -> int:
     return failed
 
 
-def jobs_queued_ids() -> list[int]:
-    return list(
-        GenerationJob.objects.filter(status=JobStatus.QUEUED)
+def jobs_requeue(*, older_than: float) -> int:
+    """Send again the message of every queued job sent more than ``older_than`` seconds ago
+    (0 at a worker start: the in-memory broker lost its messages with the process). Each job's
+    ``enqueued_at`` moves with it, so the sweep does not send it again at once; the claim makes
+    a duplicate harmless. Returns how many were sent."""
+    from generation import tasks  # tasks import services
+
+    now = timezone.now()
+    before = now - timezone.timedelta(seconds=older_than)
+    sent = 0
+    # Jobs created before enqueued_at existed have none: they are as good as lost.
+    due = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=before)
+    for job_id in (
+        GenerationJob.objects.filter(due, status=JobStatus.QUEUED)
         .order_by("pk")
         .values_list("pk", flat=True)
-    )
+    ):
+        if GenerationJob.objects.filter(due, pk=job_id, status=JobStatus.QUEUED).update(
+            enqueued_at=now
+        ):
+            tasks.job_run.delay(job_id)
+            sent += 1
+    return sent

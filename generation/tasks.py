@@ -69,5 +69,4 @@ def _fail_orphaned_jobs(sender=None, **kwargs) -> None:
         services.jobs_fail_orphaned(worker_name=hostname)
     # Queued jobs whose message was lost (the in-memory broker of an embedded studio that
     # restarted): enqueue them again; the claim makes a duplicate harmless.
-    for job_id in services.jobs_queued_ids():
-        job_run.delay(job_id)
+    services.jobs_requeue(older_than=0)

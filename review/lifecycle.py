@@ -20,7 +20,7 @@ from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition, PermissionDenied
 from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import require_role
-from generation.models import DRAFT_INITIAL_STATUS, Draft
+from generation.models import Draft
 from review import archive
 from review.models import DraftEvent
 
@@ -49,7 +49,6 @@ class DraftStatus(models.TextChoices):
 
 
 S = DraftStatus
-assert S.GENERATED == DRAFT_INITIAL_STATUS  # generation writes drafts in this state
 
 
 def status_label(status: str) -> str:

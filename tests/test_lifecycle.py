@@ -327,3 +327,11 @@ def test_an_approval_and_a_rejection_racing_leave_one_decision_and_one_audit_row
         assert row.status == won[0].status and row.status in {S.APPROVED, S.REJECTED}
         events = list(DraftEvent.objects.filter(draft=draft))
         assert len(events) == 1 and events[0].to_status == row.status
+
+
+def test_generation_writes_drafts_in_the_first_state_of_the_review_table() -> None:
+    # generation only stores the status; review owns the states and the moves
+    from generation.models import DRAFT_INITIAL_STATUS
+
+    assert DRAFT_INITIAL_STATUS == DraftStatus.GENERATED
+    assert DraftStatus.GENERATED in lifecycle.ACTIONS["check"].moves
