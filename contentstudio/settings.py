@@ -277,6 +277,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"queue": "review", "expires": 60.0},
     },
+    # The semantic index: fold a large delta into a new shared segment (built beside the
+    # live one, then swapped).
+    "semantic-compact-sweep": {
+        "task": "review.tasks.semantic_compact_sweep",
+        "schedule": 300.0,
+        "options": {"queue": "review", "expires": 300.0},
+    },
     # Fine-tuning runs (generation.finetune): fail dead ones, resend lost messages.
     "finetune-sweep": {
         "task": "generation.finetune.tasks.runs_sweep",
@@ -312,6 +319,11 @@ if EMBED_BATCH < 1 or not 0 < EMBED_LEASE_S < 86400:
     raise ImproperlyConfigured(
         "CONTENTSTUDIO_EMBED_BATCH must be >= 1 and CONTENTSTUDIO_EMBED_LEASE_S > 0."
     )
+# The semantic index's shared segments (memory-mapped by every worker of a host: put it on a
+# volume they share) and how many sentences the in-process delta may reach before the periodic
+# compaction folds it into a new segment.
+INDEX_DIR = Path(_env("CONTENTSTUDIO_INDEX_DIR") or DATA_DIR / "indexes").resolve()
+SEMANTIC_DELTA_MAX = _env_int("CONTENTSTUDIO_SEMANTIC_DELTA_MAX", 5000, minimum=1)
 if CHECKS_DEVICE not in {"cpu", "cuda"}:
     raise ImproperlyConfigured(f"CONTENTSTUDIO_CHECKS_DEVICE={CHECKS_DEVICE!r}: use cpu or cuda.")
 ARCHIVE_UPLOAD_MAX_BYTES = _env_int("ARCHIVE_UPLOAD_MAX_MB", 200, minimum=1) * 2**20

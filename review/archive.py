@@ -376,16 +376,19 @@ def publication_add(draft: Draft) -> int:
     publishing transaction)."""
     text = html_to_text(draft.body)
     indexes.lock(draft.project_id)
-    replaced = SourcePassage.objects.filter(draft=draft).delete()[0] > 0
+    old = SourcePassage.objects.filter(draft=draft)
+    # A correction replaces the passages: the old ones go to the removal log, which every
+    # process applies to its indexes (nothing is rebuilt); the new ones are caught up by id.
+    indexes.passages_removed(draft.project_id, indexes.passage_keys(old))
+    old.delete()
     passages = _passages(text, project_id=draft.project_id, kind=SourceKind.PUBLISHED, draft=draft)
     SourcePassage.objects.bulk_create(passages)
-    # A first publication only adds passages: the indexes catch up incrementally. A correction
-    # replaces them, and removed passages need a rebuild.
-    indexes.bump(draft.project_id, removed=replaced)
+    indexes.bump(draft.project_id)
     return len(passages)
 
 
 def publication_remove(draft: Draft) -> None:
     indexes.lock(draft.project_id)
-    if SourcePassage.objects.filter(draft=draft).delete()[0]:
-        indexes.bump(draft.project_id, removed=True)
+    passages = SourcePassage.objects.filter(draft=draft)
+    indexes.passages_removed(draft.project_id, indexes.passage_keys(passages))
+    passages.delete()

@@ -1,27 +1,46 @@
-"""The plagiarism indexes of each project, kept in step with the database.
+"""The plagiarism indexes of each project, kept in step with the database, incrementally.
 
 ``SourcePassage`` rows (archive passages, published drafts) are the truth. Each process keeps,
 per project, a lexical LSH index (in Redis when REDIS_URL is set, shared by every worker; in
-the process otherwise) and a semantic vector index (always in the process, built from the stored
-sentence vectors). ``IndexState`` says what they must contain: ``version`` moves with every
-change (a process catches up by adding rows newer than what it has), ``epoch`` moves when
-sources are removed (a process rebuilds).
+the process otherwise) and a semantic index (:class:`review.checks.vector_store.SemanticStore`:
+a memory-mapped base segment shared by every process on the host, plus a small in-process
+delta of newer sentences). ``IndexState`` says what they must contain:
+
+* ``version`` moves with every change. A process catches up by id: passages and sentences above
+  its marks are added, ``SourceRemoval`` rows above its mark are applied (``remove`` of the
+  lexical key, a tombstone in the semantic store). Nothing is rebuilt for a removal.
+* ``segment`` names the semantic base segment. Compaction (:func:`semantic_compact`) writes a
+  new one beside it and swaps the pointer; a process then builds its new store aside (open the
+  segment, read the small delta) and replaces the old object in one assignment, so a check
+  always searches a complete index, old or new.
+* ``epoch`` moves only when an index must start again from nothing (never for a removal).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import redis
 from django.conf import settings
-from django.db.models import F
+from django.db import transaction
+from django.db.models import F, Max
 
+from review.checks import vector_store
 from review.checks.plagiarism import LexicalIndex
-from review.checks.semantic import VectorIndex, from_bytes, passage_key
-from review.models import IndexState, PassageSentence, SourceKind, SourcePassage
+from review.checks.semantic import from_bytes, passage_key
+from review.checks.vector_store import SemanticStore
+from review.models import (
+    IndexState,
+    PassageSentence,
+    SourceKind,
+    SourcePassage,
+    SourceRemoval,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,76 +62,141 @@ def lock(project_id: int) -> None:
     """Take the project's turn to change its sources, until the transaction ends.
 
     Call it (or :func:`bump`) inside the transaction that changes the sources, before writing
-    any SourcePassage or PassageSentence row. Why: the indexes catch up by id ("every row
-    above the highest id I have"), so a row must never become visible below that mark. Ids
-    are handed out at insert time, and two transactions could commit in the other order;
-    holding the project's IndexState row lock from before the first insert until the commit
-    makes the writers of one project take turns, so their ids grow in commit order. (SQLite
-    serialises writers anyway; this matters on PostgreSQL.) It also lets a writer read what
-    the previous one committed (the archive's duplicate check) before it writes.
+    any SourcePassage, PassageSentence or SourceRemoval row. Why: the indexes catch up by id
+    ("every row above the highest id I have"), so a row must never become visible below that
+    mark. Ids are handed out at insert time, and two transactions could commit in the other
+    order; holding the project's IndexState row lock from before the first insert until the
+    commit makes the writers of one project take turns, so their ids grow in commit order.
+    (SQLite serialises writers anyway; this matters on PostgreSQL.) It also lets a writer read
+    what the previous one committed (the archive's duplicate check) before it writes.
     """
     IndexState.objects.get_or_create(project_id=project_id)
     list(IndexState.objects.select_for_update().filter(project_id=project_id).values_list("pk"))
 
 
-def bump(project_id: int, *, removed: bool = False) -> None:
+def bump(project_id: int) -> None:
     """Record a change of the project's sources, inside the transaction that made it (taking
     the project's turn if :func:`lock` was not called first: see there)."""
     state, _ = IndexState.objects.get_or_create(project_id=project_id)
-    updates = {"version": F("version") + 1}
-    if removed:
-        updates["epoch"] = F("epoch") + 1
-    IndexState.objects.filter(pk=state.pk).update(**updates)
+    IndexState.objects.filter(pk=state.pk).update(version=F("version") + 1)
 
 
-def _state(project_id: int) -> tuple[int, str]:
-    """(version, epoch key). The epoch key carries the state row's token, so a shared Redis
-    store built for another database (recreated, restored) never counts as built for this one."""
+def passages_removed(project_id: int, keys: list[str]) -> None:
+    """Log removed passages ("a:12", "p:7") for every process to apply, and bump the version.
+
+    Call under :func:`lock`, in the transaction that deletes the rows (before or after the
+    delete). Side effects: SourceRemoval rows; IndexState.version.
+    """
+    if not keys:
+        return
+    lock(project_id)
+    SourceRemoval.objects.bulk_create(
+        [SourceRemoval(project_id=project_id, key=key) for key in keys]
+    )
+    bump(project_id)
+
+
+def passage_keys(queryset: object) -> list[str]:
+    """The index keys of the passages of a SourcePassage queryset."""
+    return [passage_key_of(kind, pk) for pk, kind in queryset.values_list("pk", "kind")]  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class _StateRow:
+    version: int
+    epoch: str
+    segment: str
+    segment_upto: int
+    segment_removals_upto: int
+
+
+def _state(project_id: int) -> _StateRow:
+    """The project's index state. The epoch key carries the state row's token, so a shared
+    Redis store built for another database (recreated, restored) never counts as built for
+    this one."""
     row = (
         IndexState.objects.filter(project_id=project_id)
-        .values_list("version", "epoch", "token")
+        .values_list(
+            "version", "epoch", "token", "segment", "segment_upto", "segment_removals_upto"
+        )
         .first()
     )
     if row is None:
-        return 0, "new-0"
-    version, epoch, token = row
-    return version, f"{token.hex}-{epoch}"
+        return _StateRow(0, "new-0", "", 0, 0)
+    version, epoch, token, segment, upto, removals = row
+    return _StateRow(version, f"{token.hex}-{epoch}", segment, upto, removals)
+
+
+def _last_removal(project_id: int) -> int:
+    return SourceRemoval.objects.filter(project_id=project_id).aggregate(m=Max("pk"))["m"] or 0
+
+
+def _removals_after(project_id: int, mark: int) -> list[tuple[int, str]]:
+    return list(
+        SourceRemoval.objects.filter(project_id=project_id, pk__gt=mark)
+        .order_by("pk")
+        .values_list("pk", "key")
+    )
+
+
+def index_dir(project_id: int) -> Path:
+    """Where the project's semantic segments live (a volume every worker of a host shares)."""
+    return Path(settings.INDEX_DIR) / f"project-{project_id}"
 
 
 @dataclass
 class ProjectIndexes:
     project_id: int
     lexical: LexicalIndex
-    semantic: VectorIndex
+    semantic: SemanticStore
     version: int = -1
     epoch: str = ""
+    segment: str | None = None  # None: the semantic store is not opened yet
     lexical_upto: int = 0  # highest SourcePassage id in the lexical index
-    semantic_upto: int = 0  # highest PassageSentence id in the semantic index
+    lexical_removals_upto: int = 0  # highest SourceRemoval id applied to the lexical index
+    semantic_upto: int = 0  # highest PassageSentence id in the semantic store
+    semantic_removals_upto: int = 0  # highest SourceRemoval id applied to the semantic store
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self) -> None:
         """Bring both indexes up to the database's state (one query when nothing changed)."""
-        version, epoch = _state(self.project_id)
+        state = _state(self.project_id)
         with self.lock:
-            if version == self.version and epoch == self.epoch:
+            if (state.version, state.epoch, state.segment) == (
+                self.version,
+                self.epoch,
+                self.segment,
+            ):
                 return
-            if epoch != self.epoch:
-                # Sources were removed: start both indexes again.
-                self.semantic = VectorIndex(namespace=self.semantic.namespace)
-                self.semantic_upto = 0
-                self.lexical_upto = 0
-                marker = self._shared_marker()
-                if marker is None or marker[0] != epoch:
-                    self.lexical.clear()
-                    self._set_shared_marker(epoch, 0)
-            self._catch_up(epoch)
-            self.version, self.epoch = version, epoch
+            if state.epoch != self.epoch:
+                self._lexical_restart(state.epoch)
+            self._lexical_catch_up(state.epoch)
+            if state.segment != self.segment or state.epoch != self.epoch:
+                # Built aside, then swapped in one assignment: a check that took the old store
+                # finishes on it; none ever sees a half-built one.
+                self.semantic = self._semantic_open(state)
+                self.segment = state.segment
+            self._semantic_catch_up(self.semantic)
+            self.version, self.epoch = state.version, state.epoch
 
-    def _catch_up(self, epoch: str) -> None:
+    # -- lexical ----------------------------------------------------------------------------
+
+    def _lexical_restart(self, epoch: str) -> None:
+        self.lexical_upto = 0
+        # Removals before this point are already absent from the rows read next.
+        self.lexical_removals_upto = _last_removal(self.project_id)
+        marker = self._shared_marker()
+        if marker is None or marker[0] != epoch:
+            self.lexical.clear()
+            self._set_shared_marker(epoch, 0, self.lexical_removals_upto)
+
+    def _lexical_catch_up(self, epoch: str) -> None:
         marker = self._shared_marker()
         if marker is not None and marker[0] == epoch:
-            # Another worker may already have added newer passages to the shared store.
+            # Another worker may already have added newer passages to the shared store and
+            # applied newer removals.
             self.lexical_upto = max(self.lexical_upto, marker[1])
+            self.lexical_removals_upto = max(self.lexical_removals_upto, marker[2])
         rows = (
             SourcePassage.objects.filter(project_id=self.project_id, pk__gt=self.lexical_upto)
             .order_by("pk")
@@ -131,8 +215,42 @@ class ProjectIndexes:
         if batch:
             self.lexical.add_many(batch)
             self.lexical_upto = last
-        self._set_shared_marker(epoch, self.lexical_upto)
+        # Removals are read after the rows: one committed before the rows were read is absent
+        # from them, one committed since is applied here, so a passage read just before its
+        # removal never stays in the (shared) store. Removing a missing key is a no-op.
+        for pk, key in _removals_after(self.project_id, self.lexical_removals_upto):
+            self.lexical.remove(key)
+            self.lexical_removals_upto = pk
+        self._set_shared_marker(epoch, self.lexical_upto, self.lexical_removals_upto)
 
+    # -- semantic ---------------------------------------------------------------------------
+
+    def _semantic_open(self, state: _StateRow) -> SemanticStore:
+        namespace = f"project-{self.project_id}"
+        base = None
+        if state.segment:
+            try:
+                base = vector_store.open_segment(index_dir(self.project_id), state.segment)
+            except (OSError, ValueError) as exc:
+                logger.warning("semantic segment %s unreadable: %s", state.segment, exc)
+            if base is None:
+                # Not on this host's volume: hold every sentence in this process instead.
+                logger.warning(
+                    "semantic segment %s of project %s not found under %s; indexing in process",
+                    state.segment,
+                    self.project_id,
+                    index_dir(self.project_id),
+                )
+        store = SemanticStore(base=base, namespace=namespace)
+        if base is not None:
+            self.semantic_upto = state.segment_upto
+            self.semantic_removals_upto = state.segment_removals_upto
+        else:
+            self.semantic_upto = 0
+            self.semantic_removals_upto = _last_removal(self.project_id)
+        return store
+
+    def _semantic_catch_up(self, store: SemanticStore) -> None:
         sentences = (
             PassageSentence.objects.filter(
                 passage__project_id=self.project_id, pk__gt=self.semantic_upto
@@ -148,32 +266,136 @@ class ProjectIndexes:
             vectors.append(from_bytes(bytes(vector)))
             last = pk
             if len(keys) >= _BATCH:
-                self.semantic.add(keys, np.stack(vectors))
+                store.add(keys, np.stack(vectors))
                 self.semantic_upto, keys, vectors = last, [], []
         if keys:
-            self.semantic.add(keys, np.stack(vectors))
+            store.add(keys, np.stack(vectors))
             self.semantic_upto = last
+        # After the rows, as for the lexical index (see there).
+        for pk, key in _removals_after(self.project_id, self.semantic_removals_upto):
+            store.remove_item(key)
+            self.semantic_removals_upto = pk
 
     # With Redis the lexical store is shared by every worker: a marker next to it records
-    # which epoch it holds and up to which passage.
+    # which epoch it holds, up to which passage, and up to which removal.
     def _marker_key(self) -> str:
         return f"contentstudio:plagiarism:{self.lexical.namespace}:{self.lexical.fingerprint}:built"
 
-    def _shared_marker(self) -> tuple[str, int] | None:
+    def _shared_marker(self) -> tuple[str, int, int] | None:
         if not settings.REDIS_URL:
             return None
         raw = _redis().get(self._marker_key())
         if not raw:
             return None
-        epoch, _, upto = raw.decode().rpartition("|")
-        return (epoch, int(upto)) if upto.isdigit() else None
+        parts = raw.decode().split("|")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            return None  # an older format: treated as not built
+        return parts[0], int(parts[1]), int(parts[2])
 
-    def _set_shared_marker(self, epoch: str, upto: int) -> None:
+    def _set_shared_marker(self, epoch: str, upto: int, removals: int) -> None:
         if not settings.REDIS_URL:
             return
         marker = self._shared_marker()
-        if marker is None or marker[0] != epoch or marker[1] < upto:
-            _redis().set(self._marker_key(), f"{epoch}|{upto}")
+        if marker is None or marker[0] != epoch or (marker[1], marker[2]) < (upto, removals):
+            _redis().set(
+                self._marker_key(),
+                f"{epoch}|{max(upto, marker[1] if marker and marker[0] == epoch else 0)}|"
+                f"{max(removals, marker[2] if marker and marker[0] == epoch else 0)}",
+            )
+
+
+def semantic_delta_size(project_id: int) -> tuple[int, int]:
+    """(sentences stored after the base segment, removals logged after it)."""
+    state = _state(project_id)
+    sentences = PassageSentence.objects.filter(
+        passage__project_id=project_id, pk__gt=state.segment_upto
+    ).count()
+    removals = SourceRemoval.objects.filter(
+        project_id=project_id, pk__gt=state.segment_removals_upto
+    ).count()
+    return sentences, removals
+
+
+def semantic_compact(*, project_id: int, force: bool = False) -> str | None:
+    """Fold the semantic delta and tombstones into a new base segment, written beside the live
+    one, then swap ``IndexState.segment``; returns the new segment's name, or None when there
+    was nothing worth doing, passages are still waiting to be embedded, or another run holds the
+    project's embedding lease.
+
+    Without ``force`` it runs only when the delta reached ``settings.SEMANTIC_DELTA_MAX``
+    sentences (or a tenth of that in removals). Runs under the embedding lease (renewed while it
+    writes), so one project compacts once at a time and never while its chain embeds. The swap
+    is a conditional UPDATE on the segment it replaced: a concurrent swap wins, this one's files
+    are deleted. Side effects: files under ``index_dir(project_id)`` (old segments removed,
+    bar the one just replaced: processes that have not refreshed yet may still open it);
+    IndexState.segment*, version.
+    """
+    from review.services import embedding
+
+    pending = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True)
+    if not force and pending.exists():
+        return None
+    sentences, removals = semantic_delta_size(project_id)
+    limit = settings.SEMANTIC_DELTA_MAX
+    if not force and sentences < limit and removals < max(1, limit // 10):
+        return None
+    owner = f"compact-{uuid.uuid4().hex}"
+    if not embedding.embed_lease_take(project_id=project_id, owner=owner):
+        return None
+    directory = index_dir(project_id)
+    try:
+        previous = _state(project_id).segment
+        # Removals first, then the rows (see ProjectIndexes._lexical_catch_up): a passage
+        # removed after this mark may still be in the segment, and is a tombstone there.
+        removals_upto = _last_removal(project_id)
+        upto = (
+            PassageSentence.objects.filter(passage__project_id=project_id).aggregate(m=Max("pk"))[
+                "m"
+            ]
+            or 0
+        )
+        rows = (
+            PassageSentence.objects.filter(passage__project_id=project_id, pk__lte=upto)
+            .order_by("passage_id", "number")
+            .values_list("passage_id", "passage__kind", "number", "vector")
+        )
+        name = vector_store.new_segment_name(upto)
+
+        def renew() -> None:
+            embedding.embed_lease_renew(project_id=project_id, owner=owner)
+
+        vector_store.write_segment(
+            directory,
+            name,
+            (
+                vector_store.SegmentRow(
+                    pid, "a" if kind == SourceKind.ARCHIVE else "p", number, bytes(vector)
+                )
+                for pid, kind, number, vector in rows.iterator(chunk_size=_BATCH)
+            ),
+            meta={
+                "project": project_id,
+                "upto": upto,
+                "removals_upto": removals_upto,
+                "model": settings.EMBEDDING_MODEL_PATH or "all-MiniLM-L6-v2",
+            },
+            on_block=renew,
+        )
+        with transaction.atomic():
+            swapped = IndexState.objects.filter(project_id=project_id, segment=previous).update(
+                segment=name,
+                segment_upto=upto,
+                segment_removals_upto=removals_upto,
+                version=F("version") + 1,
+            )
+        if swapped != 1:
+            vector_store.remove_old_segments(directory, keep={previous})
+            return None
+        vector_store.remove_old_segments(directory, keep={name, previous})
+        logger.info("project %s: semantic segment %s (%s sentences)", project_id, name, upto)
+        return name
+    finally:
+        embedding.embed_lease_release(project_id=project_id, owner=owner)
 
 
 def _redis() -> redis.Redis:
@@ -193,7 +415,7 @@ def indexes_for(project_id: int) -> ProjectIndexes:
             indexes = ProjectIndexes(
                 project_id=project_id,
                 lexical=LexicalIndex(namespace, redis_url=settings.REDIS_URL or None),
-                semantic=VectorIndex(namespace=namespace),
+                semantic=SemanticStore(namespace=namespace),
             )
             _registry[project_id] = indexes
     indexes.refresh()

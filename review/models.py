@@ -173,8 +173,11 @@ class PassageSentence(models.Model):
 
 class IndexState(models.Model):
     """What the plagiarism indexes of a project must contain. Processes compare these numbers
-    with what they built: ``epoch`` changes when sources are removed (rebuild), ``version`` with
-    every change (catch up on new passages)."""
+    with what they built: ``version`` moves with every change (catch up on new passages and on
+    new ``SourceRemoval`` rows), ``epoch`` only when an index must start again from nothing
+    (never for a removal: removals are applied one by one). ``segment`` names the shared,
+    immutable base of the semantic index (a folder under DATA_DIR/indexes/project-<id>/);
+    a rebuild writes a new one beside it and swaps this pointer."""
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="index_state")
     # Names this database's index: a shared (Redis) index built for another database that had
@@ -192,9 +195,33 @@ class IndexState(models.Model):
     embed_lease_until = models.DateTimeField(null=True, blank=True)
     # When the one message waiting for a held lease comes back (at most one waits).
     embed_retry_at = models.DateTimeField(null=True, blank=True)
+    # The semantic base segment every process maps ("" = none yet: the in-process delta holds
+    # every sentence). It holds the sentences with ids up to ``segment_upto`` that existed when
+    # it was built, after the removals up to ``segment_removals_upto``; later sentences form
+    # each process's small delta, later removals its tombstones.
+    segment = models.CharField(max_length=100, blank=True)
+    segment_upto = models.PositiveBigIntegerField(default=0)
+    segment_removals_upto = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"Index state of project {self.project_id}: v{self.version} e{self.epoch}"
+
+
+class SourceRemoval(models.Model):
+    """A source passage that left the indexes (archive document deleted, publication withdrawn
+    or corrected). Every process applies the rows above its own mark to its indexes, instead of
+    rebuilding them. Written under :func:`review.indexes.lock`, so ids grow in commit order."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # The index key of the passage: "a:<SourcePassage id>" or "p:<SourcePassage id>".
+    key = models.CharField(max_length=40)
+    removed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "id"])]
+
+    def __str__(self) -> str:
+        return f"Removal of {self.key} from project {self.project_id}"
 
 
 # --- Policy -------------------------------------------------------------------------------------

@@ -46,6 +46,22 @@ def passages_embed_sweep() -> None:
     embedding.embed_resume_all()
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def semantic_compact(project_id: int) -> None:
+    # Builds the new segment beside the live one and swaps; a duplicate message finds the lease
+    # taken or the delta already folded, and does nothing.
+    from review import indexes
+
+    indexes.semantic_compact(project_id=project_id)
+
+
+@shared_task(ignore_result=True)
+def semantic_compact_sweep() -> None:
+    # Periodic (CELERY_BEAT_SCHEDULE): a delta grown by publications (no embedding chain end
+    # to notice it) or left by a dead worker is folded within one period.
+    embedding.compact_sweep()
+
+
 @worker_ready.connect
 def _resume_pending(**kwargs: object) -> None:
     # Messages do not outlive the in-memory broker (embedded studio) and may be lost with a

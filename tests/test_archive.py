@@ -28,6 +28,7 @@ from review.models import (
     IndexState,
     PassageSentence,
     SourcePassage,
+    SourceRemoval,
 )
 from tests.conftest import wait_for
 from tests.factories import (
@@ -559,7 +560,7 @@ def test_non_members_get_404_from_every_archive_page(cast: dict) -> None:
 # --- Deleting, publishing, and the indexes following the database ------------------------------
 
 
-def test_a_deleted_document_bumps_the_epoch_and_no_longer_matches(
+def test_a_deleted_document_is_logged_as_removed_and_no_longer_matches(
     cast: dict, hold_queue: list
 ) -> None:
     project = cast["newsroom"]
@@ -569,11 +570,18 @@ def test_a_deleted_document_bumps_the_epoch_and_no_longer_matches(
     assert draft.status == DraftStatus.HELD and lexical_best(draft) == 100.0
     epoch = IndexState.objects.get(project=project).epoch
     harbour = ArchiveDocument.objects.get(title=doc(HARBOUR)["title"])
+    harbour_passages = list(
+        SourcePassage.objects.filter(document=harbour).values_list("pk", flat=True)
+    )
     # when an admin removes it from the archive
     response = logged_in(cast["alice"]).post(f"/p/newsroom/archive/{harbour.pk}/delete/")
     assert response.status_code == 302
     assert not SourcePassage.objects.filter(document_id=harbour.pk).exists()
-    assert IndexState.objects.get(project=project).epoch == epoch + 1
+    # logged for every process to apply; nothing is rebuilt (the epoch stays)
+    assert IndexState.objects.get(project=project).epoch == epoch
+    assert list(SourceRemoval.objects.filter(project=project).values_list("key", flat=True)) == [
+        f"a:{pk}" for pk in harbour_passages
+    ]
     # then the same draft, checked again, copies nothing
     services.draft_checks_rerun(draft=draft, user=cast["bob"])
     draft = check_held(draft, hold_queue)
@@ -581,7 +589,7 @@ def test_a_deleted_document_bumps_the_epoch_and_no_longer_matches(
     newest = draft.checks.get(kind="semantic", draft_version=draft.version - 1)
     assert newest.scores["paraphrased_sentences"] == 0
     assert draft.status == DraftStatus.AWAITING_REVIEW
-    # and the index was rebuilt with the other documents
+    # and the index holds the other documents
     assert len(indexes.indexes_for(project.pk).lexical) == len(ARCHIVE) - 1
 
 
@@ -607,7 +615,8 @@ def test_an_unpublished_draft_stops_being_a_source(cast: dict, hold_queue: list)
     epoch = IndexState.objects.get(project=project).epoch
     draft_transition(draft=published, action="unpublish", user=bob)
     assert not SourcePassage.objects.filter(draft=published).exists()
-    assert IndexState.objects.get(project=project).epoch == epoch + 1
+    assert IndexState.objects.get(project=project).epoch == epoch  # no rebuild
+    assert SourceRemoval.objects.filter(project=project, key=f"p:{passages[0].pk}").exists()
     assert lexical_best(check(make_draft(project, bob, UNRELATED), hold_queue)) == 0.0
 
 

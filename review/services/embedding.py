@@ -109,6 +109,17 @@ def embed_lease_take(*, project_id: int, owner: str, lease_s: float | None = Non
     return taken == 1
 
 
+def embed_lease_renew(*, project_id: int, owner: str, lease_s: float | None = None) -> bool:
+    """Extend the lease while still ours (a long compaction renews it as it writes)."""
+    until = timezone.now() + timedelta(seconds=lease_s or settings.EMBED_LEASE_S)
+    return (
+        IndexState.objects.filter(project_id=project_id, embed_owner=owner).update(
+            embed_lease_until=until
+        )
+        == 1
+    )
+
+
 def embed_lease_release(*, project_id: int, owner: str) -> None:
     """Give the lease back (only if still ours: an expired one may have been taken over)."""
     IndexState.objects.filter(project_id=project_id, embed_owner=owner).update(
@@ -160,7 +171,27 @@ def embed_chain_step(*, project_id: int) -> ChainStep:
         embed_lease_release(project_id=project_id, owner=owner)
     if left == 0:
         checks_rerun_after_indexing(project_id=project_id)
+        compact_enqueue(project_id=project_id)
     return ChainStep(again=left > 0, left=left)
+
+
+def compact_enqueue(*, project_id: int) -> bool:
+    """Queue a compaction of the semantic index when its delta has grown past the limit."""
+    from review import tasks
+
+    sentences, removals = indexes.semantic_delta_size(project_id)
+    limit = settings.SEMANTIC_DELTA_MAX
+    if sentences < limit and removals < max(1, limit // 10):
+        return False
+    transaction.on_commit(lambda: tasks.semantic_compact.delay(project_id))
+    return True
+
+
+def compact_sweep() -> int:
+    """Periodic: queue compactions of every project whose delta is over the limit (a chain that
+    ended in a dead worker never queued its own); returns how many were queued."""
+    project_ids = set(IndexState.objects.values_list("project_id", flat=True))
+    return sum(compact_enqueue(project_id=pid) for pid in sorted(project_ids))
 
 
 def checks_rerun_after_indexing(*, project_id: int) -> int:

@@ -22,6 +22,7 @@ from review.models import (
     ImportFormat,
     ImportRun,
     ImportStatus,
+    SourcePassage,
 )
 from review.services.embedding import embed_enqueue
 
@@ -160,5 +161,8 @@ def document_delete(*, document: ArchiveDocument, user: AbstractBaseUser) -> Non
     require_role(user=user, project=document.project, minimum=Role.ADMIN)
     with transaction.atomic():
         project_id = document.project_id
+        indexes.lock(project_id)
+        indexes.passages_removed(
+            project_id, indexes.passage_keys(SourcePassage.objects.filter(document=document))
+        )
         document.delete()
-        indexes.bump(project_id, removed=True)
