@@ -45,9 +45,9 @@ from review.checks import semantic
 from review.checks.semantic import EMBEDDING_DIM, VectorIndex, split_key
 
 FORMAT_VERSION = 1
-# Rows scored per torch op: the (queries x rows) bf16 score block stays at most 64 x 131072 x 2
-# bytes (16 MB), whatever the archive size.
-_ROW_CHUNK = 131_072
+# Rows scored per torch op: the (queries x rows) bf16 score block stays at most 64 x 32768 x 2
+# bytes (4 MB), whatever the archive size; the matmul's own scratch (packed rows) stays as small.
+_ROW_CHUNK = 32_768
 _KINDS = {"a": ord("a"), "p": ord("p")}
 
 
