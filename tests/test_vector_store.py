@@ -234,3 +234,129 @@ def test_a_check_during_a_rebuild_always_searches_a_complete_index(
     assert all(size == expected for size, _, _, _ in seen), {s for s, *_ in seen}
     assert all(hit == key and score > 0.99 for _, _, hit, score in seen)
     assert seen[-1][1] == names[-1]
+
+
+# --- Two real worker processes on the shared store (PostgreSQL + Redis) -------------------------
+
+
+def _mapping(pid: int, path: Path) -> dict[str, int]:
+    """The /proc/<pid>/smaps fields (kB) of the process's mapping of ``path`` ({} if unmapped)."""
+    fields: dict[str, int] = {}
+    inside = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = line.rstrip().endswith(str(path))
+            continue
+        if inside and len(head) >= 2 and head[0].endswith(":") and head[1].isdigit():
+            fields[head[0][:-1]] = fields.get(head[0][:-1], 0) + int(head[1])
+    return fields
+
+
+def _app(broker: str, prefix: str) -> Any:
+    from celery import Celery
+
+    app = Celery("store-test", broker=broker, set_as_current=False)
+    app.conf.broker_transport_options = {"global_keyprefix": prefix}
+    return app
+
+
+def _send(task: str, args: list[int], *, broker: str, prefix: str) -> None:
+    app = _app(broker, prefix)
+    with app.connection_for_write() as conn:
+        app.send_task(task, args=args, queue="review", connection=conn)
+
+
+def _ready(broker: str, prefix: str, name: str) -> bool:
+    return bool(_app(broker, prefix).control.ping(destination=[name], timeout=1.0))
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("REDIS_URL")
+    or not __import__("os").environ.get("DATABASE_URL"),
+    reason="needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL)",
+)
+def test_two_worker_processes_check_drafts_against_one_mapped_store(
+    transactional_db: None, cast: dict, index_dir: Path, tmp_path: Path
+) -> None:
+    import uuid
+
+    from generation.models import Draft
+    from review.lifecycle import DraftStatus
+    from review.models import CheckResult, CheckRun
+    from tests import processes
+    from tests.conftest import wait_for
+    from tests.factories import make_draft
+
+    # given: an archive folded into a base segment, then one more document imported after it
+    project = cast["newsroom"]
+    make_archive(project, [d for i, d in enumerate(ARCHIVE) if i != LIBRARY])
+    name = indexes.semantic_compact(project_id=project.pk, force=True)
+    make_archive(project, [doc(LIBRARY)])
+    vectors = index_dir / f"project-{project.pk}" / name / "vectors.bf16"
+    broker = processes.side_redis_url()
+    processes.purge(broker)
+    env = processes.required_settings(
+        {
+            **processes.db_env(),
+            "REDIS_URL": broker,
+            "CONTENTSTUDIO_INDEX_DIR": str(index_dir),
+            # the sweep must not hand one worker's draft to the other
+            "CONTENTSTUDIO_CHECKS_START_GRACE": "3600",
+        }
+    )
+    # two workers, each on its own queues, so each checks one draft for sure
+    prefixes = {name: f"store-{uuid.uuid4().hex[:6]}-{name}:" for name in ("a", "b")}
+    workers = {
+        name: processes.start_worker(
+            name=f"store-{name}@host",
+            env={**env, "CONTENTSTUDIO_BROKER_PREFIX": prefix},
+            log=tmp_path / "workers.log",
+        )
+        for name, prefix in prefixes.items()
+    }
+    try:
+        # (both started: a worker's start re-sends every draft it finds checking)
+        for name, prefix in prefixes.items():
+            assert wait_for(
+                lambda p=prefix, n=name: _ready(broker, p, f"store-{n}@host"), timeout=180
+            )
+        # when: a draft copying an archived document (in the base) goes to worker a, and one
+        # copying the document imported since (in the delta) to worker b
+        drafts = {
+            "a": make_draft(project, cast["bob"], doc(HARBOUR)["text"], status="checking"),
+            "b": make_draft(project, cast["bob"], doc(LIBRARY)["text"], status="checking"),
+        }
+        for name, draft in drafts.items():
+            _send(
+                "review.tasks.draft_check",
+                [draft.pk, draft.version],
+                broker=broker,
+                prefix=prefixes[name],
+            )
+        assert wait_for(
+            lambda: (
+                not Draft.objects.filter(
+                    pk__in=[d.pk for d in drafts.values()], status=DraftStatus.CHECKING
+                ).exists()
+            ),
+            timeout=240,
+            interval=0.5,
+        ), (tmp_path / "workers.log").read_text()[-3000:]
+        # then: each worker checked its draft and found the copied sentences
+        for name, draft in drafts.items():
+            assert CheckRun.objects.get(draft=draft).worker == f"store-{name}@host"
+            result = CheckResult.objects.get(draft=draft, kind="semantic")
+            assert result.status == "ok" and result.scores["paraphrased_sentences"] >= 3
+            assert result.scores["indexed_sentences"] == PassageSentence.objects.count()
+        # and both map the one segment file, not a copy each: its pages are shared, clean, and
+        # counted once across the workers (Pss sums to one Rss), nothing private was written
+        maps = [_mapping(proc.pid, vectors) for proc in workers.values()]
+        assert all(m.get("Rss", 0) > 0 for m in maps), maps
+        assert all(m.get("Private_Dirty", 0) == 0 and m.get("Anonymous", 0) == 0 for m in maps)
+        assert all(m.get("Shared_Clean", 0) > 0 for m in maps), maps
+        assert sum(m["Pss"] for m in maps) <= max(m["Rss"] for m in maps) + 1
+    finally:
+        for proc in workers.values():
+            processes.stop(proc)
+        processes.purge(broker)
