@@ -303,9 +303,10 @@ def part_b() -> None:
         elapsed = time.perf_counter() - started
         draft = Draft.objects.get(pk=draft.pk)
         lexical = draft.checks.get(kind="lexical").scores.get("max_similarity")
+        parts = {c.kind: (c.timings or {}).get("total_ms") for c in draft.checks.all()}
         log(
             f"{label}: checked in {elapsed:.2f} s ({draft.status}, lexical {lexical}) with "
-            f"{done:,} of {total:,} passages embedded"
+            f"{done:,} of {total:,} passages embedded; ms per check {parts}"
         )
         return elapsed
 

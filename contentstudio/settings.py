@@ -324,6 +324,9 @@ if EMBED_BATCH < 1 or not 0 < EMBED_LEASE_S < 86400:
 # compaction folds it into a new segment.
 INDEX_DIR = Path(_env("CONTENTSTUDIO_INDEX_DIR") or DATA_DIR / "indexes").resolve()
 SEMANTIC_DELTA_MAX = _env_int("CONTENTSTUDIO_SEMANTIC_DELTA_MAX", 5000, minimum=1)
+# New passages a check hashes into the lexical index itself while an import is being indexed
+# (the embedding chain hashes the rest between its batches).
+LEXICAL_CHECK_BUDGET = _env_int("CONTENTSTUDIO_LEXICAL_CHECK_BUDGET", 1000, minimum=1)
 if CHECKS_DEVICE not in {"cpu", "cuda"}:
     raise ImproperlyConfigured(f"CONTENTSTUDIO_CHECKS_DEVICE={CHECKS_DEVICE!r}: use cpu or cuda.")
 ARCHIVE_UPLOAD_MAX_BYTES = _env_int("ARCHIVE_UPLOAD_MAX_MB", 200, minimum=1) * 2**20

@@ -158,8 +158,17 @@ class ProjectIndexes:
     semantic_removals_upto: int = 0  # highest SourceRemoval id applied to the semantic store
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def refresh(self) -> None:
-        """Bring both indexes up to the database's state (one query when nothing changed)."""
+    def refresh(self, *, lexical_budget: int | None = None) -> bool:
+        """Bring both indexes up to the database's state (one query when nothing changed);
+        True when they are up to date.
+
+        ``lexical_budget`` caps how many new passages this call hashes into the lexical index
+        (a 20k-document import is about 25k passages, a minute of MinHash on a busy core): a
+        check passes it so that it never pays for a whole import; the embedding chain catches
+        up in its own steps, and a check that ran meanwhile is re-run when indexing finishes.
+        An unfinished catch-up returns False and leaves the version unrecorded, so the next
+        call goes on from the last stored passage.
+        """
         state = _state(self.project_id)
         with self.lock:
             if (state.version, state.epoch, state.segment) == (
@@ -167,17 +176,20 @@ class ProjectIndexes:
                 self.epoch,
                 self.segment,
             ):
-                return
+                return True
             if state.epoch != self.epoch:
                 self._lexical_restart(state.epoch)
-            self._lexical_catch_up(state.epoch)
+            complete = self._lexical_catch_up(state.epoch, budget=lexical_budget)
             if state.segment != self.segment or state.epoch != self.epoch:
                 # Built aside, then swapped in one assignment: a check that took the old store
                 # finishes on it; none ever sees a half-built one.
                 self.semantic = self._semantic_open(state)
                 self.segment = state.segment
             self._semantic_catch_up(self.semantic)
-            self.version, self.epoch = state.version, state.epoch
+            self.epoch = state.epoch
+            if complete:
+                self.version = state.version
+            return complete
 
     # -- lexical ----------------------------------------------------------------------------
 
@@ -190,7 +202,7 @@ class ProjectIndexes:
             self.lexical.clear()
             self._set_shared_marker(epoch, 0, self.lexical_removals_upto)
 
-    def _lexical_catch_up(self, epoch: str) -> None:
+    def _lexical_catch_up(self, epoch: str, *, budget: int | None = None) -> bool:
         marker = self._shared_marker()
         if marker is not None and marker[0] == epoch:
             # Another worker may already have added newer passages to the shared store and
@@ -202,11 +214,18 @@ class ProjectIndexes:
             .order_by("pk")
             .values_list("pk", "kind", "text")
         )
+        complete = True
+        if budget is not None:
+            # One row past the budget says whether more are left.
+            rows = rows[: budget + 1]
         # The marks move only once a batch is stored: when a write fails (Redis unreachable),
         # the next refresh starts again from the last stored row instead of skipping the batch.
         batch: list[tuple[str, str]] = []
         last = self.lexical_upto
-        for pk, kind, text in rows.iterator(chunk_size=_BATCH):
+        for count, (pk, kind, text) in enumerate(rows.iterator(chunk_size=_BATCH)):
+            if budget is not None and count >= budget:
+                complete = False
+                break
             batch.append((passage_key_of(kind, pk), text))
             last = pk
             if len(batch) >= _BATCH:
@@ -222,6 +241,7 @@ class ProjectIndexes:
             self.lexical.remove(key)
             self.lexical_removals_upto = pk
         self._set_shared_marker(epoch, self.lexical_upto, self.lexical_removals_upto)
+        return complete
 
     # -- semantic ---------------------------------------------------------------------------
 
@@ -406,8 +426,9 @@ _registry: dict[int, ProjectIndexes] = {}
 _registry_lock = threading.Lock()
 
 
-def indexes_for(project_id: int) -> ProjectIndexes:
-    """The project's indexes in this process, brought up to date."""
+def indexes_for(project_id: int, *, lexical_budget: int | None = None) -> ProjectIndexes:
+    """The project's indexes in this process, brought up to date (the lexical one by at most
+    ``lexical_budget`` new passages: see :meth:`ProjectIndexes.refresh`)."""
     with _registry_lock:
         indexes = _registry.get(project_id)
         if indexes is None:
@@ -418,8 +439,39 @@ def indexes_for(project_id: int) -> ProjectIndexes:
                 semantic=SemanticStore(namespace=namespace),
             )
             _registry[project_id] = indexes
-    indexes.refresh()
+    indexes.refresh(lexical_budget=lexical_budget)
     return indexes
+
+
+def indexes_for_check(project_id: int) -> tuple[ProjectIndexes, int]:
+    """The indexes for a draft's check, and how many passages the lexical one still lacks.
+
+    While passages wait to be embedded (an import is being indexed), the check hashes at most
+    ``settings.LEXICAL_CHECK_BUDGET`` new passages itself, so it returns within seconds; the
+    embedding chain catches up the rest (``catch_up``). A check that ran behind says so and
+    is re-run when indexing finishes. With nothing waiting, the catch-up is complete.
+    """
+    pending = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True)
+    budget = settings.LEXICAL_CHECK_BUDGET if pending.exists() else None
+    project_indexes = indexes_for(project_id, lexical_budget=budget)
+    behind = (
+        0
+        if budget is None
+        else SourcePassage.objects.filter(
+            project_id=project_id, pk__gt=project_indexes.lexical_upto
+        ).count()
+    )
+    return project_indexes, behind
+
+
+def catch_up(project_id: int) -> None:
+    """Bring this process's indexes of the project up to date in steps of
+    ``LEXICAL_CHECK_BUDGET`` passages, letting checks in between (the embedding chain calls it
+    after each batch, so an import's passages are hashed off the checks' path)."""
+    budget = settings.LEXICAL_CHECK_BUDGET
+    project_indexes = indexes_for(project_id, lexical_budget=budget)
+    while not project_indexes.refresh(lexical_budget=budget):
+        pass
 
 
 def forget_all() -> None:

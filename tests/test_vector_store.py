@@ -360,3 +360,41 @@ def test_two_worker_processes_check_drafts_against_one_mapped_store(
         for proc in workers.values():
             processes.stop(proc)
         processes.purge(broker)
+
+
+def test_a_check_during_an_import_hashes_at_most_its_budget_says_so_and_runs_again(
+    cast: dict, hold_queue: list, settings: Any, index_dir: Path
+) -> None:
+    from generation.models import Draft
+    from review import tasks
+    from review.models import CheckResult
+    from review.services import embedding, pipeline
+    from tests.factories import make_draft
+
+    # given: an import whose passages are not indexed yet, more than a check hashes itself
+    settings.LEXICAL_CHECK_BUDGET = 2
+    project = cast["newsroom"]
+    make_archive(project, embed=False)
+    total = SourcePassage.objects.filter(project=project).count()
+    assert total > 2
+    draft = make_draft(project, cast["bob"], doc(LIBRARY)["text"], status="checking")
+    # when: a draft is checked meanwhile
+    pipeline.draft_checks_run(draft_id=draft.pk, version=draft.version, worker="t")
+    # then: its lexical check covered two passages, says so, and counts as not run
+    lexical = CheckResult.objects.get(draft=draft, kind="lexical")
+    assert lexical.status == "not_run" and lexical.details["partial"] is True
+    assert lexical.scores["indexed_passages"] == 2
+    assert f"(2 of {total} passages indexed so far)" in lexical.reason
+    assert Draft.objects.get(pk=draft.pk).status == "held"
+    # when: the embedding chain runs to the end (it hashes the rest between its batches)
+    hold_queue.clear()
+    while embedding.embed_chain_step(project_id=project.pk).again:
+        pass
+    assert len(indexes.indexes_for(project.pk, lexical_budget=1).lexical) == total
+    for item in list(hold_queue):
+        if isinstance(item, tuple) and len(item) == 2:
+            tasks.draft_check(*item)
+    # then: the draft was checked again, against the whole archive
+    rerun = CheckResult.objects.filter(draft=draft, kind="lexical").latest("draft_version")
+    assert rerun.status == "ok" and rerun.scores["max_similarity"] == 100.0
+    assert rerun.scores["indexed_passages"] == total

@@ -191,7 +191,7 @@ def _source_word_counts(source_ids: set[str]) -> dict[str, int]:
 
 def run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     started = time.perf_counter()
-    project_indexes = indexes.indexes_for(draft.project_id)
+    project_indexes, behind = indexes.indexes_for_check(draft.project_id)
     fetched: dict[str, dict[str, Any]] = {}
 
     def fetch(keys: list[str]) -> dict[str, str]:
@@ -253,6 +253,7 @@ def run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         },
         "spans": spans,
         "details": {
+            "partial": bool(behind),
             "matches": detailed,
             "sources": [
                 {
@@ -266,6 +267,23 @@ def run_lexical(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             ],
         },
         "timings": {"total_ms": round((time.perf_counter() - started) * 1000, 1)},
+        **_lexical_partial(behind, len(project_indexes.lexical)),
+    }
+
+
+def _lexical_partial(behind: int, indexed: int) -> dict[str, Any]:
+    """While an import is being indexed the check may run ahead of the lexical index: not a
+    pass (the policy counts it as not run) and re-run when indexing finishes."""
+    if not behind:
+        return {}
+    total = indexed + behind
+    return {
+        "status": CheckStatus.NOT_RUN,
+        "reason": (
+            f"The lexical check covered {indexed / total:.0%} of the archive ({indexed:,} of "
+            f"{total:,} passages indexed so far); it runs again by itself when indexing "
+            "finishes."
+        ),
     }
 
 
@@ -280,7 +298,7 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "engine": semantic.ENGINE,
             "engine_version": semantic.ENGINE_VERSION,
         }
-    project_indexes = indexes.indexes_for(draft.project_id)
+    project_indexes, _ = indexes.indexes_for_check(draft.project_id)
     threshold = min(semantic.DEFAULT_THRESHOLD, rules.semantic_threshold)
     result = semantic.check_semantic(
         text, embedder=embedder, index=project_indexes.semantic, threshold=threshold

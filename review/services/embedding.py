@@ -169,6 +169,9 @@ def embed_chain_step(*, project_id: int) -> ChainStep:
         left = passages_embed(project_id=project_id)
     finally:
         embed_lease_release(project_id=project_id, owner=owner)
+    # Hash the import's new passages into the lexical index here, off the checks' path (with
+    # Redis the store is shared, so every worker's checks find them there).
+    indexes.catch_up(project_id)
     if left == 0:
         checks_rerun_after_indexing(project_id=project_id)
         compact_enqueue(project_id=project_id)
@@ -209,18 +212,19 @@ def checks_rerun_after_indexing(*, project_id: int) -> int:
     candidates = Draft.objects.filter(
         project_id=project_id,
         status=DraftStatus.HELD,
-        checks__kind="semantic",
+        checks__kind__in=["semantic", "lexical"],
         checks__details__partial=True,
     ).distinct()
     count = 0
     for draft in candidates:
-        newest = (
-            CheckResult.objects.filter(draft=draft, kind="semantic")
+        newest = [
+            CheckResult.objects.filter(draft=draft, kind=kind)
             .order_by("-draft_version")
             .values_list("details__partial", flat=True)
             .first()
-        )
-        if not newest:
+            for kind in ("semantic", "lexical")
+        ]
+        if not any(newest):
             continue  # checked again since, against the whole archive
         try:
             draft_checks_start(draft=draft)
