@@ -181,11 +181,16 @@ class ProjectIndexes:
                 self._lexical_restart(state.epoch)
             complete = self._lexical_catch_up(state.epoch, budget=lexical_budget)
             if state.segment != self.segment or state.epoch != self.epoch:
-                # Built aside, then swapped in one assignment: a check that took the old store
-                # finishes on it; none ever sees a half-built one.
-                self.semantic = self._semantic_open(state)
-                self.segment = state.segment
-            self._semantic_catch_up(self.semantic)
+                # Built aside (opened and caught up), then swapped in one assignment: a check
+                # that took the old store finishes on it; none ever sees a half-built one.
+                store, segment, upto, removals = self._semantic_open(state)
+                upto, removals = self._semantic_catch_up(store, upto, removals)
+                self.semantic, self.segment = store, segment
+                self.semantic_upto, self.semantic_removals_upto = upto, removals
+            else:
+                self.semantic_upto, self.semantic_removals_upto = self._semantic_catch_up(
+                    self.semantic, self.semantic_upto, self.semantic_removals_upto
+                )
             self.epoch = state.epoch
             if complete:
                 self.version = state.version
@@ -245,56 +250,66 @@ class ProjectIndexes:
 
     # -- semantic ---------------------------------------------------------------------------
 
-    def _semantic_open(self, state: _StateRow) -> SemanticStore:
+    def _semantic_open(self, state: _StateRow) -> tuple[SemanticStore, str, int, int]:
+        """A new store on the state's segment (or on none): (store, segment, sentence mark,
+        removal mark). Changes nothing in ``self``: the caller catches it up, then swaps."""
         namespace = f"project-{self.project_id}"
         base = None
-        if state.segment:
+        for _attempt in range(2):
+            if not state.segment:
+                break
             try:
                 base = vector_store.open_segment(index_dir(self.project_id), state.segment)
             except (OSError, ValueError) as exc:
                 logger.warning("semantic segment %s unreadable: %s", state.segment, exc)
-            if base is None:
-                # Not on this host's volume: hold every sentence in this process instead.
-                logger.warning(
-                    "semantic segment %s of project %s not found under %s; indexing in process",
-                    state.segment,
-                    self.project_id,
-                    index_dir(self.project_id),
-                )
+            if base is not None:
+                break
+            # Replaced and deleted between reading the pointer and opening it: read it again.
+            fresh = _state(self.project_id)
+            if fresh.segment == state.segment:
+                break
+            state = fresh
+        if state.segment and base is None:
+            # Not on this host's volume: hold every sentence in this process instead.
+            logger.warning(
+                "semantic segment %s of project %s not found under %s; indexing in process",
+                state.segment,
+                self.project_id,
+                index_dir(self.project_id),
+            )
         store = SemanticStore(base=base, namespace=namespace)
         if base is not None:
-            self.semantic_upto = state.segment_upto
-            self.semantic_removals_upto = state.segment_removals_upto
-        else:
-            self.semantic_upto = 0
-            self.semantic_removals_upto = _last_removal(self.project_id)
-        return store
+            return store, state.segment, state.segment_upto, state.segment_removals_upto
+        return store, state.segment, 0, _last_removal(self.project_id)
 
-    def _semantic_catch_up(self, store: SemanticStore) -> None:
+    def _semantic_catch_up(
+        self, store: SemanticStore, upto: int, removals_upto: int
+    ) -> tuple[int, int]:
+        """Add the sentences above ``upto`` to ``store``'s delta and apply the removals above
+        ``removals_upto``; returns the new marks."""
         sentences = (
-            PassageSentence.objects.filter(
-                passage__project_id=self.project_id, pk__gt=self.semantic_upto
-            )
+            PassageSentence.objects.filter(passage__project_id=self.project_id, pk__gt=upto)
             .order_by("pk")
             .values_list("pk", "passage_id", "passage__kind", "number", "vector")
         )
         keys: list[str] = []
         vectors: list[np.ndarray] = []
-        last = self.semantic_upto
         for pk, passage_id, kind, number, vector in sentences.iterator(chunk_size=_BATCH):
             keys.append(passage_key(passage_key_of(kind, passage_id), number))
             vectors.append(from_bytes(bytes(vector)))
-            last = pk
             if len(keys) >= _BATCH:
                 store.add(keys, np.stack(vectors))
-                self.semantic_upto, keys, vectors = last, [], []
+                upto, keys, vectors = pk, [], []
+                if store is self.semantic:
+                    self.semantic_upto = upto  # stored: a failure later resumes from here
         if keys:
             store.add(keys, np.stack(vectors))
-            self.semantic_upto = last
+            upto = pk
         # After the rows, as for the lexical index (see there).
-        for pk, key in _removals_after(self.project_id, self.semantic_removals_upto):
+        for pk, key in _removals_after(self.project_id, removals_upto):
             store.remove_item(key)
-            self.semantic_removals_upto = pk
+            removals_upto = pk
+        return upto, removals_upto
 
     # With Redis the lexical store is shared by every worker: a marker next to it records
     # which epoch it holds, up to which passage, and up to which removal.
