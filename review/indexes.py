@@ -458,16 +458,20 @@ def indexes_for(project_id: int, *, lexical_budget: int | None = None) -> Projec
     return indexes
 
 
-def indexes_for_check(project_id: int) -> tuple[ProjectIndexes, int]:
+def indexes_for_check(project_id: int, *, lexical: bool = True) -> tuple[ProjectIndexes, int]:
     """The indexes for a draft's check, and how many passages the lexical one still lacks.
 
     While passages wait to be embedded (an import is being indexed), the check hashes at most
     ``settings.LEXICAL_CHECK_BUDGET`` new passages itself, so it returns within seconds; the
     embedding chain catches up the rest (``catch_up``). A check that ran behind says so and
     is re-run when indexing finishes. With nothing waiting, the catch-up is complete.
+    ``lexical=False`` (the semantic check): hash nothing while passages wait, the lexical
+    check of the same run already took its share.
     """
     pending = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True)
-    budget = settings.LEXICAL_CHECK_BUDGET if pending.exists() else None
+    budget = None
+    if pending.exists():
+        budget = settings.LEXICAL_CHECK_BUDGET if lexical else 0
     project_indexes = indexes_for(project_id, lexical_budget=budget)
     behind = (
         0

@@ -298,7 +298,7 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "engine": semantic.ENGINE,
             "engine_version": semantic.ENGINE_VERSION,
         }
-    project_indexes, _ = indexes.indexes_for_check(draft.project_id)
+    project_indexes, _ = indexes.indexes_for_check(draft.project_id, lexical=False)
     threshold = min(semantic.DEFAULT_THRESHOLD, rules.semantic_threshold)
     result = semantic.check_semantic(
         text, embedder=embedder, index=project_indexes.semantic, threshold=threshold
