@@ -63,7 +63,7 @@ def ensure_toxicity_model(stdout: Any) -> None:
 # Measured from the server answering to three first drafts with every check finished (the
 # semantic one over the whole archive) on a 2-core machine shared with other work: with the
 # addresses since 2010 (1,698 paragraphs, 6,500 sentences), 204 s at load average 10 and 304 s
-# at 12.7, nearly all of it embedding the archive; this slice is a third smaller. All 237
+# at 12.7, nearly all of it embedding the archive; with this slice, 165 s at load 10. All 237
 # addresses (22,559 paragraphs, about 20 minutes to index) come with
 # `manage.py studio_setup --full-archive`, later, in the background.
 DEMO_ARCHIVE_SINCE = 2016
