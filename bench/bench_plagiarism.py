@@ -7,6 +7,8 @@ stderr:
 * (dropped: a speedup against a Python set-Jaccard scan extrapolated from a sample flatters;
   ``bench_review.py`` prints ``plagiarism_speedup_vs_datasketch`` instead.)
 * ``plagiarism_scaling_100k_vs_10k``: p95 of the check at 100k passages / p95 at 10k. Goal <= 1.5.
+* ``plagiarism_scaling_100k_vs_10k_redis`` (only with ``REDIS_URL``): the same ratio with the band
+  store in Redis, as the workers share it on the PostgreSQL + Redis deployment.
 * ``plagiarism_recall_j50`` / ``plagiarism_recall_j60``: share of (draft, passage) pairs whose
   exact Jaccard vs the best draft window is >= 0.5 / >= 0.6 that the check reports. The ground
   truth is exact over all passages: every passage sharing at least one shingle with the draft
@@ -36,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from review.checks.lsh import MemoryBandStore
+from review.checks.lsh import MemoryBandStore, RedisBandStore
 from review.checks.plagiarism import (
     LexicalIndex,
     _shingle_hashes,
@@ -45,6 +47,7 @@ from review.checks.plagiarism import (
 )
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+REDIS_URL = os.environ.get("REDIS_URL")
 N_BIG = 10_000 if QUICK else 100_000
 N_SMALL = 2_000 if QUICK else 10_000
 N_RECALL_DRAFTS = 60 if QUICK else 1000
@@ -219,6 +222,52 @@ def time_checks(index: LexicalIndex, drafts: list[str], fetch, repeats: int = 2)
     return times
 
 
+def time_paired(
+    indexes: Sequence[LexicalIndex], drafts: list[str], fetch, repeats: int
+) -> list[list[float]]:
+    """Seconds per check of each draft on each index, the indexes taking turns draft by draft
+    (and in alternating order), so a burst of load from other processes on this shared machine
+    lands on both sizes alike instead of on whichever block of checks it happens to meet."""
+    times: list[list[float]] = [[] for _ in indexes]
+    for rep in range(repeats):
+        for number, draft in enumerate(drafts):
+            order = (
+                range(len(indexes)) if (number + rep) % 2 == 0 else reversed(range(len(indexes)))
+            )
+            for which in order:
+                start = time.perf_counter()
+                indexes[which].find_matches(draft, fetch_texts=fetch)
+                times[which].append(time.perf_counter() - start)
+    return times
+
+
+def redis_scaling_ratio(
+    hash_arrays: list[np.ndarray], keys: list[str], drafts: list[str], fetch
+) -> float:
+    """p95 check time with the band store in Redis (what workers share when REDIS_URL is set)
+    at N_BIG passages / at N_SMALL, timed in turns like the in-process figure."""
+    prefix = f"bench-plagiarism-{os.getpid()}"
+    stores = [RedisBandStore(REDIS_URL, prefix=f"{prefix}:{n}") for n in (N_BIG, N_SMALL)]
+    try:
+        t0 = time.perf_counter()
+        for store, n in zip(stores, (N_BIG, N_SMALL), strict=True):
+            store.clear()
+            store.add_many((keys[i], hash_arrays[i]) for i in range(n))
+        log(f"Redis band stores filled in {time.perf_counter() - t0:.0f} s")
+        indexes = [LexicalIndex("bench", store=store) for store in stores]
+        time_checks(indexes[0], drafts[:3], fetch, repeats=1)
+        big_times, small_times = time_paired(indexes, drafts, fetch, repeats=2)
+    finally:
+        for store in stores:
+            store.clear()
+    log(
+        f"Redis store check p50/p95: {1e3 * np.median(big_times):.2f}/"
+        f"{1e3 * p95(big_times):.2f} ms at {N_BIG:,}; {1e3 * np.median(small_times):.2f}/"
+        f"{1e3 * p95(small_times):.2f} ms at {N_SMALL:,}"
+    )
+    return p95(big_times) / p95(small_times)
+
+
 def brute_force_seconds(drafts: list[str], sample: list[set[int]], index: LexicalIndex) -> float:
     """Median seconds per draft of exact Jaccard vs every window, over ``sample`` passages."""
     per_draft: list[float] = []
@@ -277,13 +326,13 @@ def main() -> None:
     bytes_per_doc = (after - before) / N_BIG
     log(
         f"in-process store: {bytes_per_doc:.0f} bytes/passage by tracemalloc "
-        f"({big_store.nbytes / N_BIG:.0f} of them numpy arrays); "
-        "figure printed in KB (1024 bytes) per passage"
+        f"({big_store.nbytes / N_BIG:.0f} of them numpy arrays); the figure is in bytes"
     )
     big = LexicalIndex("bench", store=big_store)
     small_store = MemoryBandStore()
     small_store.add_many((keys[i], hash_arrays[i]) for i in range(N_SMALL))
     small = LexicalIndex("bench", store=small_store)
+    redis_hashes = hash_arrays if REDIS_URL else None
     del hash_arrays
 
     # Sanity: the public add_many path gives the same store content as the bench path.
@@ -347,15 +396,24 @@ def main() -> None:
             )
         )
     time_checks(big, timing_drafts[:3], fetch, repeats=1)  # warm caches
-    big_times = time_checks(big, timing_drafts, fetch)
-    small_times = time_checks(small, timing_drafts, fetch)
-    big_times += time_checks(big, timing_drafts, fetch)
-    small_times += time_checks(small, timing_drafts, fetch)
+    time_checks(small, timing_drafts[:3], fetch, repeats=1)
+    big_times, small_times = time_paired([big, small], timing_drafts, fetch, repeats=4)
     log(
         f"check p50/p95: {1e3 * np.median(big_times):.2f}/{1e3 * p95(big_times):.2f} ms at "
         f"{N_BIG:,}; {1e3 * np.median(small_times):.2f}/{1e3 * p95(small_times):.2f} ms at "
-        f"{N_SMALL:,}"
+        f"{N_SMALL:,} (paired, {len(big_times)} checks each)"
     )
+    for name, index in (("big", big), ("small", small)):
+        counts = [len(index.candidates(d)) for d in timing_drafts]
+        log(
+            f"LSH candidates per check at {len(index):,} passages ({name}): mean "
+            f"{np.mean(counts):.2f}, p95 {np.percentile(counts, 95):.0f}, max {max(counts)}"
+        )
+
+    redis_scaling = None
+    if redis_hashes is not None:
+        redis_scaling = redis_scaling_ratio(redis_hashes, keys, timing_drafts, fetch)
+        del redis_hashes
 
     sample_ids = rng.choice(N_BIG, BRUTE_SAMPLE, replace=False)
     sample = [set(exact.sets[i].tolist()) for i in sample_ids]
@@ -374,6 +432,8 @@ def main() -> None:
     print(f"plagiarism_recall_j50: {recall[0.5]:.4f}")
     print(f"plagiarism_recall_j60: {recall[0.6]:.4f}")
     print(f"plagiarism_bytes_per_doc: {bytes_per_doc:.0f}")
+    if redis_scaling is not None:
+        print(f"plagiarism_scaling_100k_vs_10k_redis: {redis_scaling:.3f}")
     log(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -353,12 +353,19 @@ return 1
 """
 )
 
-# KEYS: the group key of each hash. ARGV: the packed hashes (one argument each).
-# Returns a flat list key, count, key, count...
-_LUA_QUERY = """
+# ARGV: [1] group prefix, [2] the packed hashes, 8 bytes each, in one argument. The group keys
+# are derived in the script (as in the add and remove scripts) instead of being sent as one KEYS
+# entry per hash: a 300-word draft looks up about 1,900 band hashes, and encoding 3,800 RESP
+# arguments in Python cost about a fifth of a check's Redis time (measured 24 -> 19 ms p50 on
+# 10k passages). Returns a flat list key, count, key, count...
+_LUA_QUERY = (
+    _LUA_GROUP
+    + """
+local gprefix, packed = ARGV[1], ARGV[2]
 local counts = {}
-for i, h in ipairs(ARGV) do
-  local members = redis.call('ZRANGEBYLEX', KEYS[i], '[' .. h, '(' .. h .. '\\255')
+for i = 1, #packed, 8 do
+  local h = string.sub(packed, i, i + 7)
+  local members = redis.call('ZRANGEBYLEX', group_key(gprefix, h), '[' .. h, '(' .. h .. '\\255')
   for _, m in ipairs(members) do
     local key = string.sub(m, 9)
     counts[key] = (counts[key] or 0) + 1
@@ -371,6 +378,7 @@ for key, c in pairs(counts) do
 end
 return out
 """
+)
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -402,9 +410,6 @@ class RedisBandStore:
 
     def _key_entry(self, key: str) -> str:
         return f"{self.prefix}:k:{key}"
-
-    def _group_key(self, packed_hash: bytes) -> str:
-        return f"{self._group_prefix}{packed_hash[:2].hex()}"
 
     def add(self, key: str, band_hashes: np.ndarray) -> None:
         packed = _as_hashes(band_hashes).astype(">u8").tobytes()
@@ -439,10 +444,8 @@ class RedisBandStore:
         wanted = _as_hashes(band_hashes)
         result: dict[str, int] = {}
         for start in range(0, len(wanted), self._QUERY_CHUNK):
-            # Slice the big-endian buffer: numpy scalars would come back in native byte order.
-            buffer = wanted[start : start + self._QUERY_CHUNK].astype(">u8").tobytes()
-            packed = [buffer[i : i + 8] for i in range(0, len(buffer), 8)]
-            flat = self._query_script(keys=[self._group_key(p) for p in packed], args=packed)
+            packed = wanted[start : start + self._QUERY_CHUNK].astype(">u8").tobytes()
+            flat = self._query_script(keys=[], args=[self._group_prefix, packed])
             for i in range(0, len(flat), 2):
                 key = flat[i].decode() if isinstance(flat[i], bytes) else str(flat[i])
                 result[key] = result.get(key, 0) + int(flat[i + 1])

@@ -433,3 +433,31 @@ def test_memory_store_query_counts_shared_hashes_like_a_dict() -> None:
                 if wanted_set & set(hashes.tolist())
             }
             assert store.query(wanted) == expected
+
+
+@needs_redis
+def test_redis_query_of_packed_hashes_in_chunks_counts_like_the_memory_store(
+    redis_prefix: str,
+) -> None:
+    # given: keys whose hashes crowd a few groups (same top 16 bits), with 0x00 and 0xFF bytes
+    # inside, so the script's own group keys and lexical ranges are what is tested
+    rng = np.random.default_rng(5)
+    tops = np.array([0x0000, 0xFFFF, 0x12FF], dtype=np.uint64) << np.uint64(48)
+    low = rng.integers(0, 2**16, 400, dtype=np.uint64)
+    low[:8] = [0, 0xFF, 0xFFFF, 0xFF00, 1, 0xFE, 0x100, 0xFFFE]
+    universe = np.unique((tops[:, None] | low[None, :]).ravel())
+    items = [(f"a:{i}", rng.choice(universe, 9)) for i in range(300)]
+    memory = MemoryBandStore()
+    memory.add_many(items)
+    redis_store = RedisBandStore(REDIS_URL, prefix=f"{redis_prefix}:q")  # type: ignore[arg-type]
+    redis_store.add_many(items)
+    # when: queries larger than one script call's chunk
+    redis_store._QUERY_CHUNK = 7
+    try:
+        for _ in range(10):
+            wanted = rng.choice(universe, 60)
+            # then: the same keys and counts as the in-process store
+            assert redis_store.query(wanted) == memory.query(wanted)
+        assert redis_store.query(np.zeros(0, dtype=np.uint64)) == {}
+    finally:
+        redis_store.clear()

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--full-archive",
             action="store_true",
-            help="Import every State of the Union address (not only those since 2010).",
+            help="Import every State of the Union address (not only those since 2016).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
