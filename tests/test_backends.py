@@ -429,6 +429,22 @@ def test_a_server_that_fails_fails_the_job_with_its_reason(
 # --- Concurrent jobs on one worker ------------------------------------------------------------
 
 
+def _texts(job: GenerationJob) -> list[str]:
+    return list(job.candidates.order_by("index").values_list("text", flat=True))
+
+
+def _running_beside(job: GenerationJob, other: GenerationJob) -> bool:
+    """``job`` started while ``other`` was running and had written tokens."""
+    job.refresh_from_db()
+    other.refresh_from_db()
+    return bool(
+        job.started_at
+        and other.started_at
+        and other.started_at < job.started_at
+        and (other.finished_at is None or job.started_at < other.finished_at)
+    )
+
+
 def test_two_jobs_on_one_worker_overlap_and_a_short_one_is_not_starved(
     worker: None, cast: dict, onnx_model: LanguageModel, news_template: Any, slow_steps: Any
 ) -> None:
@@ -447,6 +463,125 @@ def test_two_jobs_on_one_worker_overlap_and_a_short_one_is_not_starved(
     assert (long_job.status, short_job.status) == (JobStatus.SUCCEEDED, JobStatus.SUCCEEDED)
     assert long_job.started_at < short_job.started_at < short_job.finished_at
     assert short_job.finished_at < long_job.finished_at
+
+
+def test_a_job_writes_the_same_candidates_alone_and_beside_another(
+    worker: None,
+    cast: dict,
+    onnx_model: LanguageModel,
+    news_template: Any,
+    slow_steps: Any,
+    settings: Any,
+) -> None:
+    # Partial text is saved every 0.2 s, so the test sees a job writing early.
+    settings.GENERATION_SAVE_INTERVAL = 0.2
+    # given a job that ran alone
+    job_settings = {"max_new_tokens": 10, "min_new_tokens": 10}
+    alone = create(cast, news_template, n_candidates=3, base_seed=777, settings=job_settings)
+    wait_for(lambda: GenerationJob.objects.get(pk=alone.pk).is_final, timeout=60)
+    assert GenerationJob.objects.get(pk=alone.pk).status == JobStatus.SUCCEEDED
+    # when the same job (seed, settings, backend) runs while another job is generating
+    slow_steps(0.03)
+    other = create(cast, news_template, settings={"max_new_tokens": 80, "min_new_tokens": 80})
+    wait_for(lambda: Candidate.objects.filter(job=other, completion_tokens__gt=0).exists())
+    beside = create(cast, news_template, n_candidates=3, base_seed=777, settings=job_settings)
+    wait_for(lambda: GenerationJob.objects.get(pk=beside.pk).is_final, timeout=60)
+    assert _running_beside(beside, other)
+    wait_for(lambda: GenerationJob.objects.get(pk=other.pk).is_final, timeout=90)
+    # then it wrote the same candidates, and they differ from each other
+    beside.refresh_from_db()
+    assert beside.status == JobStatus.SUCCEEDED, beside.error
+    assert _texts(beside) == _texts(alone)
+    assert len(set(_texts(alone))) == 3
+    drafts = list(Draft.objects.filter(job=beside).order_by("candidate__index"))
+    assert [d.model_output for d in drafts] == _texts(alone)
+    assert drafts[0].engine["threads"] >= 1
+
+
+def test_cancelling_a_job_mid_stream_leaves_the_job_beside_it_running_to_the_end(
+    worker: None,
+    cast: dict,
+    onnx_model: LanguageModel,
+    news_template: Any,
+    slow_steps: Any,
+    settings: Any,
+) -> None:
+    # Partial text is saved every 0.2 s, so the test sees a job writing early.
+    settings.GENERATION_SAVE_INTERVAL = 0.2
+    slow_steps(0.03)
+    # given two long jobs running side by side on one worker
+    keep = create(cast, news_template, settings={"max_new_tokens": 150, "min_new_tokens": 150})
+    wait_for(lambda: Candidate.objects.filter(job=keep, completion_tokens__gt=0).exists())
+    stop = create(cast, news_template, settings={"max_new_tokens": 200, "min_new_tokens": 200})
+    wait_for(lambda: Candidate.objects.filter(job=stop, completion_tokens__gt=0).exists())
+    assert _running_beside(stop, keep)
+    # when one of them is cancelled mid-stream
+    services.job_cancel(job=stop, user=cast["bob"])
+    wait_for(lambda: GenerationJob.objects.get(pk=stop.pk).is_final, timeout=15)
+    # then it stops with the text so far, and the other one ends normally with its drafts
+    stop.refresh_from_db()
+    assert stop.status == JobStatus.CANCELLED, stop.error
+    assert all(c.finish_reason == "cancelled" for c in stop.candidates.all())
+    assert any(_texts(stop)) and not Draft.objects.filter(job=stop).exists()
+    assert GenerationJob.objects.get(pk=keep.pk).status == JobStatus.RUNNING
+    wait_for(lambda: GenerationJob.objects.get(pk=keep.pk).is_final, timeout=90)
+    keep.refresh_from_db()
+    assert keep.status == JobStatus.SUCCEEDED, keep.error
+    assert Draft.objects.filter(job=keep).count() == 2
+    assert list(keep.candidates.values_list("completion_tokens", flat=True)) == [150, 150]
+
+
+def test_onnx_steps_through_the_c_api_and_writes_what_the_python_module_writes(
+    onnx_model: LanguageModel,
+) -> None:
+    from generation.backends.onnx_genai import OnnxGenAIBackend
+    from generation.model_backends import backend_config
+
+    # given the backend as the worker loads it: its forward passes go through the C API,
+    # which releases the GIL (the Python module's do not)
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert isinstance(backend, OnnxGenAIBackend) and backend.native is not None
+    prompt = backend.render_prompt(system="", user="The President said")
+    native = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
+    # when the same model runs through the Python module instead (the fallback path)
+    import onnxruntime_genai as og
+
+    config = og.Config(onnx_model.onnx_dir)
+    config.clear_providers()
+    backend.model, backend.native = og.Model(config), None
+    backend._step_lock = threading.Lock()
+    module = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
+    # then the candidates are the same token for token
+    assert [o.text for o in native] == [o.text for o in module]
+    assert native[0].text != native[1].text
+
+
+def test_two_generators_on_threads_write_what_each_writes_alone(
+    onnx_model: LanguageModel,
+) -> None:
+    from generation.model_backends import backend_config
+
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    prompts = [
+        backend.render_prompt(system="", user="The President said"),
+        backend.render_prompt(system="", user="A storm hit the coast of Maine on Monday and"),
+    ]
+    settings = SamplingSettings(max_new_tokens=40, min_new_tokens=40, temperature=0.9, top_k=50)
+
+    def run(i: int) -> list[str]:
+        out = backend.generate(prompt=prompts[i], n=2, seeds=[i, i + 10], settings=settings)
+        return [o.text for o in out]
+
+    alone = [run(0), run(1)]
+    side_by_side: dict[int, list[str]] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: side_by_side.__setitem__(i, run(i))) for i in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert side_by_side == {0: alone[0], 1: alone[1]}
 
 
 # --- Admin: backend per model, a check per backend, a write-only key -------------------------

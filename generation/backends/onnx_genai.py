@@ -6,18 +6,33 @@ logits are read, each candidate picks its token from its own seeded stream, and 
 row makes the generator (greedy) take exactly that token. So every candidate is reproducible
 from its seed, which ONNX Runtime GenAI's own sampler (one seed per generator) cannot give.
 
-The ``og.Model`` is shared; every ``generate`` call has its own ``og.Generator``, so two jobs run
-side by side in two worker threads, taking turns step by step (one forward pass at a time, so a
-long job never holds up a short one and two thread pools never fight over the cores). Batches
-are not merged across jobs: rows of different prompts would need left padding, which changed
-the logits of the padded row by up to 2.8 here and so each candidate's text. A candidate that
-has finished is forced to end-of-text; the generator still computes its row until the batch ends
-(ONNX Runtime GenAI cannot drop a row).
+Concurrent jobs. The model (one ONNX Runtime session) is shared; every ``generate`` call has its
+own generator and steps it in its own worker thread, with no lock: the forward passes go through
+the C API (``oga_native``), which releases the GIL, so two jobs compute on two cores at the same
+time, and each is sampled, streamed and saved while the other computes. The worker's cores are
+split between the jobs it may run at once (``ort_threads``): on 2 cores with 2 job slots each
+forward pass runs on one thread. Measured on this shared 2-core machine (load 9-12 from other
+work), a 2-thread session was 0.56-0.63x as fast as a 1-thread one, batch 1 to 8: ONNX Runtime's
+pool threads spin-wait for each other, and a descheduled one stalls the whole pass. A long job
+never holds a short one back: both step side by side and the operating system shares the cores
+between their threads; jobs beyond the worker's slots wait in the queue in order.
+
+Why not one merged batch: rows of different prompts need left padding, which changed the logits
+of the padded row by up to 2.8 here (so each candidate's text); and the continuous-batching
+``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
+request, no logits hook), so our per-candidate sampler and its reproducibility record could not
+run there. Reproducibility across the two ways to run: the logits of a row depend neither on the
+thread count (1 and 2 threads gave the same 512 sampled tokens of the default int4 model) nor on
+what runs beside it, which the tests check through the job path. A candidate that has finished
+is forced to end-of-text; the generator still computes its row until the batch ends (ONNX
+Runtime GenAI cannot drop a row).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -40,14 +55,35 @@ from generation.backends.base import (
     ShouldStop,
 )
 from generation.backends.convert import CONVERSION_FILE
+from generation.backends.oga_native import NativeError, NativeGenerator, NativeModel
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
 
 
 def ort_threads() -> int:
-    """Intra-op threads of the session: TORCH_THREADS (as for torch), else every core."""
+    """Intra-op threads of each forward pass: the worker's cores (TORCH_THREADS, else every
+    core) split between the generation jobs it may run at once (GENERATION_CONCURRENCY), so
+    that jobs running side by side never ask for more threads than there are cores."""
     from django.conf import settings
 
-    return int(getattr(settings, "TORCH_THREADS", 0) or os.cpu_count() or 1)
+    cores = int(getattr(settings, "TORCH_THREADS", 0) or os.cpu_count() or 1)
+    slots = max(1, int(getattr(settings, "GENERATION_CONCURRENCY", 1) or 1))
+    return max(1, cores // slots)
+
+
+logger = logging.getLogger(__name__)
+
+
+def _native_model(path: Path, *, threads: int, cuda: bool) -> NativeModel | None:
+    """The model through the C API, or None where the C API cannot be bound (then the Python
+    module serves, one forward pass at a time). A model that fails to load fails here."""
+    try:
+        from generation.backends.oga_native import library
+
+        library()
+    except NativeError as exc:
+        logger.warning("ONNX Runtime GenAI C API unavailable (%s); jobs take turns", exc)
+        return None
+    return NativeModel(path, session_options={"intra_op_num_threads": threads}, cuda=cuda)
 
 
 class OnnxGenAIBackend(Backend):
@@ -93,7 +129,11 @@ class OnnxGenAIBackend(Backend):
             if want_cuda:
                 og_config.append_provider("cuda")
             self.device = "cuda" if want_cuda else "cpu"
-            self.model = og.Model(og_config)
+            self.threads = ort_threads()
+            self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
+            # Without the C API (another platform's wheel), the Python module's generators;
+            # they hold the GIL while they compute, so jobs then take turns step by step.
+            self.model = None if self.native is not None else og.Model(og_config)
             # The builder writes the tokenizer (and chat template) beside the model.
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         except Exception as exc:
@@ -106,9 +146,8 @@ class OnnxGenAIBackend(Backend):
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         if self.tokenizer.eos_token_id is not None:
             self._eos.add(int(self.tokenizer.eos_token_id))
-        # One forward pass at a time: jobs side by side take turns step by step instead of
-        # running two thread pools over the same cores (measured: no faster, only noisier).
-        self._step_lock = threading.Lock()
+        # Only for the Python module's generators (see above); native ones need no lock.
+        self._step_lock = threading.Lock() if self.native is None else contextlib.nullcontext()
         self.load_seconds = time.monotonic() - started
         self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -120,7 +159,7 @@ class OnnxGenAIBackend(Backend):
             "precision": str(self.meta.get("precision") or "unknown"),
             "device": self.device,
             "sampler": SAMPLER_VERSION,
-            "threads": ort_threads(),
+            "threads": self.threads,
         }
 
     def render_prompt(self, *, system: str, user: str) -> str:
@@ -167,16 +206,17 @@ class OnnxGenAIBackend(Backend):
         eos_token = min(self._eos) if self._eos else 0
         outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
         decoders = [IncrementalDecoder(self._decode) for _ in outputs]
-        params = og.GeneratorParams(self.model)
-        # Greedy over our one-hot rows: the generator takes exactly the token we chose.
-        params.set_search_options(
-            max_length=len(prompt_ids) + settings.max_new_tokens,
-            do_sample=False,
-            batch_size=n,
-        )
         cancelled = False
+        generator = None
         try:
-            generator = og.Generator(self.model, params)
+            # Greedy over our one-hot rows: the generator takes exactly the token we chose.
+            max_length = len(prompt_ids) + settings.max_new_tokens
+            if self.native is not None:
+                generator = self.native.generator(batch_size=n, max_length=max_length)
+            else:
+                params = og.GeneratorParams(self.model)
+                params.set_search_options(max_length=max_length, do_sample=False, batch_size=n)
+                generator = og.Generator(self.model, params)
             with self._step_lock:
                 generator.append_tokens(np.array([prompt_ids] * n, dtype=np.int32))
             for step in range(settings.max_new_tokens):
@@ -213,8 +253,11 @@ class OnnxGenAIBackend(Backend):
                 generator.generate_next_token()
         except (PromptTooLong, BackendError):
             raise
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # NativeError too
             raise BackendError(f"ONNX Runtime GenAI: {exc}") from exc
+        finally:
+            if isinstance(generator, NativeGenerator):
+                generator.close()  # its KV cache now, not whenever the collector runs
         now = time.monotonic()
         for out, decoder in zip(outputs, decoders, strict=True):
             out.text = decoder.text()

@@ -8,7 +8,11 @@ forces the chosen token (a one-hot row for ONNX Runtime GenAI, the next input fo
 
 What makes a candidate reproducible (recorded in each draft's provenance as ``sampler``): the
 candidate's seed, its settings, this sampler's version, and bit-identical logits, i.e. the same
-backend build, weights checksum and thread count on the same kind of CPU.
+backend build and weights checksum on the same kind of CPU. Not what else the worker runs: a
+candidate's logits do not depend on the other rows of its batch, nor on another job stepping
+beside it (tests/test_backends.py checks both through the job path). The thread count is
+recorded too (``threads``); for the default int4 ONNX model 1 and 2 intra-op threads gave the
+same 512 sampled tokens, but a kernel that splits a reduction across threads could differ.
 """
 
 from __future__ import annotations
