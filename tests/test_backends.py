@@ -543,7 +543,8 @@ def test_openai_backend_reuses_its_connection_and_reconnects_after_the_server_cl
         runner.job_execute(job_id=job.pk, worker_name="w")
         job.refresh_from_db()
         assert job.status == JobStatus.SUCCEEDED, job.error
-        assert len(backend._idle) == 1
+        # (the stream thread hands its connection back after the job has its text)
+        wait_for(lambda: len(backend._idle) == 1, timeout=10)
         return job, backend._idle[0].sock.getsockname()[1]
 
     # when two jobs of two candidates each run one after another

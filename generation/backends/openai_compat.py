@@ -15,6 +15,7 @@ The API key goes into the Authorization header and nowhere else: not in messages
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -309,10 +310,6 @@ class OpenAIBackend(Backend):
                         and usage.get("completion_tokens")
                     ):
                         tokens[indexes[0]] = int(usage["completion_tokens"])
-                # What follows [DONE] (the chunked body's end): read, so the connection can
-                # carry the next request.
-                response.read()
-                complete = True
                 for index in indexes:
                     reason = finish.get(index, "")
                     events.put(
@@ -323,6 +320,12 @@ class OpenAIBackend(Backend):
                             finish_reason=_FINISH.get(reason, reason or "eos"),
                         )
                     )
+                # What follows [DONE] (the end of the chunked body), read after the candidates
+                # are done so a server slow to end it never holds a job up: then the connection
+                # can carry the next request. If that fails, it is just not kept.
+                with contextlib.suppress(Exception):
+                    response.read()
+                    complete = True
                 return True
             except _Transient as exc:
                 if streamed or attempt >= self.config.max_retries or stop.is_set():
