@@ -512,7 +512,8 @@ def main() -> None:
     log(
         f"bench_engines: default model {source.name}; ONNX {meta['precision']} at {onnx_dir} "
         f"(setup's check: perplexity ratio {meta['perplexity_ratio']}); {threads()} threads; "
-        f"{'quick' if QUICK else 'full'} run"
+        f"{'quick' if QUICK else 'full'} run; load average {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} cores"
     )
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp_name:
         tmp = Path(tmp_name)
@@ -541,6 +542,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     process.kill()
         llama_cpp_reference()
+    log(f"load average at the end: {os.getloadavg()[0]:.2f}")
     median = statistics.median
     if hf is None or ort is None:
         if openai is not None:
