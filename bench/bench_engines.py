@@ -22,8 +22,11 @@ sampling settings and thread count.
   (autogroup), so two jobs can only be faster together when the cores are not busy with other
   work: the load average is logged beside each repetition.
 * ``openai_backend_overhead_ratio``: a one-candidate job through the OpenAI-compatible backend
-  against a local ``transformers serve`` of the default model / the same request (same body,
-  same seed) sent straight to that server with a plain streaming HTTP client. Goal <= 1.10.
+  against a local ``transformers serve`` of the default model, from ``job_create`` until a
+  watcher of the project's channel group hears the job has ended / what a user would do
+  instead: the same requests (same bodies and seeds, one per candidate, all at once) sent
+  straight to that server with a plain streaming HTTP client that parses every SSE chunk.
+  Pairs alternate which side goes first; the median of each side. Goal <= 1.10.
 
 Options (environment): ``BENCH_QUICK=1`` (fewer repetitions, shorter perplexity text),
 ``BENCH_THREADS`` (threads per engine, default 2), ``BENCH_SKIP_OPENAI=1``, ``BENCH_ONLY_OPENAI=1``
@@ -54,8 +57,10 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_TOKENS = 64
 REPS = 2 if QUICK else 3
 CONC_REPS = 2 if QUICK else 5
+# (direct, job) pairs for the OpenAI-compatible figure, the median of each side.
+OPENAI_PAIRS = 4 if QUICK else 8
 PPL_TOKENS = 256 if QUICK else 1024
-# Perplexity text: an address the conversion's own check (address 150) does not use.
+# Perplexity text: an address the conversion's own check (addresses 150, 154, 160) does not use.
 PPL_ADDRESS = 151
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.1}
 PROMPT = "Write a short news report about a storm that hit the coast of Maine on Monday."
@@ -281,10 +286,112 @@ def child_onnx(source: str, onnx_dir: str, tmp: Path) -> dict[str, Any]:
     return result
 
 
-def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
+class ProjectWatcher:
+    """Waits for a job's final state the way a page does: on the project's channel group.
+
+    Polling the database every few milliseconds (what this bench did before) costs the client
+    process CPU that the server's own threads then miss on a small machine; a page never polls.
+    The runner announces a job's end on the project group after its final commit.
+    """
+
+    def __init__(self, project_id: int) -> None:
+        import asyncio
+        import threading
+
+        from channels.layers import get_channel_layer
+
+        from contentstudio import realtime
+
+        self.layer = get_channel_layer()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        realtime.publisher.bind_consumer_loop(self.loop)
+        self.final: dict[int, str] = {}
+
+        async def join() -> str:
+            channel = await self.layer.new_channel()
+            await self.layer.group_add(realtime.project_group(project_id), channel)
+            return channel
+
+        self.channel = asyncio.run_coroutine_threadsafe(join(), self.loop).result(10)
+
+    def wait(self, job_id: int, timeout: float = 600.0) -> str:
+        import asyncio
+
+        async def until_final() -> str:
+            while job_id not in self.final:
+                message = await self.layer.receive(self.channel)
+                payload = message.get("payload") or {}
+                if payload.get("kind") == "job" and payload.get("status") in {
+                    "succeeded",
+                    "failed",
+                    "cancelled",
+                }:
+                    self.final[int(payload["id"])] = str(payload["status"])
+            return self.final[job_id]
+
+        return asyncio.run_coroutine_threadsafe(until_final(), self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+def direct_requests(
+    url: str, bodies: list[dict[str, Any]], *, api_key: str = ""
+) -> tuple[float, list[str], int]:
+    """What a user would do without the studio: the same requests (one per candidate, all at
+    once) straight to the server, each streamed and its SSE chunks parsed into text.
+    Returns (seconds until every stream ended, the texts, chunks parsed)."""
     import http.client
+    import threading
     from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
+    texts = [""] * len(bodies)
+    chunks = [0] * len(bodies)
+    errors: list[str] = []
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+
+    def one(index: int, body: dict[str, Any]) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            conn.request("POST", parts.path + "/completions", json.dumps(body), headers)
+            response = conn.getresponse()
+            if response.status != 200:
+                errors.append(f"HTTP {response.status}: {response.read()[:200]!r}")
+                return
+            for line in response:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                payload = json.loads(data)
+                chunks[index] += 1
+                for choice in payload.get("choices") or []:
+                    texts[index] += choice.get("text") or ""
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=one, args=(i, body), daemon=True) for i, body in enumerate(bodies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"direct request failed: {errors[0]}")
+    return elapsed, texts, sum(chunks)
+
+
+def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
     _django(tmp)
     harness = JobHarness(
         source_kind="local",
@@ -298,59 +405,57 @@ def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
     from generation.backends.openai_compat import OpenAIBackend
     from generation.engine import SamplingSettings
     from generation.model_backends import backend_config
+    from generation.models import Candidate
 
     backend = OpenAIBackend(backend_config(harness.model))
     prompt = backend.render_prompt(system="", user=PROMPT)
-    parts = urlsplit(url)
+    settings = SamplingSettings.from_dict({"max_new_tokens": N_TOKENS, **SAMPLING})
+    watcher = ProjectWatcher(harness.project.pk)
 
-    def direct(seed: int) -> tuple[float, int]:
-        settings = SamplingSettings.from_dict({"max_new_tokens": N_TOKENS, **SAMPLING})
+    def direct(seed: int) -> tuple[float, list[str], int]:
+        # The body the backend sends for this candidate (same prompt, settings and seed).
         body = backend._body(
             prompt=prompt, settings=settings, seed=seed, temperature=SAMPLING["temperature"], n=1
         )
-        started = time.perf_counter()
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-        conn.request(
-            "POST",
-            parts.path + "/completions",
-            json.dumps(body),
-            {"Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        chunks = 0
-        for line in response:
-            if line.startswith(b"data:") and b"[DONE]" not in line and b'"text":""' not in line:
-                chunks += 1
-        conn.close()
-        return time.perf_counter() - started, chunks
+        return direct_requests(url, [body])
 
-    harness.run(n=1, seed=1, tokens=4, exact=False)  # warm the server and the path
-    direct(1)
-    jobs, straight = [], []
-
-    def through_job(seed: int) -> int:
+    def through_job(seed: int) -> tuple[float, int]:
         started = time.perf_counter()
         job_id = harness.submit(n=1, seed=seed, exact=False)
-        harness.wait([job_id])
-        jobs.append(time.perf_counter() - started)
-        return job_id
+        status = watcher.wait(job_id)
+        elapsed = time.perf_counter() - started
+        if status != "succeeded":
+            raise SystemExit(f"job {job_id} ended {status}")
+        return elapsed, job_id
 
-    for rep in range(2 * REPS):
+    # Warm the server, the connection and the path.
+    through_job(1)
+    direct(1)
+    jobs, straight, cpu_job, cpu_direct, same = [], [], [], [], 0
+    for rep in range(OPENAI_PAIRS):
         seed = 500 + rep
         # Alternate which goes first: a server still tidying up after one request must not
         # always slow the same side down.
-        if rep % 2:
-            job_id = through_job(seed)
-            elapsed, chunks = direct(seed)
-        else:
-            elapsed, chunks = direct(seed)
-            job_id = through_job(seed)
-        straight.append(elapsed)
+        for side in ("job", "direct") if rep % 2 else ("direct", "job"):
+            cpu = time.process_time()
+            if side == "job":
+                elapsed, job_id = through_job(seed)
+                jobs.append(elapsed)
+                cpu_job.append(time.process_time() - cpu)
+            else:
+                elapsed, texts, chunks = direct(seed)
+                straight.append(elapsed)
+                cpu_direct.append(time.process_time() - cpu)
+        job_text = Candidate.objects.get(job_id=job_id).text
+        same += job_text == texts[0]
         log(
-            f"  openai rep {rep}: direct {elapsed:.2f} s ({chunks} chunks), job {jobs[-1]:.2f} s "
-            f"({harness.tokens_of(job_id)} tokens)"
+            f"  openai rep {rep}: direct {straight[-1]:.3f} s ({chunks} chunks, CPU here "
+            f"{cpu_direct[-1]:.3f} s), job {jobs[-1]:.3f} s ({harness.tokens_of(job_id)} tokens, "
+            f"CPU here {cpu_job[-1]:.3f} s); same text: {job_text == texts[0]}"
         )
-    return {"job_s": jobs, "direct_s": straight}
+    log(f"  openai: the job wrote the direct request's text in {same} of {OPENAI_PAIRS} pairs")
+    watcher.close()
+    return {"job_s": jobs, "direct_s": straight, "cpu_job_s": cpu_job, "cpu_direct_s": cpu_direct}
 
 
 # --- The parent ---------------------------------------------------------------------------------
@@ -448,7 +553,8 @@ def main() -> None:
     log(
         f"bench_engines: default model {source.name}; ONNX {meta['precision']} at {onnx_dir} "
         f"(setup's check: perplexity ratio {meta['perplexity_ratio']}); {threads()} threads; "
-        f"{'quick' if QUICK else 'full'} run"
+        f"{'quick' if QUICK else 'full'} run; load average {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} cores"
     )
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp_name:
         tmp = Path(tmp_name)
@@ -477,6 +583,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     process.kill()
         llama_cpp_reference()
+    log(f"load average at the end: {os.getloadavg()[0]:.2f}")
     median = statistics.median
     if hf is None or ort is None:
         if openai is not None:
@@ -502,6 +609,11 @@ def main() -> None:
     )
     print(f"concurrent_jobs_speedup: {median(ort['sequential_s']) / median(ort['together_s']):.3f}")
     if openai is not None:
+        log(
+            f"openai: job {median(openai['job_s']):.3f} s, direct {median(openai['direct_s']):.3f}"
+            f" s (medians); CPU of the client process: job {median(openai['cpu_job_s']):.3f} s,"
+            f" direct {median(openai['cpu_direct_s']):.3f} s"
+        )
         print(
             f"openai_backend_overhead_ratio: "
             f"{median(openai['job_s']) / median(openai['direct_s']):.3f}"

@@ -773,12 +773,17 @@ def main() -> None:
         )
         bench = Bench(model_kind=model_kind, threads=threads, tmp=tmp)
         started = time.perf_counter()
+        # Other work on the machine stretches every time; the ratios hold up better, but say so.
+        log(f"load average at the start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         try:
             bench.start()
             asyncio.run(bench.main())
         finally:
             bench.shutdown()
-            log(f"total {time.perf_counter() - started:.0f} s")
+            log(
+                f"total {time.perf_counter() - started:.0f} s; load average at the end: "
+                f"{os.getloadavg()[0]:.2f}"
+            )
 
 
 if __name__ == "__main__":

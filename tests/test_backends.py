@@ -655,3 +655,42 @@ def test_half_precision_is_refused_on_a_device_without_it(tiny_model_dir: Path) 
             ),
             cache_root=tiny_model_dir.parent,
         )
+
+
+def test_openai_backend_reuses_its_connection_and_reconnects_after_the_server_closed_it(
+    transactional_db: None,
+    cast: dict,
+    news_template: Any,
+    hold_queue: list,
+    openai_model: LanguageModel,
+    settings: Any,
+) -> None:
+    from generation.backends import get_backend
+    from generation.model_backends import backend_config
+
+    # given a served model with no retries: a stale connection must not count as a failure
+    openai_model.server_max_retries = 0
+    openai_model.save()
+    backend = get_backend(backend_config(openai_model), cache_root=settings.MODEL_CACHE_DIR)
+
+    def run() -> tuple[GenerationJob, int]:
+        job = create(cast, news_template, n_candidates=2)
+        runner.job_execute(job_id=job.pk, worker_name="w")
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        # (the stream thread hands its connection back after the job has its text)
+        wait_for(lambda: len(backend._idle) == 1, timeout=10)
+        return job, backend._idle[0].sock.getsockname()[1]
+
+    # when two jobs of two candidates each run one after another
+    first, port = run()
+    second, again = run()
+    # then all four requests went over one kept-alive connection
+    assert again == port
+    assert all(c.completion_tokens > 0 for c in Candidate.objects.filter(job__in=[first, second]))
+    # when the server closes the idle connection (uvicorn's keep-alive timeout is 5 s)
+    time.sleep(6)
+    third, fresh = run()
+    # then the job still succeeds, on a new connection
+    assert fresh != port
+    assert Candidate.objects.filter(job=third, completion_tokens__gt=0).count() == 2

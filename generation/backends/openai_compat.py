@@ -15,6 +15,7 @@ The API key goes into the Authorization header and nowhere else: not in messages
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -39,6 +40,8 @@ from generation.backends.base import (
 from generation.engine import clean_text
 
 USER_AGENT = "ContentStudio"
+# Idle kept-alive connections per backend (one per concurrent candidate stream is enough).
+POOL_SIZE = 8
 _FINISH = {"stop": "eos", "eos_token": "eos", "length": "length", "abort": "cancelled"}
 
 
@@ -93,12 +96,33 @@ class OpenAIBackend(Backend):
         self.device = f"server {self._scheme}://{self._host}:{self._port}"
         self.load_seconds = 0.0
         self.context_length = None
+        self._pool_lock = threading.Lock()
+        self._idle: list[http.client.HTTPConnection] = []
 
     # -- HTTP --
 
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         return cls(self._host, self._port, timeout=self.config.timeout)
+
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection (True) or a new one (False)."""
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._connection(), False
+
+    def _give_back(self, conn: http.client.HTTPConnection, response: Any) -> None:
+        """Keep a connection whose response was read to its end, for the next request: no TCP
+        (or TLS) handshake per candidate and per job. Anything else is closed."""
+        if response is None or not response.isclosed() or response.will_close:
+            conn.close()
+            return
+        with self._pool_lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -114,15 +138,22 @@ class OpenAIBackend(Backend):
         return f"{self._scheme}://{self._host}:{self._port}{self._path}"
 
     def _open(self, path: str, body: dict[str, Any] | None) -> tuple[Any, Any]:
-        conn = self._connection()
+        payload = None if body is None else json.dumps(body).encode()
+        method = "GET" if body is None else "POST"
+        conn, reused = self._take()
         try:
-            if body is None:
-                conn.request("GET", self._path + path, headers=self._headers())
-            else:
-                conn.request(
-                    "POST", self._path + path, body=json.dumps(body), headers=self._headers()
-                )
-            response = conn.getresponse()
+            try:
+                conn.request(method, self._path + path, body=payload, headers=self._headers())
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                # The server closed the idle connection meanwhile: nothing was processed, so
+                # a fresh connection is the same request, not a retry.
+                conn.close()
+                conn = self._connection()
+                conn.request(method, self._path + path, body=payload, headers=self._headers())
+                response = conn.getresponse()
         except TimeoutError as exc:
             conn.close()
             raise _Transient(
@@ -252,7 +283,8 @@ class OpenAIBackend(Backend):
         tokens = dict.fromkeys(indexes, 0)
         finish: dict[int, str] = {}
         while True:
-            conn = None
+            conn = response = None
+            complete = False
             try:
                 conn, response = self._open(path, body)
                 for payload in self._events(response):
@@ -288,6 +320,12 @@ class OpenAIBackend(Backend):
                             finish_reason=_FINISH.get(reason, reason or "eos"),
                         )
                     )
+                # What follows [DONE] (the end of the chunked body), read after the candidates
+                # are done so a server slow to end it never holds a job up: then the connection
+                # can carry the next request. If that fails, it is just not kept.
+                with contextlib.suppress(Exception):
+                    response.read()
+                    complete = True
                 return True
             except _Transient as exc:
                 if streamed or attempt >= self.config.max_retries or stop.is_set():
@@ -304,7 +342,10 @@ class OpenAIBackend(Backend):
                 return False
             finally:
                 if conn is not None:
-                    conn.close()
+                    if complete:
+                        self._give_back(conn, response)
+                    else:
+                        conn.close()
 
     def generate(
         self,
@@ -403,7 +444,7 @@ class OpenAIBackend(Backend):
         try:
             conn, response = self._open("/models", None)
             listing = json.loads(response.read() or b"{}")
-            conn.close()
+            self._give_back(conn, response)
         except _Transient as exc:
             raise BackendError(str(exc)) from None
         served = [m.get("id") for m in listing.get("data", []) if isinstance(m, dict)]
