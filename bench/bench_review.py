@@ -6,7 +6,9 @@ a 2,000-paragraph archive instead of 12,000). One ``name: value`` line per figur
 
 * ``review_false_hold_rate_benign``: harmless texts held by toxicity or plagiarism (the 300
   package summaries of ``tests/data/benign_package_summaries.jsonl``, the 50 harmless news and ad
-  sentences of ``toxicity_heldout.jsonl`` and the 300 unrelated drafts of the plagiarism set),
+  sentences of ``toxicity_heldout.jsonl``, the 84 drafts the default model wrote from the starter
+  templates, ``bench/data/template_drafts.jsonl``, and the 300 unrelated drafts of the plagiarism
+  set; none of them trained on),
   goal <= 0.01; ``..._baseline`` is the same with the previous stand-in's thresholds replaced by
   alt-profanity-check alone (what a user would install).
 * ``toxicity_recall_heldout``: toxic sentences held (80, four categories), goal >= 0.9;
@@ -304,6 +306,10 @@ def main() -> None:
     packages = toxicity_eval.read_labelled(
         TESTS / "benign_package_summaries.jsonl", known=toxicity_head.CATEGORIES
     )
+    # The default model's drafts of the starter templates (bench/make_template_drafts.py).
+    drafts = toxicity_eval.read_labelled(
+        DATA / "template_drafts.jsonl", known=toxicity_head.CATEGORIES
+    )
     thresholds = policy.DEFAULT_TOXICITY_THRESHOLDS
 
     def tox_held(text: str) -> bool:
@@ -311,11 +317,19 @@ def main() -> None:
         return any(v >= thresholds.get(c, 0.5) for c, v in scores.items())
 
     toxic = [r for r in heldout if r["categories"]]
-    harmless = [r["text"] for r in heldout if not r["categories"]] + [r["text"] for r in packages]
+    harmless = (
+        [r["text"] for r in heldout if not r["categories"]]
+        + [r["text"] for r in packages]
+        + [r["text"] for r in drafts]
+    )
     recall = sum(tox_held(r["text"]) for r in toxic) / len(toxic)
     profanity = toxicity_head.profanity_scores([r["text"] for r in toxic])
     recall_base = float((profanity >= 0.5).mean())
     benign_held = [tox_held(t) for t in harmless]
+    log(
+        f"harmless held by toxicity: {sum(benign_held)}/{len(harmless)} "
+        f"(of them starter-template drafts {sum(benign_held[-len(drafts) :])}/{len(drafts)})"
+    )
     benign_base = toxicity_head.profanity_scores(harmless) >= 0.5
     # The unrelated drafts count as harmless too: held by toxicity or plagiarism.
     unrelated_tox = [tox_held(c["text"]) for c in unrelated]

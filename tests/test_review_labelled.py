@@ -156,3 +156,45 @@ def test_toxicity_eval_prints_figures_per_category_and_names_a_bad_field(
     bad.write_text('{"text": "hello", "label": "rude"}\n')
     with pytest.raises(CommandError, match='line 1: field "label"'):
         call_command("toxicity_eval", str(bad), stdout=StringIO())
+
+
+def test_the_toxicity_stand_in_passes_the_default_models_drafts_of_the_starter_templates() -> None:
+    from review.checks import toxicity
+
+    # given: the drafts the default model wrote from the starter templates (never trained on),
+    # news about shootings, fighting and a murder charge among them
+    drafts = _lines(BENCH / "template_drafts.jsonl")
+    assert {d["template"] for d in drafts} == {"news_report", "ad_copy", "article"}
+    detector = toxicity_head.get_head_detector()
+    # when: each is checked as the pipeline checks a draft (whole text and every sentence)
+    held = [
+        d
+        for d in drafts
+        if any(
+            score >= DEFAULT_TOXICITY_THRESHOLDS[category]
+            for category, score in toxicity.check_toxicity(d["text"], detector)["overall"].items()
+        )
+    ]
+    # then: at most the 6 of 84 held when the committed head was measured. The goal
+    # (at most 1% of harmless texts held) is NOT met by the stand-in yet: this bound guards
+    # against a head that does worse, it does not say the drafts pass as they should.
+    assert len(held) <= 6, [d["text"][:80] for d in held]
+    # ...and most news drafts about shootings, fighting and a murder charge do pass
+    news = [d for d in drafts if d["template"] == "news_report"]
+    assert sum(d in held for d in news) <= 3
+
+
+def test_the_stand_in_refuses_to_train_on_a_held_out_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a training file that contains a sentence of the starter-template drafts
+    leaked = toxicity_eval.read_labelled(
+        BENCH / "template_drafts.jsonl", known=toxicity_head.CATEGORIES
+    )[0]["text"]
+    train = tmp_path / "train.jsonl"
+    labels = dict.fromkeys(toxicity_head.CATEGORIES, 0)
+    train.write_text(json.dumps({"text": leaked, "labels": labels}) + "\n", encoding="utf-8")
+    monkeypatch.setattr(toxicity_head, "TRAIN_FILES", (train,))
+    # when / then: training stops before it reads anything else, naming the text
+    with pytest.raises(ValueError, match="held-out set"):
+        toxicity_head.training_texts()

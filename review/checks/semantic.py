@@ -103,8 +103,8 @@ class _LoadedModel:
     model: Any  # sentence_transformers.SentenceTransformer, imported lazily
     lock: threading.Lock
     dim: int
-    # The same encoder exported to ONNX Runtime (about 2x the sentences/s of torch on 2 cores,
-    # cosine to the torch vectors >= 0.9999 measured); None when unavailable or refused.
+    # The same encoder run by ONNX Runtime (int8 by default; see bench/bench_embedding.py for
+    # its speed and cosine to the torch vectors); None when unavailable or refused.
     fast: _OnnxEncoder | None = None
     fast_reason: str = ""
 
@@ -161,8 +161,15 @@ def _load_model(path: Path, device: str) -> _LoadedModel:
 
 # One thread setting that suits two cores: ONNX Runtime's intra-op pool of this size.
 EMBED_THREADS = max(1, int(os.environ.get("CONTENTSTUDIO_EMBED_THREADS", "2") or 2))
+# The fast path's weights: "int8" (dynamic quantisation of the exported graph, the default) or
+# "float" (the exported graph as it is). int8 is used only if it passes the cosine check below;
+# otherwise the float graph serves, and the reason is kept (``Embedder.fast_reason``).
+EMBED_PRECISION = os.environ.get("CONTENTSTUDIO_EMBED_PRECISION", "int8").strip() or "int8"
 # The fast path is used only if its vectors match the reference model's this closely.
 MIN_FAST_COSINE = 0.99
+# Texts per ONNX Runtime call. Batches are cut from texts sorted by token count and each is padded
+# to its own longest text, so a batch wastes little; larger batches gained nothing measurable.
+ONNX_BATCH = 32
 _CALIBRATION = [
     "The committee approved the budget after a long debate on Monday.",
     "Heavy rain flooded hundreds of homes across the valley overnight.",
@@ -171,33 +178,47 @@ _CALIBRATION = [
     "pay for them without raising taxes on working families.",
     "Thank you.",
     "A cyclist was injured in a collision with a lorry near the station.",
+    "Police said the attack killed three people and wounded five others outside the market.",
+    "I will find you and you will regret it.",
+    "Our new water bottle keeps drinks cold for a whole day on the trail.",
+    "The treaty, signed in 1848 after two years of war, ceded vast territories, and the debate "
+    "over whether slavery would extend into them divided the Congress for a decade to come.",
+    "Vaccines teach the immune system to recognise a germ without the illness.",
+    "Unemployment fell to 4.1 percent in March, its lowest level since 2001.",
+    "Mr. Speaker, Mr. Vice President, members of Congress, my fellow Americans:",
+    "Download the app today.",
 ]
 
 
 class _OnnxEncoder:
     """The sentence-transformers model (a BERT-like encoder, mean pooling, normalised) run by
-    ONNX Runtime: length-sorted batches, each padded to its own longest text.
+    ONNX Runtime: texts tokenised once, sorted by token count, cut into batches each padded to
+    its own longest text; int8 weights by default (``EMBED_PRECISION``).
 
-    Built once per model directory (export cached next to the process's temporary files, keyed
-    by the model's files), and used only after checking that its vectors have cosine >=
-    ``MIN_FAST_COSINE`` to the torch model's on calibration sentences.
+    Built once per model directory (export, and its int8 quantisation, cached next to the
+    process's temporary files, keyed by the model's files), and used only after checking that
+    its vectors have cosine >= ``MIN_FAST_COSINE`` to the torch model's on calibration
+    sentences. ``precision`` says which graph serves; ``min_cosine`` what the check measured.
     """
 
-    def __init__(self, session: Any, tokenizer: Any, max_length: int, batch_size: int) -> None:
+    def __init__(
+        self, session: Any, tokenizer: Any, max_length: int, batch_size: int, precision: str
+    ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
+        self.precision = precision
         self.inputs = {i.name for i in session.get_inputs()}
+        self.pad_id = int(tokenizer.pad_token_id or 0)
         self.min_cosine = 0.0
+        self.note = ""  # why a finer precision was refused, if one was
 
     @classmethod
     def build(cls, path: Path, model: Any) -> _OnnxEncoder:
         import hashlib
-        import tempfile
 
-        import onnxruntime as ort
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         modules = list(model)
         names = [type(m).__name__ for m in modules]
@@ -210,53 +231,36 @@ class _OnnxEncoder:
         digest = hashlib.sha256(str(path.resolve()).encode())
         for weight in weights:
             digest.update(f"{weight.name}:{weight.stat().st_size}".encode())
-        cache = Path(
-            os.environ.get("CONTENTSTUDIO_ONNX_CACHE")
-            or Path(tempfile.gettempdir()) / "contentstudio-onnx"
-        )
+        cache = _onnx_cache_dir()
         target = cache / f"{digest.hexdigest()[:16]}.onnx"
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if not target.exists():
             cache.mkdir(parents=True, exist_ok=True)
-            encoder = AutoModel.from_pretrained(str(path)).eval()
-
-            class _Wrapped(torch.nn.Module):
-                def __init__(self, inner: Any) -> None:
-                    super().__init__()
-                    self.inner = inner
-
-                def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                    return self.inner(
-                        input_ids=input_ids,
-                        attention_mask=attention_mask,
-                        token_type_ids=token_type_ids,
-                    ).last_hidden_state
-
-            sample = tokenizer(["a b c"], return_tensors="pt")
-            partial = target.with_suffix(f".{os.getpid()}.partial")
-            names_in = ["input_ids", "attention_mask", "token_type_ids"]
-            torch.onnx.export(
-                _Wrapped(encoder),
-                tuple(sample[n] for n in names_in),
-                str(partial),
-                input_names=names_in,
-                output_names=["last_hidden_state"],
-                dynamic_axes={
-                    n: {0: "batch", 1: "tokens"} for n in [*names_in, "last_hidden_state"]
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-            os.replace(partial, target)  # atomic: another process never reads half a file
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = EMBED_THREADS
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+            _export(path, tokenizer, target)
         max_length = int(getattr(model, "max_seq_length", 256) or 256)
-        fast = cls(session, tokenizer, max_length, batch_size=64)
         reference = model.encode(
             _CALIBRATION, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
+        refused = ""
+        if EMBED_PRECISION == "int8":
+            quantised = target.with_suffix(".int8.onnx")
+            try:
+                if not quantised.exists():
+                    _quantise(target, quantised)
+                fast = cls(_session(quantised), tokenizer, max_length, ONNX_BATCH, "int8")
+                fast.min_cosine = float((fast.encode(_CALIBRATION) * reference).sum(axis=1).min())
+                if fast.min_cosine >= MIN_FAST_COSINE:
+                    return fast
+                refused = f"int8 refused: min cosine {fast.min_cosine:.4f} < {MIN_FAST_COSINE}"
+            except Exception as exc:  # a quantiser that fails: the float graph serves
+                refused = f"int8 unavailable: {type(exc).__name__}: {exc}"
+            logger.info("embedding with the float ONNX graph (%s)", refused)
+        elif EMBED_PRECISION != "float":
+            raise EmbeddingModelUnavailable(
+                f"CONTENTSTUDIO_EMBED_PRECISION must be int8 or float, not {EMBED_PRECISION!r}"
+            )
+        fast = cls(_session(target), tokenizer, max_length, ONNX_BATCH, "float")
+        fast.note = refused
         fast.min_cosine = float((fast.encode(_CALIBRATION) * reference).sum(axis=1).min())
         if fast.min_cosine < MIN_FAST_COSINE:
             raise EmbeddingModelUnavailable(
@@ -265,28 +269,106 @@ class _OnnxEncoder:
         return fast
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), 0), dtype=np.float32)
+        # Tokenise once, unpadded; sort by token count so each batch pads only to its own
+        # longest text (sorting by characters mixes token counts: numbers, names).
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=False
+        )["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        out: np.ndarray | None = None
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in chunk],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feed = {k: batch[k].astype(np.int64) for k in self.inputs if k in batch}
-            if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            hidden = self.session.run(None, feed)[0]
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            width = max(len(encoded[i]) for i in chunk)
+            ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                ids[row, : len(encoded[i])] = encoded[i]
+                mask[row, : len(encoded[i])] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            if out.shape[1] == 0:
+            if out is None:
                 out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             out[chunk] = pooled
-        return out
+        return out if out is not None else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+
+
+def _onnx_cache_dir() -> Path:
+    import tempfile
+
+    return Path(
+        os.environ.get("CONTENTSTUDIO_ONNX_CACHE")
+        or Path(tempfile.gettempdir()) / "contentstudio-onnx"
+    )
+
+
+def _session(model_file: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = EMBED_THREADS
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+
+
+def _export(path: Path, tokenizer: Any, target: Path) -> None:
+    """Export the transformer (last hidden state; pooling stays in numpy) to ``target``."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(path)).eval()
+
+    class _Wrapped(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+            ).last_hidden_state
+
+    sample = tokenizer(["a b c"], return_tensors="pt")
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    names_in = ["input_ids", "attention_mask", "token_type_ids"]
+    torch.onnx.export(
+        _Wrapped(encoder),
+        tuple(sample[n] for n in names_in),
+        str(partial),
+        input_names=names_in,
+        output_names=["last_hidden_state"],
+        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names_in, "last_hidden_state"]},
+        opset_version=17,
+        dynamo=False,
+    )
+    os.replace(partial, target)  # atomic: another process never reads half a file
+
+
+def _quantise(source: Path, target: Path) -> None:
+    """int8 weights, activations quantised per call (``quantize_dynamic``), MatMul only.
+
+    Per-channel weights with the reduced range: without a VNNI instruction (AVX2 here) the
+    u8 x s8 products can saturate at full range; the word embeddings stay float (a Gather is
+    not faster in int8, and they carry most of the vectors' fine detail).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    quantize_dynamic(
+        str(source),
+        str(partial),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        op_types_to_quantize=["MatMul"],
+    )
+    os.replace(partial, target)
 
 
 class Embedder:
@@ -314,6 +396,10 @@ class Embedder:
         self.dim = self._loaded.dim
         # Which runtime computes the vectors (the same vectors either way, within 1e-4).
         self.backend = "onnxruntime" if self._loaded.fast is not None else "torch"
+        # "int8" or "float" for ONNX Runtime; "float" for torch.
+        fast = self._loaded.fast
+        self.precision = fast.precision if fast is not None else "float"
+        self.fast_reason = self._loaded.fast_reason or (fast.note if fast is not None else "")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches: an array (len(texts), dim) of unit-length float32 rows."""

