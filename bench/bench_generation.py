@@ -450,12 +450,25 @@ class Bench:
         self.prompt_ids = engine.encode(engine.render_prompt(system="", user=PROMPT.strip()))
         return engine
 
+    def _bare_model(self) -> Any:
+        """The Python module's model of the same directory and thread count: where the backend
+        steps through the C API (``oga_native``) it holds no ``og.Model`` of its own."""
+        import onnxruntime_genai as og
+
+        if getattr(self, "_og_model", None) is None:
+            config = og.Config(str(self.backend_obj.path))
+            config.clear_providers()
+            options = {"intra_op_num_threads": self.backend_obj.threads}
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+            self._og_model = og.Model(config)
+        return self._og_model
+
     def bare_onnx(self, *, tokens: int, batch: int, seed: int) -> float:
         """ONNX Runtime GenAI's own loop: its sampler, no streaming, no per-row seeds."""
         import numpy as np
         import onnxruntime_genai as og
 
-        model = self.backend_obj.model
+        model = self.backend_obj.model or self._bare_model()
         params = og.GeneratorParams(model)
         length = len(self.prompt_ids) + tokens
         params.set_search_options(
