@@ -22,18 +22,25 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
     async def groups_for(self, user: Any) -> list[str] | None:
         raise NotImplementedError
 
-    async def connect(self) -> None:
+    async def authenticated_user(self) -> Any | None:
+        """The signed-in user, with the publisher bound to this loop; None once refused."""
         self.joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.refuse(CLOSE_UNAUTHENTICATED)
+            return None
+        # The in-memory layer only reaches consumers of this loop: the publisher must use it.
+        realtime.publisher.bind_consumer_loop(asyncio.get_running_loop())
+        return user
+
+    async def connect(self) -> None:
+        user = await self.authenticated_user()
+        if user is None:
             return
         groups = await self.groups_for(user)
         if groups is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
-        # The in-memory layer only reaches consumers of this loop: the publisher must use it.
-        realtime.publisher.bind_consumer_loop(asyncio.get_running_loop())
         # Join before sending any state: every frame published after that state arrives.
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)

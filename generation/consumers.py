@@ -13,14 +13,13 @@ for the interpreter lock the engine holds through each forward pass).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from contentstudio import realtime
-from contentstudio.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, StudioConsumer
+from contentstudio.consumers import CLOSE_NOT_FOUND, StudioConsumer
 from generation import selectors
 
 
@@ -34,13 +33,9 @@ class JobConsumer(StudioConsumer):
         return [realtime.job_group(job.pk)]
 
     async def connect(self) -> None:
-        self.joined = []
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.refuse(CLOSE_UNAUTHENTICATED)
+        user = await self.authenticated_user()
+        if user is None:
             return
-        # The in-memory layer only reaches consumers of this loop: the publisher must use it.
-        realtime.publisher.bind_consumer_loop(asyncio.get_running_loop())
         snapshot = await database_sync_to_async(self._join_and_snapshot)(user)
         if snapshot is None:
             await self.refuse(CLOSE_NOT_FOUND)
