@@ -237,9 +237,12 @@ class Policy(models.Model):
     lexical_threshold = models.FloatField(default=50.0)
     # Share of the draft's text taken from one source (a partial copy) that holds it.
     lexical_draft_share = models.FloatField(default=0.2)
-    semantic_threshold = models.FloatField(default=0.8)
-    # Share of a draft's sentences that may paraphrase sources before it is held.
-    semantic_share = models.FloatField(default=0.25)
+    # Cosine at which a draft sentence is aligned with (paraphrases) a source sentence.
+    semantic_threshold = models.FloatField(default=0.7)
+    # Share of a draft's sentences aligned with one source that holds it...
+    semantic_share = models.FloatField(default=0.3)
+    # ...when they restate at least this share of that source's sentences.
+    semantic_source_share = models.FloatField(default=0.25)
     # Rule kinds whose hits hold a draft: blocked_term, regex, pii, disclosure, claim.
     blocking_rule_kinds = models.JSONField(default=list)
     # The ethics rule set (see review.checks.ethics.RuleSet).

@@ -575,6 +575,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
         "lexical_draft_share": current.lexical_draft_share,
         "semantic_threshold": current.semantic_threshold,
         "semantic_share": current.semantic_share,
+        "semantic_source_share": current.semantic_source_share,
         "blocking_rule_kinds": current.blocking_rule_kinds,
         "rules": current.rules or {},
     }
@@ -588,6 +589,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             "lexical_draft_share": request.POST.get("lexical_draft_share"),
             "semantic_threshold": request.POST.get("semantic_threshold"),
             "semantic_share": request.POST.get("semantic_share"),
+            "semantic_source_share": request.POST.get("semantic_source_share"),
             "blocking_rule_kinds": request.POST.getlist("blocking_rule_kinds"),
             "rules": _rules_from_post(request.POST),
         }

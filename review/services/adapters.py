@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count
 
 from generation.models import Draft
 from review import indexes, policy
@@ -287,6 +288,28 @@ def _lexical_partial(behind: int, indexed: int) -> dict[str, Any]:
     }
 
 
+def _source_sentence_counts(sources: set[str]) -> dict[str, int]:
+    """Indexed sentences per source ("document:12", "draft:7")."""
+    documents = [int(s.split(":")[1]) for s in sources if s.startswith("document:")]
+    drafts = [int(s.split(":")[1]) for s in sources if s.startswith("draft:")]
+    counts: dict[str, int] = {}
+    if documents:
+        for row in (
+            PassageSentence.objects.filter(passage__document_id__in=documents)
+            .values("passage__document_id")
+            .annotate(n=Count("pk"))
+        ):
+            counts[f"document:{row['passage__document_id']}"] = row["n"]
+    if drafts:
+        for row in (
+            PassageSentence.objects.filter(passage__draft_id__in=drafts)
+            .values("passage__draft_id")
+            .annotate(n=Count("pk"))
+        ):
+            counts[f"draft:{row['passage__draft_id']}"] = row["n"]
+    return counts
+
+
 def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     started = time.perf_counter()
     try:
@@ -299,14 +322,15 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "engine_version": semantic.ENGINE_VERSION,
         }
     project_indexes, _ = indexes.indexes_for_check(draft.project_id, lexical=False)
-    threshold = min(semantic.DEFAULT_THRESHOLD, rules.semantic_threshold)
+    # Near misses (down to 0.05 under the lower of the policy's threshold and the check's
+    # default) are shown, labelled as below the threshold.
+    threshold = max(0.5, min(semantic.DEFAULT_THRESHOLD, rules.semantic_threshold) - 0.05)
     result = semantic.check_semantic(
         text, embedder=embedder, index=project_indexes.semantic, threshold=threshold
     )
     matches = list(result["matches"])
     # Only the archive and published items: candidates of the same job are alike by design
     # (one prompt); the job page shows their similarity as a diversity figure instead.
-    sources: dict[str, dict[str, Any]] = {}
     # Where each archive match comes from, and the matching source sentence.
     passage_ids = {indexes.parse_source_key(m["key"]) for m in matches} - {None}
     info = _source_info([f"a:{pk}" for pk in passage_ids] + [f"p:{pk}" for pk in passage_ids])
@@ -316,22 +340,64 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "passage_id", "number", "start", "end"
         )
     }
+    # A source is a document of the archive or a published draft, whatever passages it was
+    # cut into: a paraphrase of a long article spreads over several of its passages.
+    source_of_passage: dict[int, str] = {}
+    for pk in passage_ids:
+        found = info.get(f"a:{pk}") or info.get(f"p:{pk}") or {}
+        if found.get("document_id"):
+            source_of_passage[pk] = f"document:{found['document_id']}"
+        elif found.get("draft_id"):
+            source_of_passage[pk] = f"draft:{found['draft_id']}"
+    source_sizes = _source_sentence_counts(set(source_of_passage.values()))
+
+    def source_of(key: str) -> str | None:
+        pk = indexes.parse_source_key(semantic.split_key(key)[0])
+        return source_of_passage.get(pk) if pk else None
+
     detailed = []
     for m in sorted(matches, key=lambda m: -m["score"]):
         item, number = semantic.split_key(m["key"])
-        source = dict(info.get(item) or sources.get(item) or {})
+        source = dict(info.get(item) or {})
         pk = indexes.parse_source_key(item)
         row = sentence_rows.get((pk, number)) if pk else None
         if row is not None and source.get("text"):
             source["sentence"] = source["text"][row.start : row.end]
-        elif m["key"] in sources:
-            source["sentence"] = sources[m["key"]].get("sentence", "")
         source.pop("text", None)
         # One threshold everywhere: a near miss is shown (the editor may want to see it) but
         # labelled as below the threshold, and it counts for nothing.
         detailed.append({**m, "source": source, "counts": m["score"] >= rules.semantic_threshold})
-    paraphrased = {(m["draft_start"], m["draft_end"]) for m in detailed if m["counts"]}
     checked = result["sentences_checked"]
+    aligned = semantic.align_sources(
+        matches,
+        sentences_checked=checked,
+        threshold=rules.semantic_threshold,
+        source_sizes=source_sizes,
+        source_of=source_of,
+    )
+    from review.services.policies import policy_view
+
+    view = policy_view(rules)
+    titles = {
+        source_of(m["key"]): m["source"].get("title") for m in detailed if source_of(m["key"])
+    }
+    # The source that holds the draft if one does, else the one the draft restates most.
+    lead = next(
+        (
+            a
+            for a in aligned
+            if policy.semantic_holds(
+                {
+                    "paraphrased_sentences": a["draft_sentences"],
+                    "source_draft_share": a["draft_share"],
+                    "source_share": a["source_share"],
+                },
+                view,
+            )
+        ),
+        aligned[0] if aligned else None,
+    )
+    paraphrased = {(m["draft_start"], m["draft_end"]) for m in detailed if m["counts"]}
     spans = []
     seen: set[tuple[int, int]] = set()
     for m in detailed:
@@ -374,6 +440,13 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "paraphrased_sentences": len(paraphrased),
             "sentences_checked": checked,
             "paraphrased_share": round(len(paraphrased) / checked, 3) if checked else 0.0,
+            # Per source: the draft's sentences aligned with the lead source, and the share
+            # of that source's sentences they restate (the policy holds on both).
+            "best_source": titles.get(lead["source"]) if lead else None,
+            "source_draft_sentences": lead["draft_sentences"] if lead else 0,
+            "source_draft_share": lead["draft_share"] if lead else 0.0,
+            "source_sentences_aligned": lead["source_sentences"] if lead else 0,
+            "source_share": lead["source_share"] if lead else 0.0,
             "indexed_sentences": len(project_indexes.semantic),
             "passages_pending": unembedded,
             "coverage": coverage,
@@ -381,6 +454,18 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         "spans": spans,
         "details": {
             "matches": detailed[:100],
+            "sources": [
+                {
+                    "source": a["source"],
+                    "title": titles.get(a["source"]) or a["source"],
+                    "draft_sentences": a["draft_sentences"],
+                    "draft_share": a["draft_share"],
+                    "source_sentences": a["source_sentences"],
+                    "source_share": a["source_share"],
+                    "mean_score": a["mean_score"],
+                }
+                for a in aligned[:10]
+            ],
             "threshold": rules.semantic_threshold,
             "shown_from": threshold,
             "partial": bool(unembedded),

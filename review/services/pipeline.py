@@ -246,7 +246,9 @@ def _summarise(draft: Draft, version: int, outcomes: list[policy.CheckOutcome]) 
                 int(v) for v in ethics_counts.values() if isinstance(v, int | float)
             ),
             "lexical_max": lexical.get("max_similarity") if lexical else None,
-            "semantic_share": sem.get("paraphrased_share") if sem else None,
+            "semantic_share": (
+                sem.get("source_draft_share", sem.get("paraphrased_share")) if sem else None
+            ),
             "not_run": sum(1 for o in outcomes if o["status"] != CheckStatus.OK),
         },
     )

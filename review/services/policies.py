@@ -39,6 +39,7 @@ def policy_update(
     blocking_rule_kinds: list[str],
     rules: dict[str, Any],
     lexical_draft_share: Any = None,
+    semantic_source_share: Any = None,
 ) -> Policy:
     """Validate and save; errors name the field. Only project admins."""
     require_role(user=user, project=project, minimum=Role.ADMIN)
@@ -69,6 +70,11 @@ def policy_update(
         if lexical_draft_share is None
         else number("lexical_draft_share", lexical_draft_share, 0.01, 1.0)
     )
+    source_share = (
+        None
+        if semantic_source_share is None
+        else number("semantic_source_share", semantic_source_share, 0.0, 1.0)
+    )
     bad_kinds = sorted(set(blocking_rule_kinds) - set(ethics.RULE_KINDS))
     if bad_kinds:
         errors.setdefault("blocking_rule_kinds", []).append(
@@ -85,6 +91,7 @@ def policy_update(
         semantic_threshold=sem,
         semantic_share=share,
         **({} if draft_share is None else {"lexical_draft_share": draft_share}),
+        **({} if source_share is None else {"semantic_source_share": source_share}),
         blocking_rule_kinds=list(blocking_rule_kinds),
         rules=rules,
         updated_by=user,
@@ -101,5 +108,6 @@ def policy_view(p: Policy) -> policy.PolicyView:
         "lexical_draft_share": p.lexical_draft_share,
         "semantic_threshold": p.semantic_threshold,
         "semantic_share": p.semantic_share,
+        "semantic_source_share": p.semantic_source_share,
         "blocking_rule_kinds": p.blocking_rule_kinds,
     }

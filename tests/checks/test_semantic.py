@@ -14,6 +14,7 @@ from review.checks.semantic import (
     EmbeddingModelUnavailable,
     IndexRegistry,
     VectorIndex,
+    align_sources,
     check_semantic,
     from_bytes,
     index_passages,
@@ -341,3 +342,32 @@ def test_excluded_keys_never_fill_the_results_of_a_small_index() -> None:
     index.add(["a:1#0", "a:1#1", "a:2#0"], vectors)
     (hits,) = index.search(vectors[0], k=5, exclude_keys=["a:1"])
     assert [key for key, _ in hits] == ["a:2#0"]
+
+
+def test_align_sources_groups_sentence_matches_by_source() -> None:
+    def match(key: str, score: float, start: int) -> dict:
+        return {"key": key, "score": score, "draft_start": start, "draft_end": start + 9}
+
+    matches = [
+        match("a:1#0", 0.9, 0),
+        match("a:1#1", 0.8, 0),  # the same draft sentence: its closest sentence of a:1 counts
+        match("a:2#0", 0.95, 0),
+        match("a:1#2", 0.75, 10),
+        match("a:2#3", 0.6, 10),  # under the threshold
+        match("a:3#0", 0.72, 20),
+        match("x:9#0", 0.99, 30),  # no source: left out
+    ]
+    aligned = align_sources(
+        matches,
+        sentences_checked=4,
+        threshold=0.7,
+        source_sizes={"a:1": 4, "a:2": 10, "a:3": 1},
+        source_of=lambda key: None if key.startswith("x:") else split_key(key)[0],
+    )
+    assert [a["source"] for a in aligned] == ["a:1", "a:3", "a:2"]
+    first = aligned[0]
+    assert (first["draft_sentences"], first["draft_share"]) == (2, 0.5)
+    assert (first["source_sentences"], first["source_share"]) == (2, 0.5)
+    assert [p["key"] for p in first["pairs"]] == ["a:1#0", "a:1#2"]
+    assert first["mean_score"] == 0.825
+    assert (aligned[1]["source_share"], aligned[2]["source_share"]) == (1.0, 0.1)
