@@ -57,8 +57,19 @@ from generation.engine import SamplingSettings, gguf_cache_dir  # noqa: E402
 from generation.model_backends import backend_config  # noqa: E402
 from generation.services import system_render, template_render  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "data" / "template_drafts.jsonl"
-SEEDS = (1, 2)
+OUT = Path(
+    os.environ.get("TEMPLATE_DRAFTS_OUT")
+    or Path(__file__).resolve().parent / "data" / "template_drafts.jsonl"
+)
+# Seeds 1 and 2 write the evaluation set; the toxicity calibration set
+# (review/checks/data/toxicity_calibration_drafts.jsonl) was written with seeds 3 and 4:
+#   TEMPLATE_DRAFTS_SEEDS=3,4 TEMPLATE_DRAFTS_OUT=review/checks/data/toxicity_calibration_drafts.jsonl
+SEEDS = tuple(int(s) for s in os.environ.get("TEMPLATE_DRAFTS_SEEDS", "1,2").split(","))
+# "eval" (the inputs below the evaluation set was written from) or "train": other inputs, whose
+# drafts the toxicity stand-in trains on as harmless text of the studio's own genres
+# (review/checks/data/toxicity_train_drafts.jsonl):
+#   TEMPLATE_DRAFTS_SPLIT=train TEMPLATE_DRAFTS_OUT=review/checks/data/toxicity_train_drafts.jsonl
+SPLIT = os.environ.get("TEMPLATE_DRAFTS_SPLIT", "eval")
 
 NEWS = {
     "eval": [
@@ -120,7 +131,39 @@ NEWS = {
         ),
     ],
 }
+NEWS["train"] = [
+    ("Gunman wounds two at petrol station", "Two people were wounded when a man fired shots at a petrol station on Sunday night, police said."),
+    ("Landslide buries village road", "Heavy rain triggered a landslide that blocked the only road into the village and buried two cars."),
+    ("Soldiers killed in border clash", "Four soldiers were killed in an exchange of fire at the border on Thursday, the defence ministry said."),
+    ("Teenager stabbed outside school", "A 16-year-old boy was taken to hospital with stab wounds after a fight outside his school."),
+    ("Plane makes emergency landing", "A passenger jet made an emergency landing after smoke was seen in the cabin; nobody was hurt."),
+    ("Protesters clash with police in capital", "Police used tear gas as thousands of protesters marched on parliament over fuel prices."),
+    ("Woman jailed for poisoning husband", "A 58-year-old woman was jailed for life for poisoning her husband with antifreeze."),
+    ("Library reopens after renovation", "The central library reopened on Saturday after a two-year renovation with a new children's floor."),
+    ("Mine collapse traps workers", "Rescuers are trying to reach nine miners trapped underground after a tunnel collapsed."),
+    ("Heatwave warning issued", "Forecasters warned of temperatures above 40C this weekend and urged people to check on elderly neighbours."),
+    ("Hostages freed after siege", "Special forces freed six hostages held for two days in a bank; the kidnapper was shot dead."),
+    ("Town celebrates 500th anniversary", "Thousands joined a parade on Sunday to mark 500 years since the town received its charter."),
+    ("Drug raid seizes weapons and cash", "Police seized guns, ammunition and cash in dawn raids on eleven homes."),
+    ("Flu cases rise ahead of winter", "Doctors reported a sharp rise in flu cases and urged people over 65 to get vaccinated."),
+]
 ADS = {
+    "train": [
+        ("a family board game", "parents", "playful"),
+        ("a coffee subscription", "remote workers", "upbeat"),
+        ("a hiking boot", "mountain walkers", "rugged"),
+        ("a paintball park", "groups of friends", "thrilling"),
+        ("a meal-kit delivery", "busy professionals", "practical"),
+        ("a pest control service", "restaurant owners", "no-nonsense"),
+        ("a horror film festival", "film fans", "spooky"),
+        ("a dental clinic", "nervous patients", "gentle"),
+        ("a kickboxing gym", "office workers", "fierce"),
+        ("a garden weed killer", "gardeners", "straightforward"),
+        ("a second-hand car dealer", "first-time drivers", "honest"),
+        ("a theme park roller coaster", "teenagers", "daring"),
+        ("a laundry detergent", "young parents", "fresh"),
+        ("a camping stove", "campers", "outdoorsy"),
+    ],
     "eval": [
         ("a reusable water bottle", "hikers", "cheerful"),
         ("a budgeting app", "students", "friendly"),
@@ -139,6 +182,22 @@ ADS = {
     ],
 }
 ARTICLES = {
+    "train": [
+        ("how wildfires spread", ""),
+        ("the history of the Roman army", "Mention battles and weapons."),
+        ("how to stay safe when walking at night", ""),
+        ("what happens during a police investigation", ""),
+        ("the causes of the Great Depression", ""),
+        ("how antibiotics fight infection", ""),
+        ("how volcanoes erupt", ""),
+        ("the story of the Titanic", ""),
+        ("first aid for burns and cuts", "Practical steps."),
+        ("how elections are counted", ""),
+        ("why some snakes are venomous", ""),
+        ("the life of Nelson Mandela", ""),
+        ("how to deal with a difficult neighbour", ""),
+        ("the history of boxing", ""),
+    ],
     "eval": [
         ("how vaccines train the immune system", ""),
         ("the history of the printing press", ""),
@@ -200,7 +259,7 @@ def main() -> None:
     written = 0
     started = time.monotonic()
     with OUT.open("w", encoding="utf-8") as out:
-        for split in ("eval",):
+        for split in (SPLIT,):
             for template in STARTER_TEMPLATES:
                 version = version_of(template)
                 for values in inputs(template["content_type"], split):

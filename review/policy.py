@@ -11,16 +11,20 @@ from typing import Any, NotRequired, TypedDict
 
 from review.checks.ethics import DEFAULT_RULES
 
-# Defaults a newsroom would accept: hold clear abuse and anything severe or threatening; let
-# mild language through to a person's judgement in the queue.
+# Defaults chosen on the toxicity stand-in's calibration set (``python -m
+# review.checks.toxicity_head calibrate``: per category, the lowest 0.05 step from 0.3 at which
+# none of its harmless texts, the default model's drafts of the starter templates and
+# hand-written news about crime and war and ad copy, is held). Never tuned on the held-out sets
+# the stand-in's figures are measured on. A project on Detoxify may want its own: its admin
+# measures them on the newsroom's text with ``manage.py toxicity_eval``.
 DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
-    "toxicity": 0.5,
-    "severe_toxicity": 0.2,
-    "obscene": 0.5,
-    "threat": 0.3,
-    "insult": 0.5,
+    "toxicity": 0.8,
+    "severe_toxicity": 0.3,
+    "obscene": 0.3,
+    "threat": 0.4,
+    "insult": 0.3,
     "identity_attack": 0.3,
-    "sexual_explicit": 0.4,
+    "sexual_explicit": 0.45,
 }
 # Percent of a source passage's 5-word shingles found in the draft.
 DEFAULT_LEXICAL_THRESHOLD = 50.0

@@ -25,6 +25,7 @@ it is a stand-in and show the measured figures.
 Command line (reproduces the committed file; about a minute on 2 cores)::
 
     python -m review.checks.toxicity_head train [--out PATH] [--negatives N]
+    python -m review.checks.toxicity_head calibrate   # thresholds for review.policy's defaults
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from review.checks.text import sentences
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 HEAD_PATH = DATA_DIR / "toxicity_head.npz"
 METRICS_PATH = DATA_DIR / "toxicity_head.json"
@@ -51,6 +54,16 @@ TRAIN_FILES = (
     DATA_DIR / "toxicity_train_extra.jsonl",
     # Hand-written harmless news about crime and war, and ad copy (the studio's genres).
     DATA_DIR / "toxicity_train_harmless.jsonl",
+    # The default model's drafts of the starter templates from inputs of their own (the
+    # "train" split of bench/make_template_drafts.py; the evaluation drafts use other inputs).
+    DATA_DIR / "toxicity_train_drafts.jsonl",
+)
+# Where the default thresholds were chosen (``calibrate``): hand-written toxic and harmless
+# sentences, and drafts of the evaluation inputs with other seeds. Neither trained nor
+# evaluated on.
+CALIBRATION_FILES = (
+    DATA_DIR / "toxicity_calibration.jsonl",
+    DATA_DIR / "toxicity_calibration_drafts.jsonl",
 )
 ENGINE = "contentstudio-toxicity-head"
 CATEGORIES: tuple[str, ...] = (
@@ -176,8 +189,25 @@ def _labelled(paths: Sequence[Path]) -> list[tuple[str, dict[str, int]]]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 item = json.loads(line)
-                rows.append((item["text"], {c: int(item["labels"].get(c, 0)) for c in CATEGORIES}))
+                if "labels" in item:
+                    labels = {c: int(item["labels"].get(c, 0)) for c in CATEGORIES}
+                else:  # {"text", "label": "none" | a category}
+                    labels = {c: int(item.get("label") == c) for c in CATEGORIES}
+                rows.append((item["text"], labels))
     return rows
+
+
+def _harmless_sentences(rows: Sequence[tuple[str, dict[str, int]]]) -> list[str]:
+    """The sentences (4+ words) of harmless training texts of several sentences: each is
+    harmless too, and the check scores sentence by sentence."""
+    found = []
+    for text, labels in rows:
+        if any(labels.values()):
+            continue
+        parts = [" ".join(p.text.split()) for p in sentences(text)]
+        if len(parts) > 1:
+            found += [p for p in parts if len(p.split()) >= 4]
+    return found
 
 
 def sotu_negatives(
@@ -259,7 +289,8 @@ def training_texts(
     if leaked:
         raise ValueError(f"training text also in a held-out set: {leaked[0]!r}")
     harmless = (
-        sotu_negatives(negatives)
+        _harmless_sentences(rows)
+        + sotu_negatives(negatives)
         + sotu_negatives(short_negatives, seed=14, min_words=2, max_words=5)
         + docstring_negatives(docstrings)
     )
@@ -317,11 +348,10 @@ EVAL_FILES = (Path(__file__).resolve().parents[2] / "bench" / "data" / "plagiari
 
 
 def held_out_texts() -> set[str]:
-    """Every text (and sentence) of the held-out and evaluation sets, to keep out of training."""
-    from review.checks.text import sentences
-
+    """Every text (and sentence) of the held-out, evaluation and calibration sets, to keep out
+    of training."""
     found: set[str] = set()
-    for path in (*HELDOUT_FILES, *EVAL_FILES):
+    for path in (*HELDOUT_FILES, *EVAL_FILES, *CALIBRATION_FILES):
         if not path.is_file():
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -364,14 +394,54 @@ def measure_head(detector: HeadDetector, *, out: Path = METRICS_PATH) -> dict[st
     return metrics
 
 
+# ``calibrate`` picks thresholds in steps of 0.05 between these: never under the floor (a clear
+# score, whatever the calibration set holds), never over the ceiling.
+CALIBRATION_FLOOR = 0.3
+CALIBRATION_CEILING = 0.9
+
+
+def calibrate(detector: Any) -> dict[str, Any]:
+    """Thresholds for the policy's defaults, chosen on the calibration set (never the held-out
+    or evaluation sets): per category, the lowest step from ``CALIBRATION_FLOOR`` at which no
+    harmless calibration text is held; with the calibration set's recall at those thresholds."""
+    from review.checks import toxicity_eval
+
+    rows = [
+        row
+        for path in CALIBRATION_FILES
+        for row in toxicity_eval.read_labelled(path, known=CATEGORIES)
+    ]
+    scores = toxicity_eval.score_rows(detector, rows)
+    harmless = [s for s, r in zip(scores, rows, strict=True) if not r["categories"]]
+    steps = np.round(np.arange(CALIBRATION_FLOOR, CALIBRATION_CEILING + 1e-9, 0.05), 2)
+    thresholds: dict[str, float] = {}
+    for category in CATEGORIES:
+        worst = max((s[category] for s in harmless), default=0.0)
+        thresholds[category] = float(next((t for t in steps if t > worst), steps[-1]))
+    figures = toxicity_eval.evaluate(scores, rows, thresholds)
+    return {
+        "thresholds": thresholds,
+        "calibrated_on": [p.name for p in CALIBRATION_FILES],
+        "texts": figures["texts"],
+        "recall": figures["recall"],
+        "false_hold_rate": figures["false_hold_rate"],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the heads and save them")
     train.add_argument("--out", type=Path, default=HEAD_PATH)
     train.add_argument("--negatives", type=int, default=4000)
+    calibrate_parser = sub.add_parser(
+        "calibrate", help="choose per-category thresholds on the calibration set"
+    )
+    calibrate_parser.add_argument("--head", type=Path, default=HEAD_PATH)
     args = parser.parse_args(argv)
-    if args.command == "train":
+    if args.command == "calibrate":
+        print(json.dumps(calibrate(HeadDetector(path=args.head)), indent=1))
+    elif args.command == "train":
         print(json.dumps(train_head(out=args.out, negatives=args.negatives)))
         print(json.dumps(measure_head(HeadDetector(path=args.out))))
     return 0
