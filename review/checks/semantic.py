@@ -170,6 +170,11 @@ EMBED_SPIN = os.environ.get("CONTENTSTUDIO_EMBED_SPIN", "0").strip() == "1"
 # "float" (the float graph as it is). int8 is used only if it passes the cosine check below;
 # otherwise the float graph serves, and the reason is kept (``Embedder.fast_reason``).
 EMBED_PRECISION = os.environ.get("CONTENTSTUDIO_EMBED_PRECISION", "int8").strip() or "int8"
+# The float graph: "exported" (the default; ONNX Runtime fuses what it can when a session loads
+# it) or "fused" (first rewritten by ONNX Runtime's BERT optimiser into one Attention op per
+# layer, see :func:`_fuse`). On this machine the fused graph was no faster: 100-108 sentences/s
+# per core against 107-112 for the exported one, and 5-10 % slower in every 2-thread run.
+EMBED_GRAPH = os.environ.get("CONTENTSTUDIO_EMBED_GRAPH", "exported").strip() or "exported"
 # The fast path is used only if its vectors match the reference model's this closely.
 MIN_FAST_COSINE = 0.99
 # Batches are cut from texts sorted by token count, each padded to its own longest text, and
@@ -206,9 +211,10 @@ class _OnnxEncoder:
     ONNX Runtime: texts tokenised once, sorted by token count, cut into batches of at most
     ``batch_tokens`` tokens each padded to its own longest text.
 
-    The graph, best first: int8 weights (``EMBED_PRECISION``), then the float graph with ONNX
-    Runtime's BERT fusions (one ``Attention`` op per layer, ``EmbedLayerNormalization``,
-    ``SkipLayerNormalization``, ``BiasGelu``), then the float graph as exported. Built once per
+    The graph, best first: int8 weights (``EMBED_PRECISION``), then, when ``EMBED_GRAPH`` is
+    "fused", the float graph with ONNX Runtime's BERT fusions (one ``Attention`` op per layer,
+    ``EmbedLayerNormalization``, ``SkipLayerNormalization``, ``BiasGelu``), then the float graph
+    as exported. Built once per
     model directory (export, fusion and quantisation cached next to the process's temporary
     files, keyed by the model's files and :data:`ONNX_GRAPH_VERSION`), and a graph is used only
     after checking that its vectors have cosine >= ``MIN_FAST_COSINE`` to the torch model's on
@@ -253,6 +259,10 @@ class _OnnxEncoder:
             pooling, "pooling_mode_mean_tokens", True
         ):
             raise EmbeddingModelUnavailable(f"no ONNX path for modules {names}")
+        if EMBED_GRAPH not in ("exported", "fused"):
+            raise EmbeddingModelUnavailable(
+                f"CONTENTSTUDIO_EMBED_GRAPH must be exported or fused, not {EMBED_GRAPH!r}"
+            )
         if EMBED_PRECISION not in ("int8", "float"):
             raise EmbeddingModelUnavailable(
                 f"CONTENTSTUDIO_EMBED_PRECISION must be int8 or float, not {EMBED_PRECISION!r}"
@@ -286,23 +296,26 @@ class _OnnxEncoder:
             return fast
 
         refused: list[str] = []
-        # The float graph: fused if ONNX Runtime's optimiser manages, else as exported.
+        # The float graph: fused if asked for (EMBED_GRAPH) and the optimiser manages, else as
+        # exported (ONNX Runtime then applies its own fusions when the session loads it).
         fast: _OnnxEncoder | None = None
-        fused = exported.with_suffix(".fused.onnx")
-        try:
-            if not fused.exists():
-                _fuse(exported, fused, path)
-            fast = checked(fused, "float", "fused")
-            if fast.min_cosine < MIN_FAST_COSINE:
-                refused.append(
-                    f"fused graph refused: min cosine {fast.min_cosine:.4f} < {MIN_FAST_COSINE}"
-                )
+        if EMBED_GRAPH == "fused":
+            fused = exported.with_suffix(".fused.onnx")
+            try:
+                if not fused.exists():
+                    _fuse(exported, fused, path)
+                fast = checked(fused, "float", "fused")
+                if fast.min_cosine < MIN_FAST_COSINE:
+                    refused.append(
+                        f"fused graph refused: min cosine {fast.min_cosine:.4f} < {MIN_FAST_COSINE}"
+                    )
+                    fast = None
+            except Exception as exc:  # an optimiser that fails: the exported graph serves
+                refused.append(f"fused graph unavailable: {type(exc).__name__}: {exc}")
                 fast = None
-        except Exception as exc:  # an optimiser that fails or declines: the exported graph serves
-            refused.append(f"fused graph unavailable: {type(exc).__name__}: {exc}")
-            fast = None
+            if fast is None:
+                logger.info("embedding with the exported ONNX graph (%s)", refused[-1])
         if fast is None:
-            logger.info("embedding with the exported ONNX graph (%s)", refused[-1])
             fast = checked(exported, "float", "exported")
             if fast.min_cosine < MIN_FAST_COSINE:
                 raise EmbeddingModelUnavailable(
@@ -476,8 +489,9 @@ def _fuse(source: Path, target: Path, path: Path) -> None:
     norms and GELU fused. Raises when the graph is not a BERT or no attention was fused (the
     exported graph then serves, and the reason is kept).
 
-    On this machine (AMD EPYC, AVX2, 2 threads) the fused graph had 46 nodes against about 400
-    exported, and the same vectors (cosine 1.0000).
+    On this machine (AMD EPYC, AVX2) the fused graph had 46 nodes against 225 for the exported
+    graph once ONNX Runtime had optimised it on load, and the same vectors (cosine 1.0000), but
+    was not faster (see :data:`EMBED_GRAPH`), so it is opt-in.
     """
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoConfig

@@ -114,30 +114,22 @@ MIXED_LENGTHS = [
 ]
 
 
-def test_fast_path_runs_the_fused_graph_with_the_torch_models_vectors(embedder: Embedder) -> None:
-    # given: the embedder as built on this machine (ONNX Runtime, the fused BERT graph)
+def torch_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    return embedder._loaded.model.encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+
+
+def test_fast_path_gives_the_torch_models_vectors(embedder: Embedder) -> None:
+    # given: the embedder as built on this machine (ONNX Runtime, the exported float graph)
     fast = embedder._loaded.fast
     assert embedder.backend == "onnxruntime" and fast is not None
-    assert fast.graph == "fused" and fast.min_cosine >= semantic.MIN_FAST_COSINE
+    assert fast.graph == semantic.EMBED_GRAPH and fast.min_cosine >= semantic.MIN_FAST_COSINE
     # when: texts of very different lengths go through both paths
     vectors = embedder.encode(MIXED_LENGTHS)
-    reference = embedder._loaded.model.encode(
-        MIXED_LENGTHS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
     # then: the same vectors, row for row (float graph: far inside the 0.99 floor)
-    cosines = (vectors * reference).sum(axis=1)
+    cosines = (vectors * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
     assert cosines.min() >= 0.999, cosines.min()
-
-
-def test_fused_graph_has_one_attention_op_per_layer(embedder: Embedder) -> None:
-    import onnx
-
-    fast = embedder._loaded.fast
-    assert fast is not None and fast.model_file is not None
-    graph = onnx.load(str(fast.model_file), load_external_data=False).graph
-    ops = [node.op_type for node in graph.node]
-    assert ops.count("Attention") == 6 and ops.count("EmbedLayerNormalization") == 1
-    assert "Softmax" not in ops  # every layer's attention was fused, none left as small ops
 
 
 def test_batches_hold_the_token_budget_and_cover_every_text_once(embedder: Embedder) -> None:
@@ -160,7 +152,8 @@ def test_batches_hold_the_token_budget_and_cover_every_text_once(embedder: Embed
 def exported_only_cache(
     embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """A cache directory holding only this model's exported graph (no fused or int8 files)."""
+    """A cache directory holding only this model's exported graph (no fused or int8 files),
+    and the float precision (the int8 graph is refused on AVX2 and would only slow the test)."""
     import shutil
 
     fast = embedder._loaded.fast
@@ -175,7 +168,9 @@ def exported_only_cache(
 def test_exported_graph_serves_when_the_fusion_fails_and_the_reason_is_kept(
     embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given: an optimiser that fails
+    # given: the fused graph asked for, and an optimiser that fails
+    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
+
     def broken(source: Path, target: Path, path: Path) -> None:
         raise RuntimeError("optimiser crashed")
 
@@ -189,17 +184,26 @@ def test_exported_graph_serves_when_the_fusion_fails_and_the_reason_is_kept(
     assert not exported_only_cache.with_suffix(".fused.onnx").exists()
 
 
-def test_fused_graph_is_built_atomically_into_the_cache(
-    embedder: Embedder, exported_only_cache: Path
+def test_fused_graph_is_built_atomically_with_one_attention_op_per_layer(
+    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # when: the cache holds only the export
+    import onnx
+
+    # given: the fused graph asked for, and a cache holding only the export
+    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
+    # when
     fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
-    # then: the fused graph was written next to it, and nothing half-written is left
-    assert fast.graph == "fused" and fast.model_file == exported_only_cache.with_suffix(
-        ".fused.onnx"
-    )
-    assert fast.model_file.is_file() and fast.note == ""
+    # then: the fused graph was written next to the export, nothing half-written is left
+    assert fast.graph == "fused" and fast.note == ""
+    assert fast.model_file == exported_only_cache.with_suffix(".fused.onnx")
     assert not list(exported_only_cache.parent.glob("*.partial"))
+    # and every layer's attention is one op (no Softmax left over)
+    ops = [n.op_type for n in onnx.load(str(fast.model_file), load_external_data=False).graph.node]
+    assert ops.count("Attention") == 6 and ops.count("EmbedLayerNormalization") == 1
+    assert "Softmax" not in ops
+    # and it gives the torch model's vectors
+    cosines = (fast.encode(MIXED_LENGTHS) * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines.min()
 
 
 def test_a_graph_cached_by_another_graph_version_is_not_reused(
@@ -218,7 +222,7 @@ def test_a_graph_cached_by_another_graph_version_is_not_reused(
     fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
     # then: a new export under a new name, not the file cached by the current version
     assert len(exports) == 1 and exports[0].name != exported_only_cache.name
-    assert fast.model_file == exports[0].with_suffix(".fused.onnx")
+    assert fast.model_file == exports[0] and fast.graph == "exported"
 
 
 # ----------------------------------------------------------------------------- the check
