@@ -5,7 +5,9 @@ in a per-project :class:`VectorIndex` of passage vectors; matches at or above a 
 reported with the draft sentence's span and, when the passage text is available, the span of the
 passage sentence that matches best, so the page can show the two side by side.
 
-Measured choices (numbers from this machine: 2 cores, AVX-512 with BF16):
+Measured choices (numbers from a 2-core machine with AVX-512 and BF16, except the embedding
+figures, re-measured on the current one: 2 cores of an AMD EPYC, AVX2, no VNNI, shared with
+other work at a load average of 2-5):
 
 * **Threshold 0.75** (:data:`DEFAULT_THRESHOLD`). On 20 hand-written newsroom paraphrase pairs
   MiniLM scored 0.65-0.98 (median 0.81; 80 % at or above 0.75), same-topic non-paraphrases
@@ -29,6 +31,22 @@ Measured choices (numbers from this machine: 2 cores, AVX-512 with BF16):
   2,000-passage search took 35-75 ms, with one 1-3 ms, and embedding a 20-sentence draft took
   1,000 ms against 240 ms. Run checks with ``torch.set_num_threads(1)`` on such a machine
   (this module never changes the process-wide setting).
+* **Embedding: ONNX Runtime, float, batches of at most 512 tokens** (:class:`_OnnxEncoder`).
+  Per core (CPU time of one thread, which neighbours disturb least) on State of the Union
+  sentences, ``SentenceTransformer.encode`` ran 52-55 sentences/s; the exported graph in batches
+  of 32 rows 80-82/s; the same graph in length-sorted batches of at most 512 tokens 105-112/s
+  (1.9-2.2x): small batches keep a layer's activations in cache. With 2 threads,
+  ``bench/bench_embedding.py`` measured 2.82x and 3.26x at a load average of 4 (in one
+  interleaved run at load 4-5: 3.25x, against 1.54x for the previous export in batches of 32
+  with spinning threads); the load helps the ratio, as torch's
+  spinning OpenMP threads lose more to neighbours than ONNX Runtime's sleeping ones
+  (:data:`EMBED_SPIN`), so expect about 2x on an idle machine. The graph is exported with
+  attention written so that ONNX Runtime's BERT optimiser can fuse it; the fused graph gave the
+  same vectors but was 5-10 % slower (:data:`EMBED_GRAPH`). int8 weights ran 1.25x faster per
+  core but are refused: min cosine 0.93-0.95 to the torch vectors ("Thank you." the worst), and
+  no part of the network could be quantised alone above 0.99 except the attention output
+  projection (8 % of the work). Every graph is checked against the torch model (cosine >=
+  :data:`MIN_FAST_COSINE`) before it serves; the float graphs score 1.0000.
 * **Index sentences, not articles.** A paraphrased sentence scored 0.65-0.98 (median 0.81)
   against its source sentence alone, but only median 0.59 once one unrelated sentence joined
   it in the passage, 0.42 with three and 0.33 with eight: at 0.75, recall fell from 80 % to
@@ -179,13 +197,13 @@ EMBED_GRAPH = os.environ.get("CONTENTSTUDIO_EMBED_GRAPH", "exported").strip() or
 MIN_FAST_COSINE = 0.99
 # Batches are cut from texts sorted by token count, each padded to its own longest text, and
 # hold at most this many tokens (rows x padded width) and rows: about 17 sentences of 30 tokens,
-# 2 of 256. Small batches keep a layer's activations in cache: on one AVX2 core 256-512 tokens
-# ran about 10 % faster than 32 rows (~1,000 tokens) and 20 % faster than 64 rows.
+# 2 of 256. Small batches keep a layer's activations in cache: on one AVX2 core, batches of at
+# most 256-512 tokens ran 25-35 % faster than batches of 32 rows (about 1,000 tokens).
 ONNX_BATCH_TOKENS = 512
 ONNX_BATCH = 64
 # Bump when the exported or optimised graph changes shape: the cache file name includes it, so
 # a graph cached by an older version is rebuilt rather than reused.
-ONNX_GRAPH_VERSION = "2-fused"
+ONNX_GRAPH_VERSION = "2"
 _CALIBRATION = [
     "The committee approved the budget after a long debate on Monday.",
     "Heavy rain flooded hundreds of homes across the valley overnight.",
