@@ -36,7 +36,7 @@ other work at a load average of 2-5):
   sentences, ``SentenceTransformer.encode`` ran 52-55 sentences/s; the exported graph in batches
   of 32 rows 80-82/s; the same graph in length-sorted batches of at most 512 tokens 105-112/s
   (1.9-2.2x): small batches keep a layer's activations in cache. With 2 threads,
-  ``bench/bench_embedding.py`` measured 2.82x and 3.26x at a load average of 4 (in one
+  ``bench/bench_embedding.py`` measured 2.82x and 3.48x at a load average of 4 (in one
   interleaved run at load 4-5: 3.25x, against 1.54x for the previous export in batches of 32
   with spinning threads); the load helps the ratio, as torch's
   spinning OpenMP threads lose more to neighbours than ONNX Runtime's sleeping ones
