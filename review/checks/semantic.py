@@ -38,9 +38,9 @@ other work at a load average of 2-5):
   (1.9-2.2x): small batches keep a layer's activations in cache. With 2 threads,
   ``bench/bench_embedding.py`` measured 2.82x and 3.48x at a load average of 4 (in one
   interleaved run at load 4-5: 3.25x, against 1.54x for the previous export in batches of 32
-  with spinning threads); the load helps the ratio, as torch's
-  spinning OpenMP threads lose more to neighbours than ONNX Runtime's sleeping ones
-  (:data:`EMBED_SPIN`), so expect about 2x on an idle machine. The graph is exported with
+  with spinning threads); the load helps the ratio, as torch's spinning OpenMP threads lose
+  more to neighbours than ONNX Runtime's sleeping ones (:data:`EMBED_SPIN`), so expect about 2x
+  (the per-core ratio) on an idle machine. The graph is exported with
   attention written so that ONNX Runtime's BERT optimiser can fuse it; the fused graph gave the
   same vectors but was 5-10 % slower (:data:`EMBED_GRAPH`). int8 weights ran 1.25x faster per
   core but are refused: min cosine 0.93-0.95 to the torch vectors ("Thank you." the worst), and
