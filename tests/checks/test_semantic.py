@@ -102,6 +102,130 @@ def test_embedder_can_be_shared_between_threads(embedder: Embedder) -> None:
     assert errors == [] and shapes == [(8, 384)] * 4
 
 
+# ----------------------------------------------------------------------------- the ONNX path
+
+# Lengths from 3 to 256+ tokens, so batches of many short rows and of one long row both run.
+MIXED_LENGTHS = [
+    "Thank you all.",
+    "The committee approved the budget after a long debate on Monday.",
+    "Shares rose four percent in early trading on the news from the central bank.",
+    " ".join(["We will build new roads, bridges and schools in every state of the union."] * 3),
+    " ".join(["The treaty ceded vast territories and divided the Congress for a decade."] * 30),
+    *[f"Sentence number {i} is about the harbour, the ferry and the tides." for i in range(40)],
+]
+
+
+def torch_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    return embedder._loaded.model.encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+
+
+def test_fast_path_gives_the_torch_models_vectors(embedder: Embedder) -> None:
+    # given: the embedder as built on this machine (ONNX Runtime, the exported float graph)
+    fast = embedder._loaded.fast
+    assert embedder.backend == "onnxruntime" and fast is not None
+    assert fast.graph == semantic.EMBED_GRAPH and fast.min_cosine >= semantic.MIN_FAST_COSINE
+    # when: texts of very different lengths go through both paths
+    vectors = embedder.encode(MIXED_LENGTHS)
+    # then: the same vectors, row for row (float graph: far inside the 0.99 floor)
+    cosines = (vectors * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines.min()
+
+
+def test_batches_hold_the_token_budget_and_cover_every_text_once(embedder: Embedder) -> None:
+    fast = embedder._loaded.fast
+    assert fast is not None
+    lengths = [30] * 40 + [5] * 10 + [300, 3, 120, 120, 120, 120, 120]
+    batches = fast.batches(lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * width <= fast.batch_tokens
+        assert len(batch) <= fast.batch_rows
+        assert width == lengths[batch[-1]]  # the last row sets the padded width
+    # shortest first: the 3 and the 5s share a batch with six 30s (17 x 30 <= 512), then 17 30s
+    # twice, 4 of the 120s, the last 120 and the 300 alone (2 x 300 > 512)
+    assert [len(b) for b in batches] == [17, 17, 17, 4, 1, 1]
+
+
+@pytest.fixture
+def exported_only_cache(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A cache directory holding only this model's exported graph (no fused or int8 files),
+    and the float precision (the int8 graph is refused on AVX2 and would only slow the test)."""
+    import shutil
+
+    fast = embedder._loaded.fast
+    assert fast is not None and fast.model_file is not None
+    exported = fast.model_file.with_name(fast.model_file.name.split(".")[0] + ".onnx")
+    shutil.copy(exported, tmp_path / exported.name)
+    monkeypatch.setattr(semantic, "_onnx_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(semantic, "EMBED_PRECISION", "float")
+    return tmp_path / exported.name
+
+
+def test_exported_graph_serves_when_the_fusion_fails_and_the_reason_is_kept(
+    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the fused graph asked for, and an optimiser that fails
+    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
+
+    def broken(source: Path, target: Path, path: Path) -> None:
+        raise RuntimeError("optimiser crashed")
+
+    monkeypatch.setattr(semantic, "_fuse", broken)
+    # when
+    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    # then: the exported graph serves, checked against the torch model, and says why
+    assert fast.graph == "exported" and fast.model_file == exported_only_cache
+    assert fast.min_cosine >= semantic.MIN_FAST_COSINE
+    assert "fused graph unavailable: RuntimeError: optimiser crashed" in fast.note
+    assert not exported_only_cache.with_suffix(".fused.onnx").exists()
+
+
+def test_fused_graph_is_built_atomically_with_one_attention_op_per_layer(
+    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    # given: the fused graph asked for, and a cache holding only the export
+    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
+    # when
+    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    # then: the fused graph was written next to the export, nothing half-written is left
+    assert fast.graph == "fused" and fast.note == ""
+    assert fast.model_file == exported_only_cache.with_suffix(".fused.onnx")
+    assert not list(exported_only_cache.parent.glob("*.partial"))
+    # and every layer's attention is one op (no Softmax left over)
+    ops = [n.op_type for n in onnx.load(str(fast.model_file), load_external_data=False).graph.node]
+    assert ops.count("Attention") == 6 and ops.count("EmbedLayerNormalization") == 1
+    assert "Softmax" not in ops
+    # and it gives the torch model's vectors
+    cosines = (fast.encode(MIXED_LENGTHS) * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines.min()
+
+
+def test_a_graph_cached_by_another_graph_version_is_not_reused(
+    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the optimisation version moves on
+    monkeypatch.setattr(semantic, "ONNX_GRAPH_VERSION", semantic.ONNX_GRAPH_VERSION + "-next")
+    exports: list[Path] = []
+
+    def export(path: Path, tokenizer: object, target: Path) -> None:
+        exports.append(target)
+        target.write_bytes(exported_only_cache.read_bytes())
+
+    monkeypatch.setattr(semantic, "_export", export)
+    # when
+    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    # then: a new export under a new name, not the file cached by the current version
+    assert len(exports) == 1 and exports[0].name != exported_only_cache.name
+    assert fast.model_file == exports[0] and fast.graph == "exported"
+
+
 # ----------------------------------------------------------------------------- the check
 
 
