@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,23 +60,56 @@ from generation.backends.oga_native import NativeError, NativeGenerator, NativeM
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
 
 
-def ort_threads() -> int:
-    """Intra-op threads of each forward pass: the worker's cores (TORCH_THREADS, else every
-    core) split between the generation jobs it may run at once (GENERATION_CONCURRENCY), so
-    that jobs running side by side never ask for more threads than there are cores."""
+def _cores_and_slots() -> tuple[int, int]:
     from django.conf import settings
 
     cores = int(getattr(settings, "TORCH_THREADS", 0) or os.cpu_count() or 1)
     slots = max(1, int(getattr(settings, "GENERATION_CONCURRENCY", 1) or 1))
+    return cores, slots
+
+
+def ort_threads() -> int:
+    """Intra-op threads of the narrow session: the worker's cores (TORCH_THREADS, else every
+    core) split between the generation jobs it may run at once (GENERATION_CONCURRENCY), so
+    that jobs running side by side never ask for more threads than there are cores."""
+    cores, slots = _cores_and_slots()
     return max(1, cores // slots)
+
+
+def wide_threads() -> int | None:
+    """Intra-op threads of the wide session (every core), for a job that runs alone; None when
+    there is none: GENERATION_WIDE_SESSION off, or the narrow session has every core already."""
+    from django.conf import settings
+
+    cores, _ = _cores_and_slots()
+    if not getattr(settings, "GENERATION_WIDE_SESSION", True) or cores <= ort_threads():
+        return None
+    return cores
 
 
 logger = logging.getLogger(__name__)
 
+# Session config entries of the wide session: its pool threads block instead of spin-waiting
+# (see the module docstring for why).
+WIDE_SESSION_OPTIONS: dict[str, str] = {"session.intra_op.allow_spinning": "0"}
 
-def _native_model(path: Path, *, threads: int, cuda: bool) -> NativeModel | None:
+# ONNX Runtime GenAI jobs generating in this process now, whichever model: they share the cores.
+_jobs_running = 0
+_jobs_lock = threading.Lock()
+
+
+def _job_ended() -> None:
+    global _jobs_running
+    with _jobs_lock:
+        _jobs_running -= 1
+
+
+def _native_model(
+    path: Path, *, threads: int, cuda: bool, options: dict[str, str] | None = None
+) -> NativeModel | None:
     """The model through the C API, or None where the C API cannot be bound (then the Python
-    module serves, one forward pass at a time). A model that fails to load fails here."""
+    module serves, one forward pass at a time). A model that fails to load fails here.
+    ``options``: further session config entries (ONNX Runtime's "session.*" keys)."""
     try:
         from generation.backends.oga_native import library
 
@@ -83,7 +117,8 @@ def _native_model(path: Path, *, threads: int, cuda: bool) -> NativeModel | None
     except NativeError as exc:
         logger.warning("ONNX Runtime GenAI C API unavailable (%s); jobs take turns", exc)
         return None
-    return NativeModel(path, session_options={"intra_op_num_threads": threads}, cuda=cuda)
+    session_options: dict[str, Any] = {"intra_op_num_threads": threads, **(options or {})}
+    return NativeModel(path, session_options=session_options, cuda=cuda)
 
 
 class OnnxGenAIBackend(Backend):
@@ -131,6 +166,15 @@ class OnnxGenAIBackend(Backend):
             self.device = "cuda" if want_cuda else "cpu"
             self.threads = ort_threads()
             self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
+            # The wide session: the same weights loaded again with every core, for a job that
+            # finds no other job running here (CPU only; without the C API jobs take turns).
+            wide = wide_threads() if self.native is not None and not want_cuda else None
+            self.wide_threads = wide
+            self.wide = (
+                _native_model(path, threads=wide, cuda=False, options=WIDE_SESSION_OPTIONS)
+                if wide
+                else None
+            )
             # Without the C API (another platform's wheel), the Python module's generators;
             # they hold the GIL while they compute, so jobs then take turns step by step.
             self.model = None if self.native is not None else og.Model(og_config)
@@ -150,6 +194,19 @@ class OnnxGenAIBackend(Backend):
         self._step_lock = threading.Lock() if self.native is None else contextlib.nullcontext()
         self.load_seconds = time.monotonic() - started
         self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _session_for_job(self) -> tuple[NativeModel | None, int]:
+        """The session a starting job steps on, and its threads: the wide one when no other
+        job of any ONNX model is running in this process, else the narrow one. Counts the job
+        as running until ``_job_ended``. A job keeps its session to the end: moving it to the
+        other one would mean prefilling its tokens again, which changed the logits here."""
+        global _jobs_running
+        with _jobs_lock:
+            alone = _jobs_running == 0
+            _jobs_running += 1
+        if alone and self.native is not None and self.wide is not None and self.wide_threads:
+            return self.wide, self.wide_threads
+        return self.native, self.threads
 
     def provenance(self) -> Provenance:
         return {
@@ -208,11 +265,14 @@ class OnnxGenAIBackend(Backend):
         decoders = [IncrementalDecoder(self._decode) for _ in outputs]
         cancelled = False
         generator = None
+        native, threads = self._session_for_job()
+        for out in outputs:
+            out.threads = threads
         try:
             # Greedy over our one-hot rows: the generator takes exactly the token we chose.
             max_length = len(prompt_ids) + settings.max_new_tokens
-            if self.native is not None:
-                generator = self.native.generator(batch_size=n, max_length=max_length)
+            if native is not None:
+                generator = native.generator(batch_size=n, max_length=max_length)
             else:
                 params = og.GeneratorParams(self.model)
                 params.set_search_options(max_length=max_length, do_sample=False, batch_size=n)
@@ -258,6 +318,7 @@ class OnnxGenAIBackend(Backend):
         finally:
             if isinstance(generator, NativeGenerator):
                 generator.close()  # its KV cache now, not whenever the collector runs
+            _job_ended()
         now = time.monotonic()
         for out, decoder in zip(outputs, decoders, strict=True):
             out.text = decoder.text()
