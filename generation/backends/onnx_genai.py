@@ -6,26 +6,56 @@ logits are read, each candidate picks its token from its own seeded stream, and 
 row makes the generator (greedy) take exactly that token. So every candidate is reproducible
 from its seed, which ONNX Runtime GenAI's own sampler (one seed per generator) cannot give.
 
-Concurrent jobs. The model (one ONNX Runtime session) is shared; every ``generate`` call has its
-own generator and steps it in its own worker thread, with no lock: the forward passes go through
-the C API (``oga_native``), which releases the GIL, so two jobs compute on two cores at the same
-time, and each is sampled, streamed and saved while the other computes. The worker's cores are
-split between the jobs it may run at once (``ort_threads``): on 2 cores with 2 job slots each
-forward pass runs on one thread. Measured on this shared 2-core machine (load 9-12 from other
-work), a 2-thread session was 0.56-0.63x as fast as a 1-thread one, batch 1 to 8: ONNX Runtime's
-pool threads spin-wait for each other, and a descheduled one stalls the whole pass. A long job
-never holds a short one back: both step side by side and the operating system shares the cores
-between their threads; jobs beyond the worker's slots wait in the queue in order.
+Concurrent jobs. Every ``generate`` call has its own generator and steps it in its own worker
+thread, with no lock: the forward passes go through the C API (``oga_native``), which releases
+the GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and
+saved while the other computes. A long job never holds a short one back: both step side by side
+and the operating system shares the cores between their threads; jobs beyond the worker's slots
+wait in the queue in order.
+
+Two sessions of one model. The narrow session splits the worker's cores between the jobs it may run
+at once (``ort_threads``: one thread on 2 cores with 2 job slots), so jobs side by side never ask
+for more threads than there are cores. The wide session (``wide_threads``, every core; the setting
+GENERATION_WIDE_SESSION, on by default, loaded only where that is more than the narrow share, CPU
+only) is the same weights loaded a second time: +181 MB RSS and +0.65 s of load for SmolLM2-135M
+int8. A job that starts while no other ONNX job runs in the process takes the wide session; one
+that starts beside another takes the narrow one; the draft records which (``threads``). A job keeps
+its session to the end: moving it would mean appending its tokens so far to a new generator, and
+the logits of that prefill differed from the step-by-step ones by up to 0.68 here (a pass over many
+positions is not bit-identical to one position at a time), which can change a sampled token. So a
+job B that starts while A runs on the wide session makes three threads on two cores until A ends;
+that is why the wide session's pool threads block instead of spin-waiting
+(``session.intra_op.allow_spinning`` = 0): a spinning pool thread that the kernel deschedules
+stalls the whole pass. Measured on this shared 2-core machine with load 6-8 from other work, wide /
+narrow tokens/s within one run, one candidate and eight: spinning 0.40 and 0.60, spinning at most
+100 us 0.59 and 0.67, not spinning 0.90 and 0.88; two 4-candidate jobs together took as long with A
+on the wide session (not spinning) as with both on the narrow one (9.8-10.4 s against 9.4-11.3 s).
+Through ``generate``, wide and narrow alternating (``bench/bench_wide_session.py``, two runs at
+load 4-5): 0.89 and 0.88 for one candidate, 1.10 and 0.85 for eight, the same tokens. So under such
+load the wide session gains nothing and may lose a little (the other work holds the second core,
+and a blocking pool thread wakes later than a spinning one); it is for a worker whose cores are
+free, where ONNX Runtime GenAI int8 ran 116-118 tokens/s on 2 threads (the issue's measurement,
+quiet machine) and the 1-thread job path 3.7x transformers on 2 threads. ``bench/bench_engines.py``
+at load 5.5-6.5, wide on: decode 3.44x transformers, eight candidates 1.80x, two jobs together
+1.14x; the same with CONTENTSTUDIO_GENERATION_WIDE_SESSION=0 at load 3.6-5.2: 4.13x, 1.86x, 1.04x
+(the spread between runs is the load's).
+
+Prompt prefill runs once per candidate (the n identical prompts are n rows of the first pass):
+ONNX Runtime GenAI 0.18 has no call that copies one row's KV cache into the others
+(``RewindTo`` crops, ``SnapshotState`` keeps only recurrent state, ``SetModelInput`` is for the
+inputs it does not handle itself, which the KV cache is not), and its Engine's prompt cache
+samples inside the library.
 
 Why not one merged batch: rows of different prompts need left padding, which changed the logits
 of the padded row by up to 2.8 here (so each candidate's text); and the continuous-batching
 ``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
 request, no logits hook), so our per-candidate sampler and its reproducibility record could not
-run there. Reproducibility across the two ways to run: the logits of a row depend neither on the
-thread count (1 and 2 threads gave the same 512 sampled tokens of the default int4 model) nor on
-what runs beside it, which the tests check through the job path. A candidate that has finished
-is forced to end-of-text; the generator still computes its row until the batch ends (ONNX
-Runtime GenAI cannot drop a row).
+run there. Reproducibility across the ways to run: the logits of a row depend neither on the
+thread count (1 and 2 threads, spinning or not, gave bit-identical logits for 64 steps of the
+default int8 model at batch 1, 4 and 8) nor on what runs beside it, which the tests check
+through the job path (a job alone on the wide session, the same job beside another on the
+narrow one). A candidate that has finished is forced to end-of-text; the generator still
+computes its row until the batch ends (ONNX Runtime GenAI cannot drop a row).
 """
 
 from __future__ import annotations
