@@ -44,9 +44,9 @@ Prompt prefill runs once per candidate (the n identical prompts are n rows of th
 Runtime GenAI 0.18 has no call that copies one row's KV cache into the others (``RewindTo`` crops,
 ``SnapshotState`` keeps only recurrent state, ``SetModelInput`` is for the inputs it does not
 handle itself, which the KV cache is not), and its Engine's prompt cache samples inside the
-library. It is what a prompt-once prefill would save: here (narrow session, load 4.5) the 47-token
-prompt took 0.30 s at batch 1 and 2.07 s at batch 8, against 3.6-4.8 s for the 64 steps after it at
-batch 8.
+library. What prefilling once per job would save, measured here (narrow session, load 4.5): the
+47-token prompt took 0.30 s at batch 1 and 2.07 s at batch 8, against 3.6-4.8 s for the 64 steps
+after it at batch 8.
 
 Why not one merged batch: rows of different prompts need left padding, which changed the logits
 of the padded row by up to 2.8 here (so each candidate's text); and the continuous-batching
