@@ -89,6 +89,9 @@ class CandidateOutput:
     completion_tokens: int = 0
     # Prompt tokens as counted by whoever ran the model (None: the runner's own count).
     prompt_tokens: int | None = None
+    # Intra-op threads its forward passes ran on, where the backend chose them per job (None:
+    # the backend's provenance says).
+    threads: int | None = None
 
 
 # --- Sources ---------------------------------------------------------------------------------

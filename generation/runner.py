@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -264,8 +265,20 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
         prompt=prompt,
         load_seconds=engine.load_seconds,
         first_token_at=recorder._first_token_at,
-        provenance=dict(engine.provenance()),
+        provenance=_job_provenance(engine.provenance(), outputs),
     )
+
+
+def _job_provenance(
+    provenance: Mapping[str, Any], outputs: list[engine_mod.CandidateOutput]
+) -> dict[str, Any]:
+    """The backend's provenance with what this job ran on: a backend that picks a session per
+    job (ONNX Runtime GenAI's wide one for a job alone) says which threads it got."""
+    result = dict(provenance)
+    threads = {out.threads for out in outputs if out.threads}
+    if len(threads) == 1:
+        result["threads"] = threads.pop()
+    return result
 
 
 def _job_finish(

@@ -475,6 +475,10 @@ def test_a_job_writes_the_same_candidates_alone_and_beside_another(
 ) -> None:
     # Partial text is saved every 0.2 s, so the test sees a job writing early.
     settings.GENERATION_SAVE_INTERVAL = 0.2
+    # Two cores, two job slots: a job alone steps on the wide session (2 threads), a job beside
+    # another on the narrow one (1 thread).
+    settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    settings.GENERATION_WIDE_SESSION = True
     # given a job that ran alone
     job_settings = {"max_new_tokens": 10, "min_new_tokens": 10}
     alone = create(cast, news_template, n_candidates=3, base_seed=777, settings=job_settings)
@@ -495,7 +499,10 @@ def test_a_job_writes_the_same_candidates_alone_and_beside_another(
     assert len(set(_texts(alone))) == 3
     drafts = list(Draft.objects.filter(job=beside).order_by("candidate__index"))
     assert [d.model_output for d in drafts] == _texts(alone)
-    assert drafts[0].engine["threads"] >= 1
+    # and each job's drafts say which threads it ran on: alone all cores, beside its share
+    assert {d.engine["threads"] for d in Draft.objects.filter(job=alone)} == {2}
+    assert {d.engine["threads"] for d in drafts} == {1}
+    assert {d.engine["threads"] for d in Draft.objects.filter(job=other)} == {2}
 
 
 def test_cancelling_a_job_mid_stream_leaves_the_job_beside_it_running_to_the_end(
@@ -554,6 +561,49 @@ def test_onnx_steps_through_the_c_api_and_writes_what_the_python_module_writes(
     # then the candidates are the same token for token
     assert [o.text for o in native] == [o.text for o in module]
     assert native[0].text != native[1].text
+
+
+def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
+    onnx_model: LanguageModel, settings: Any
+) -> None:
+    from generation.model_backends import backend_config
+
+    settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    # given the backend with its wide session (every core) beside the narrow one (a slot's)
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert (backend.threads, backend.wide_threads) == (1, 2)
+    prompt = backend.render_prompt(system="", user="The President said")
+    # when a job runs alone, and the same job runs while another job is generating
+    alone = backend.generate(prompt=prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
+    started, release = threading.Event(), threading.Event()
+
+    def hold(deltas: list[str | None]) -> None:
+        started.set()
+        release.wait(30)
+
+    other = threading.Thread(
+        target=lambda: backend.generate(
+            prompt=prompt, n=1, seeds=[1], settings=SETTINGS, on_delta=hold
+        )
+    )
+    other.start()
+    try:
+        assert started.wait(30)
+        beside = backend.generate(prompt=prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
+    finally:
+        release.set()
+        other.join(30)
+    # then the lone one ran on every core, the other on its share, with the same candidates
+    assert [o.threads for o in alone] == [2, 2, 2]
+    assert [o.threads for o in beside] == [1, 1, 1]
+    assert [o.token_ids for o in beside] == [o.token_ids for o in alone]
+    # and with the setting off there is no wide session: every job runs on its share
+    settings.GENERATION_WIDE_SESSION = False
+    narrow_only = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert narrow_only.wide is None
+    out = narrow_only.generate(prompt=prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
+    assert [o.threads for o in out] == [1, 1, 1]
+    assert [o.token_ids for o in out] == [o.token_ids for o in alone]
 
 
 def test_two_generators_on_threads_write_what_each_writes_alone(

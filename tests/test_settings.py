@@ -36,6 +36,10 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"CONTENTSTUDIO_TORCH_THREADS": "two"}, "CONTENTSTUDIO_TORCH_THREADS"),
+        (
+            {"CONTENTSTUDIO_GENERATION_WIDE_SESSION": "wide"},
+            "CONTENTSTUDIO_GENERATION_WIDE_SESSION",
+        ),
         ({"CONTENTSTUDIO_SAVE_INTERVAL": "-1"}, "CONTENTSTUDIO_SAVE_INTERVAL"),
     ],
 )

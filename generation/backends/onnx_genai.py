@@ -6,26 +6,58 @@ logits are read, each candidate picks its token from its own seeded stream, and 
 row makes the generator (greedy) take exactly that token. So every candidate is reproducible
 from its seed, which ONNX Runtime GenAI's own sampler (one seed per generator) cannot give.
 
-Concurrent jobs. The model (one ONNX Runtime session) is shared; every ``generate`` call has its
-own generator and steps it in its own worker thread, with no lock: the forward passes go through
-the C API (``oga_native``), which releases the GIL, so two jobs compute on two cores at the same
-time, and each is sampled, streamed and saved while the other computes. The worker's cores are
-split between the jobs it may run at once (``ort_threads``): on 2 cores with 2 job slots each
-forward pass runs on one thread. Measured on this shared 2-core machine (load 9-12 from other
-work), a 2-thread session was 0.56-0.63x as fast as a 1-thread one, batch 1 to 8: ONNX Runtime's
-pool threads spin-wait for each other, and a descheduled one stalls the whole pass. A long job
-never holds a short one back: both step side by side and the operating system shares the cores
-between their threads; jobs beyond the worker's slots wait in the queue in order.
+Concurrent jobs. Every ``generate`` call has its own generator and steps it in its own worker
+thread, with no lock: the forward passes go through the C API (``oga_native``), which releases
+the GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and
+saved while the other computes. A long job never holds a short one back: both step side by side
+and the operating system shares the cores between their threads; jobs beyond the worker's slots
+wait in the queue in order.
+
+Two sessions of one model. The narrow session splits the worker's cores between the jobs it may run
+at once (``ort_threads``: one thread on 2 cores with 2 job slots), so jobs side by side never ask
+for more threads than there are cores. The wide session (``wide_threads``, every core; the setting
+GENERATION_WIDE_SESSION, on by default, loaded only where that is more than the narrow share, CPU
+only) is the same weights loaded a second time: +181 MB RSS and +0.65 s of load for SmolLM2-135M
+int8. A job that starts while no other ONNX job runs in the process takes the wide session; one
+that starts beside another takes the narrow one; the draft records which (``threads``). A job keeps
+its session to the end: moving it would mean appending its tokens so far to a new generator, and
+the logits of that prefill differed from the step-by-step ones by up to 0.68 here (a pass over many
+positions is not bit-identical to one position at a time), which can change a sampled token. So a
+job B that starts while A runs on the wide session makes three threads on two cores until A ends;
+that is why the wide session's pool threads block instead of spin-waiting
+(``session.intra_op.allow_spinning`` = 0): a spinning pool thread that the kernel deschedules
+stalls the whole pass. Measured on this shared 2-core machine with load 6-8 from other work, wide /
+narrow tokens/s within one run, one candidate and eight: spinning 0.40 and 0.60, spinning at most
+100 us 0.59 and 0.67, not spinning 0.90 and 0.88; two 4-candidate jobs together took as long with A
+on the wide session (not spinning) as with both on the narrow one (9.8-10.4 s against 9.4-11.3 s).
+Through ``generate``, wide and narrow alternating (``bench/bench_wide_session.py``, two runs at
+load 4-5): 0.89 and 0.88 for one candidate, 1.10 and 0.85 for eight, the same tokens. So under such
+load the wide session gains nothing and may lose a little (the other work holds the second core,
+and a blocking pool thread wakes later than a spinning one); it is for a worker whose cores are
+free, where ONNX Runtime GenAI int8 ran 116-118 tokens/s on 2 threads (the issue's measurement,
+quiet machine) and the 1-thread job path 3.7x transformers on 2 threads. ``bench/bench_engines.py``
+at load 5.5-6.5, wide on: decode 3.44x transformers, eight candidates 1.80x, two jobs together
+1.14x; the same with CONTENTSTUDIO_GENERATION_WIDE_SESSION=0 at load 3.6-5.2: 4.13x, 1.86x, 1.04x
+(the spread between runs is the load's).
+
+Prompt prefill runs once per candidate (the n identical prompts are n rows of the first pass): ONNX
+Runtime GenAI 0.18 has no call that copies one row's KV cache into the others (``RewindTo`` crops,
+``SnapshotState`` keeps only recurrent state, ``SetModelInput`` is for the inputs it does not
+handle itself, which the KV cache is not), and its Engine's prompt cache samples inside the
+library. What prefilling once per job would save, measured here (narrow session, load 4.5): the
+47-token prompt took 0.30 s at batch 1 and 2.07 s at batch 8, against 3.6-4.8 s for the 64 steps
+after it at batch 8.
 
 Why not one merged batch: rows of different prompts need left padding, which changed the logits
 of the padded row by up to 2.8 here (so each candidate's text); and the continuous-batching
 ``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
 request, no logits hook), so our per-candidate sampler and its reproducibility record could not
-run there. Reproducibility across the two ways to run: the logits of a row depend neither on the
-thread count (1 and 2 threads gave the same 512 sampled tokens of the default int4 model) nor on
-what runs beside it, which the tests check through the job path. A candidate that has finished
-is forced to end-of-text; the generator still computes its row until the batch ends (ONNX
-Runtime GenAI cannot drop a row).
+run there. Reproducibility across the ways to run: the logits of a row depend neither on the
+thread count (1 and 2 threads, spinning or not, gave bit-identical logits for 64 steps of the
+default int8 model at batch 1, 4 and 8) nor on what runs beside it, which the tests check
+through the job path (a job alone on the wide session, the same job beside another on the
+narrow one). A candidate that has finished is forced to end-of-text; the generator still
+computes its row until the batch ends (ONNX Runtime GenAI cannot drop a row).
 """
 
 from __future__ import annotations
@@ -38,6 +70,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,23 +92,56 @@ from generation.backends.oga_native import NativeError, NativeGenerator, NativeM
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
 
 
-def ort_threads() -> int:
-    """Intra-op threads of each forward pass: the worker's cores (TORCH_THREADS, else every
-    core) split between the generation jobs it may run at once (GENERATION_CONCURRENCY), so
-    that jobs running side by side never ask for more threads than there are cores."""
+def _cores_and_slots() -> tuple[int, int]:
     from django.conf import settings
 
     cores = int(getattr(settings, "TORCH_THREADS", 0) or os.cpu_count() or 1)
     slots = max(1, int(getattr(settings, "GENERATION_CONCURRENCY", 1) or 1))
+    return cores, slots
+
+
+def ort_threads() -> int:
+    """Intra-op threads of the narrow session: the worker's cores (TORCH_THREADS, else every
+    core) split between the generation jobs it may run at once (GENERATION_CONCURRENCY), so
+    that jobs running side by side never ask for more threads than there are cores."""
+    cores, slots = _cores_and_slots()
     return max(1, cores // slots)
+
+
+def wide_threads() -> int | None:
+    """Intra-op threads of the wide session (every core), for a job that runs alone; None when
+    there is none: GENERATION_WIDE_SESSION off, or the narrow session has every core already."""
+    from django.conf import settings
+
+    cores, _ = _cores_and_slots()
+    if not getattr(settings, "GENERATION_WIDE_SESSION", True) or cores <= ort_threads():
+        return None
+    return cores
 
 
 logger = logging.getLogger(__name__)
 
+# Session config entries of the wide session: its pool threads block instead of spin-waiting
+# (see the module docstring for why).
+WIDE_SESSION_OPTIONS: dict[str, str] = {"session.intra_op.allow_spinning": "0"}
 
-def _native_model(path: Path, *, threads: int, cuda: bool) -> NativeModel | None:
+# ONNX Runtime GenAI jobs generating in this process now, whichever model: they share the cores.
+_jobs_running = 0
+_jobs_lock = threading.Lock()
+
+
+def _job_ended() -> None:
+    global _jobs_running
+    with _jobs_lock:
+        _jobs_running -= 1
+
+
+def _native_model(
+    path: Path, *, threads: int, cuda: bool, options: dict[str, str] | None = None
+) -> NativeModel | None:
     """The model through the C API, or None where the C API cannot be bound (then the Python
-    module serves, one forward pass at a time). A model that fails to load fails here."""
+    module serves, one forward pass at a time). A model that fails to load fails here.
+    ``options``: further session config entries (ONNX Runtime's "session.*" keys)."""
     try:
         from generation.backends.oga_native import library
 
@@ -83,7 +149,8 @@ def _native_model(path: Path, *, threads: int, cuda: bool) -> NativeModel | None
     except NativeError as exc:
         logger.warning("ONNX Runtime GenAI C API unavailable (%s); jobs take turns", exc)
         return None
-    return NativeModel(path, session_options={"intra_op_num_threads": threads}, cuda=cuda)
+    session_options: dict[str, Any] = {"intra_op_num_threads": threads, **(options or {})}
+    return NativeModel(path, session_options=session_options, cuda=cuda)
 
 
 class OnnxGenAIBackend(Backend):
@@ -131,6 +198,15 @@ class OnnxGenAIBackend(Backend):
             self.device = "cuda" if want_cuda else "cpu"
             self.threads = ort_threads()
             self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
+            # The wide session: the same weights loaded again with every core, for a job that
+            # finds no other job running here (CPU only; without the C API jobs take turns).
+            wide = wide_threads() if self.native is not None and not want_cuda else None
+            self.wide_threads = wide
+            self.wide = (
+                _native_model(path, threads=wide, cuda=False, options=WIDE_SESSION_OPTIONS)
+                if wide
+                else None
+            )
             # Without the C API (another platform's wheel), the Python module's generators;
             # they hold the GIL while they compute, so jobs then take turns step by step.
             self.model = None if self.native is not None else og.Model(og_config)
@@ -150,6 +226,19 @@ class OnnxGenAIBackend(Backend):
         self._step_lock = threading.Lock() if self.native is None else contextlib.nullcontext()
         self.load_seconds = time.monotonic() - started
         self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _session_for_job(self) -> tuple[NativeModel | None, int]:
+        """The session a starting job steps on, and its threads: the wide one when no other
+        job of any ONNX model is running in this process, else the narrow one. Counts the job
+        as running until ``_job_ended``. A job keeps its session to the end: moving it to the
+        other one would mean prefilling its tokens again, which changed the logits here."""
+        global _jobs_running
+        with _jobs_lock:
+            alone = _jobs_running == 0
+            _jobs_running += 1
+        if alone and self.native is not None and self.wide is not None and self.wide_threads:
+            return self.wide, self.wide_threads
+        return self.native, self.threads
 
     def provenance(self) -> Provenance:
         return {
@@ -208,11 +297,14 @@ class OnnxGenAIBackend(Backend):
         decoders = [IncrementalDecoder(self._decode) for _ in outputs]
         cancelled = False
         generator = None
+        native, threads = self._session_for_job()
+        for out in outputs:
+            out.threads = threads
         try:
             # Greedy over our one-hot rows: the generator takes exactly the token we chose.
             max_length = len(prompt_ids) + settings.max_new_tokens
-            if self.native is not None:
-                generator = self.native.generator(batch_size=n, max_length=max_length)
+            if native is not None:
+                generator = native.generator(batch_size=n, max_length=max_length)
             else:
                 params = og.GeneratorParams(self.model)
                 params.set_search_options(max_length=max_length, do_sample=False, batch_size=n)
@@ -258,6 +350,7 @@ class OnnxGenAIBackend(Backend):
         finally:
             if isinstance(generator, NativeGenerator):
                 generator.close()  # its KV cache now, not whenever the collector runs
+            _job_ended()
         now = time.monotonic()
         for out, decoder in zip(outputs, decoders, strict=True):
             out.text = decoder.text()

@@ -11,8 +11,10 @@ candidate's seed, its settings, this sampler's version, and bit-identical logits
 backend build and weights checksum on the same kind of CPU. Not what else the worker runs: a
 candidate's logits do not depend on the other rows of its batch, nor on another job stepping
 beside it (tests/test_backends.py checks both through the job path). The thread count is
-recorded too (``threads``); for the default int4 ONNX model 1 and 2 intra-op threads gave the
-same 512 sampled tokens, but a kernel that splits a reduction across threads could differ.
+recorded too (``threads``: the ONNX backend runs a job alone on every core, a job beside another
+on its share); for the default int8 ONNX model the logits of 1 and 2 intra-op threads were
+bit-identical (64 steps at batch 1, 4 and 8), and the tests check that a job gives the same
+candidates on either, but a kernel that splits a reduction across threads could differ.
 """
 
 from __future__ import annotations
