@@ -634,12 +634,12 @@ def test_route_holds_a_draft_whose_check_did_not_run(kind: str) -> None:
 def test_route_lists_every_reason_once() -> None:
     hit = _hit("pii")
     checks = [
-        ok("toxicity", {"toxicity": 0.7}),
+        ok("toxicity", {"toxicity": 0.9}),
         ok("ethics", details={"hits": [hit, hit]}),
         ok("lexical", {"max_similarity": 80.0, "best_source": "Story"}),
     ]
     assert policy.route(checks, POLICY) == [
-        "Toxicity: toxicity 0.70 ≥ 0.50",
+        "Toxicity: toxicity 0.90 ≥ 0.80",
         "Ethics rule (pii): a pii hit",
         "Plagiarism: 80% of Story appears in the draft (threshold 50%)",
     ]
