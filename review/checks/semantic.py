@@ -39,18 +39,18 @@ embedding figures, measured on the current one: 2 cores of an AMD EPYC, AVX2, no
   Per core (CPU time of one thread, which neighbours disturb least) on State of the Union
   sentences, ``SentenceTransformer.encode`` ran 52-55 sentences/s; the exported graph in batches
   of 32 rows 80-82/s; the same graph in length-sorted batches of at most 512 tokens 105-112/s
-  (1.9-2.2x): small batches keep a layer's activations in cache. With 2 threads,
-  ``bench/bench_embedding.py`` measured 2.82x and 3.48x at a load average of 4 (in one
-  interleaved run at load 4-5: 3.25x, against 1.54x for the previous export in batches of 32
-  with spinning threads); the load helps the ratio, as torch's spinning OpenMP threads lose
-  more to neighbours than ONNX Runtime's sleeping ones (:data:`EMBED_SPIN`), so expect about 2x
-  (the per-core ratio) on an idle machine. The graph is exported with
-  attention written so that ONNX Runtime's BERT optimiser can fuse it; the fused graph gave the
-  same vectors but was 5-10 % slower (:data:`EMBED_GRAPH`). int8 weights ran 1.25x faster per
-  core but are refused: min cosine 0.93-0.95 to the torch vectors ("Thank you." the worst), and
-  no part of the network could be quantised alone above 0.99 except the attention output
-  projection (8 % of the work). Every graph is checked against the torch model (cosine >=
-  :data:`MIN_FAST_COSINE`) before it serves; the float graphs score 1.0000.
+  (1.9-2.2x, measured at a load average of 4-5): small batches keep a layer's activations in
+  cache. With 2 threads, ``bench/bench_embedding.py`` measured 2.82x and 3.48x at a load
+  average of 4, but 1.37x on a quiet machine (load 1.0-1.6: 181 sentences/s against 132/s):
+  under load torch's spinning OpenMP threads lose more to neighbours than ONNX Runtime's
+  sleeping ones (:data:`EMBED_SPIN`), and on idle cores torch's two threads scale better. The
+  graph is exported with attention written so that ONNX Runtime's BERT optimiser can fuse it;
+  the fused graph gave the same vectors but was 5-10 % slower (:data:`EMBED_GRAPH`). int8
+  weights ran 1.25x faster per core but are refused: min cosine 0.93-0.95 to the torch
+  vectors ("Thank you." the worst), and no part of the network could be quantised alone above
+  0.99 except the attention output projection (8 % of the work). Every graph is checked
+  against the torch model (cosine >= :data:`MIN_FAST_COSINE`) before it serves; the float
+  graphs score 1.0000.
 * **Index sentences, not articles.** A paraphrased sentence scored 0.65-0.98 (median 0.81)
   against its source sentence alone, but only median 0.59 once one unrelated sentence joined
   it in the passage, 0.42 with three and 0.33 with eight: at 0.75, recall fell from 80 % to
