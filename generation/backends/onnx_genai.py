@@ -38,7 +38,12 @@ free, where ONNX Runtime GenAI int8 ran 116-118 tokens/s on 2 threads (the issue
 quiet machine) and the 1-thread job path 3.7x transformers on 2 threads. ``bench/bench_engines.py``
 at load 5.5-6.5, wide on: decode 3.44x transformers, eight candidates 1.80x, two jobs together
 1.14x; the same with CONTENTSTUDIO_GENERATION_WIDE_SESSION=0 at load 3.6-5.2: 4.13x, 1.86x, 1.04x
-(the spread between runs is the load's).
+(the spread between runs is the load's). On a quiet machine (load 1.3-2.1), wide on: decode
+4.88x, eight candidates 3.36x, two jobs together 1.22x; the narrow session alone measured 3.69x,
+2.40x and 1.67x on a quiet machine in the previous round. Two jobs side by side can only beat
+one after another by what 2 threads lose against 1 on one job (here 84 against 63 tokens/s
+bare, batch 1), so a faster lone job lowers that ratio; it stays on by default because a lone
+job is the common case of a small newsroom.
 
 Prompt prefill runs once per candidate (the n identical prompts are n rows of the first pass): ONNX
 Runtime GenAI 0.18 has no call that copies one row's KV cache into the others (``RewindTo`` crops,
