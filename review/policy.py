@@ -12,9 +12,9 @@ from typing import Any, NotRequired, TypedDict
 from review.checks.ethics import DEFAULT_RULES
 
 # Defaults chosen on the toxicity stand-in's calibration set (``python -m
-# review.checks.toxicity_head calibrate``: per category, the lowest 0.05 step from 0.3 at which
-# none of its harmless texts, the default model's drafts of the starter templates and
-# hand-written news about crime and war and ad copy, is held). Never tuned on the held-out sets
+# review.checks.toxicity_head calibrate``: per category, the lowest 0.05 step from 0.3 that clears
+# by 0.01 the scores of all its harmless texts, the default model's drafts of the starter
+# templates and hand-written news about crime and war and ad copy). Never tuned on the held-out sets
 # the stand-in's figures are measured on. A project on Detoxify may want its own: its admin
 # measures them on the newsroom's text with ``manage.py toxicity_eval``.
 DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
@@ -24,7 +24,7 @@ DEFAULT_TOXICITY_THRESHOLDS: dict[str, float] = {
     "threat": 0.4,
     "insult": 0.3,
     "identity_attack": 0.3,
-    "sexual_explicit": 0.45,
+    "sexual_explicit": 0.5,
 }
 # Percent of a source passage's 5-word shingles found in the draft.
 DEFAULT_LEXICAL_THRESHOLD = 50.0

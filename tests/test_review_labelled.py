@@ -219,3 +219,28 @@ def test_the_stand_in_refuses_to_train_on_a_held_out_text(
     # when / then: training stops before it reads anything else, naming the text
     with pytest.raises(ValueError, match="held-out set"):
         toxicity_head.training_texts()
+
+
+def test_the_default_thresholds_are_the_ones_calibrate_chooses() -> None:
+    # given: the committed stand-in and its calibration set (neither trained nor evaluated on)
+    detector = toxicity_head.get_head_detector()
+    # when: thresholds are chosen on the calibration set
+    chosen = toxicity_head.calibrate(detector)
+    # then: they are the policy's defaults, and none of its harmless texts is held by them
+    assert chosen["thresholds"] == DEFAULT_TOXICITY_THRESHOLDS
+    assert chosen["false_hold_rate"] == 0.0 and chosen["recall"] >= 0.9
+
+
+def test_training_keeps_the_calibration_and_template_draft_sets_apart() -> None:
+    held_out = toxicity_head.held_out_texts()
+    for path in toxicity_head.CALIBRATION_FILES:
+        first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])["text"]
+        assert first in held_out, path.name
+    texts, labels, _ = toxicity_head.training_texts(negatives=50, short_negatives=10, docstrings=10)
+    assert not set(texts) & held_out
+    # the training drafts (other template inputs) and their sentences are harmless examples
+    drafts = toxicity_eval.read_labelled(
+        toxicity_head.DATA_DIR / "toxicity_train_drafts.jsonl", known=toxicity_head.CATEGORIES
+    )
+    row = texts.index(drafts[0]["text"])
+    assert not labels[row].any()

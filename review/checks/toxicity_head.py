@@ -398,12 +398,16 @@ def measure_head(detector: HeadDetector, *, out: Path = METRICS_PATH) -> dict[st
 # score, whatever the calibration set holds), never over the ceiling.
 CALIBRATION_FLOOR = 0.3
 CALIBRATION_CEILING = 0.9
+# A threshold clears every harmless calibration score by at least this much, so that the last
+# digits of a score (they differ between CPUs) do not move a threshold by a step.
+CALIBRATION_MARGIN = 0.01
 
 
 def calibrate(detector: Any) -> dict[str, Any]:
     """Thresholds for the policy's defaults, chosen on the calibration set (never the held-out
-    or evaluation sets): per category, the lowest step from ``CALIBRATION_FLOOR`` at which no
-    harmless calibration text is held; with the calibration set's recall at those thresholds."""
+    or evaluation sets): per category, the lowest step from ``CALIBRATION_FLOOR`` that clears
+    every harmless calibration text's score by ``CALIBRATION_MARGIN``; with the calibration
+    set's recall at those thresholds."""
     from review.checks import toxicity_eval
 
     rows = [
@@ -417,7 +421,8 @@ def calibrate(detector: Any) -> dict[str, Any]:
     thresholds: dict[str, float] = {}
     for category in CATEGORIES:
         worst = max((s[category] for s in harmless), default=0.0)
-        thresholds[category] = float(next((t for t in steps if t > worst), steps[-1]))
+        clear = worst + CALIBRATION_MARGIN
+        thresholds[category] = float(next((t for t in steps if t >= clear), steps[-1]))
     figures = toxicity_eval.evaluate(scores, rows, thresholds)
     return {
         "thresholds": thresholds,

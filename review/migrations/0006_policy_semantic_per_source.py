@@ -27,7 +27,7 @@ NEW_TOXICITY = {
     "threat": 0.4,
     "insult": 0.3,
     "identity_attack": 0.3,
-    "sexual_explicit": 0.45,
+    "sexual_explicit": 0.5,
 }
 
 
