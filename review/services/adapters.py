@@ -290,23 +290,17 @@ def _lexical_partial(behind: int, indexed: int) -> dict[str, Any]:
 
 def _source_sentence_counts(sources: set[str]) -> dict[str, int]:
     """Indexed sentences per source ("document:12", "draft:7")."""
-    documents = [int(s.split(":")[1]) for s in sources if s.startswith("document:")]
-    drafts = [int(s.split(":")[1]) for s in sources if s.startswith("draft:")]
     counts: dict[str, int] = {}
-    if documents:
-        for row in (
-            PassageSentence.objects.filter(passage__document_id__in=documents)
-            .values("passage__document_id")
+    for prefix, field in (("document", "passage__document_id"), ("draft", "passage__draft_id")):
+        ids = [int(s.split(":")[1]) for s in sources if s.startswith(f"{prefix}:")]
+        if not ids:
+            continue
+        rows = (
+            PassageSentence.objects.filter(**{f"{field}__in": ids})
+            .values(field)
             .annotate(n=Count("pk"))
-        ):
-            counts[f"document:{row['passage__document_id']}"] = row["n"]
-    if drafts:
-        for row in (
-            PassageSentence.objects.filter(passage__draft_id__in=drafts)
-            .values("passage__draft_id")
-            .annotate(n=Count("pk"))
-        ):
-            counts[f"draft:{row['passage__draft_id']}"] = row["n"]
+        )
+        counts.update({f"{prefix}:{row[field]}": row["n"] for row in rows})
     return counts
 
 
