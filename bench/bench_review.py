@@ -169,15 +169,6 @@ def semantic_outcome(
     aligned = semantic.align_sources(
         result["matches"], sentences_checked=checked, threshold=threshold, source_sizes=sizes
     )
-    lead = next(
-        (
-            a
-            for a in aligned
-            if a["draft_share"] >= POLICY["semantic_share"]
-            and a["source_share"] >= POLICY["semantic_source_share"]
-        ),
-        aligned[0] if aligned else None,
-    )
     return {
         "kind": "semantic",
         "status": "ok",
@@ -185,11 +176,7 @@ def semantic_outcome(
             "paraphrased_sentences": len(hit),
             "sentences_checked": checked,
             "paraphrased_share": len(hit) / checked if checked else 0.0,
-            "best_source": lead["source"] if lead else None,
-            "source_draft_sentences": lead["draft_sentences"] if lead else 0,
-            "source_draft_share": lead["draft_share"] if lead else 0.0,
-            "source_sentences_aligned": lead["source_sentences"] if lead else 0,
-            "source_share": lead["source_share"] if lead else 0.0,
+            **policy.semantic_lead_scores(aligned, POLICY),
         },
     }
 

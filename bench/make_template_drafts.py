@@ -132,20 +132,62 @@ NEWS = {
     ],
 }
 NEWS["train"] = [
-    ("Gunman wounds two at petrol station", "Two people were wounded when a man fired shots at a petrol station on Sunday night, police said."),
-    ("Landslide buries village road", "Heavy rain triggered a landslide that blocked the only road into the village and buried two cars."),
-    ("Soldiers killed in border clash", "Four soldiers were killed in an exchange of fire at the border on Thursday, the defence ministry said."),
-    ("Teenager stabbed outside school", "A 16-year-old boy was taken to hospital with stab wounds after a fight outside his school."),
-    ("Plane makes emergency landing", "A passenger jet made an emergency landing after smoke was seen in the cabin; nobody was hurt."),
-    ("Protesters clash with police in capital", "Police used tear gas as thousands of protesters marched on parliament over fuel prices."),
-    ("Woman jailed for poisoning husband", "A 58-year-old woman was jailed for life for poisoning her husband with antifreeze."),
-    ("Library reopens after renovation", "The central library reopened on Saturday after a two-year renovation with a new children's floor."),
-    ("Mine collapse traps workers", "Rescuers are trying to reach nine miners trapped underground after a tunnel collapsed."),
-    ("Heatwave warning issued", "Forecasters warned of temperatures above 40C this weekend and urged people to check on elderly neighbours."),
-    ("Hostages freed after siege", "Special forces freed six hostages held for two days in a bank; the kidnapper was shot dead."),
-    ("Town celebrates 500th anniversary", "Thousands joined a parade on Sunday to mark 500 years since the town received its charter."),
-    ("Drug raid seizes weapons and cash", "Police seized guns, ammunition and cash in dawn raids on eleven homes."),
-    ("Flu cases rise ahead of winter", "Doctors reported a sharp rise in flu cases and urged people over 65 to get vaccinated."),
+    (
+        "Gunman wounds two at petrol station",
+        "Two people were wounded when a man fired shots at a petrol station on Sunday night, police said.",
+    ),
+    (
+        "Landslide buries village road",
+        "Heavy rain triggered a landslide that blocked the only road into the village and buried two cars.",
+    ),
+    (
+        "Soldiers killed in border clash",
+        "Four soldiers were killed in an exchange of fire at the border on Thursday, the defence ministry said.",
+    ),
+    (
+        "Teenager stabbed outside school",
+        "A 16-year-old boy was taken to hospital with stab wounds after a fight outside his school.",
+    ),
+    (
+        "Plane makes emergency landing",
+        "A passenger jet made an emergency landing after smoke was seen in the cabin; nobody was hurt.",
+    ),
+    (
+        "Protesters clash with police in capital",
+        "Police used tear gas as thousands of protesters marched on parliament over fuel prices.",
+    ),
+    (
+        "Woman jailed for poisoning husband",
+        "A 58-year-old woman was jailed for life for poisoning her husband with antifreeze.",
+    ),
+    (
+        "Library reopens after renovation",
+        "The central library reopened on Saturday after a two-year renovation with a new children's floor.",
+    ),
+    (
+        "Mine collapse traps workers",
+        "Rescuers are trying to reach nine miners trapped underground after a tunnel collapsed.",
+    ),
+    (
+        "Heatwave warning issued",
+        "Forecasters warned of temperatures above 40C this weekend and urged people to check on elderly neighbours.",
+    ),
+    (
+        "Hostages freed after siege",
+        "Special forces freed six hostages held for two days in a bank; the kidnapper was shot dead.",
+    ),
+    (
+        "Town celebrates 500th anniversary",
+        "Thousands joined a parade on Sunday to mark 500 years since the town received its charter.",
+    ),
+    (
+        "Drug raid seizes weapons and cash",
+        "Police seized guns, ammunition and cash in dawn raids on eleven homes.",
+    ),
+    (
+        "Flu cases rise ahead of winter",
+        "Doctors reported a sharp rise in flu cases and urged people over 65 to get vaccinated.",
+    ),
 ]
 ADS = {
     "train": [

@@ -6,7 +6,7 @@ tested without a model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 from review.checks.ethics import DEFAULT_RULES
@@ -147,10 +147,34 @@ def semantic_holds(scores: Mapping[str, Any], policy: PolicyView) -> bool:
         return False
     if "source_draft_share" not in scores:
         return (scores.get("paraphrased_share") or 0.0) >= policy["semantic_share"]
+    return _restates_enough(scores.get("source_draft_share"), scores.get("source_share"), policy)
+
+
+def _restates_enough(draft_share: Any, source_share: Any, policy: PolicyView) -> bool:
     limit = policy.get("semantic_source_share", DEFAULT_SEMANTIC_SOURCE_SHARE)
-    return (scores.get("source_draft_share") or 0.0) >= policy["semantic_share"] and (
-        scores.get("source_share") or 0.0
-    ) >= limit
+    return (draft_share or 0.0) >= policy["semantic_share"] and (source_share or 0.0) >= limit
+
+
+def semantic_lead_scores(
+    aligned: Sequence[Mapping[str, Any]],
+    policy: PolicyView,
+    *,
+    name: Callable[[str], str | None] = lambda source: source,
+) -> dict[str, Any]:
+    """The scores a semantic result keeps of its lead source (``semantic.align_sources``'s
+    output, best first): the first source that holds the draft under ``policy``, else the one
+    the draft restates most. ``name(source)`` is what the reason shows (a title)."""
+    lead = next(
+        (a for a in aligned if _restates_enough(a["draft_share"], a["source_share"], policy)),
+        aligned[0] if aligned else None,
+    )
+    return {
+        "best_source": name(lead["source"]) if lead else None,
+        "source_draft_sentences": lead["draft_sentences"] if lead else 0,
+        "source_draft_share": lead["draft_share"] if lead else 0.0,
+        "source_sentences_aligned": lead["source_sentences"] if lead else 0,
+        "source_share": lead["source_share"] if lead else 0.0,
+    }
 
 
 def _dedupe(reasons: list[str]) -> list[str]:

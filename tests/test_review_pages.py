@@ -256,6 +256,7 @@ def _policy_form(**changes: str) -> dict[str, Any]:
         "lexical_threshold": "50",
         "semantic_threshold": "0.8",
         "semantic_share": "0.25",
+        "semantic_source_share": "0.25",
         "blocking_rule_kinds": list(policy.DEFAULT_BLOCKING_RULE_KINDS),
         "blocked_terms": "fuck\nshit",
         "regexes": "",
@@ -325,6 +326,7 @@ def test_bad_policy_input_is_refused_with_errors_named_by_field(cast: dict) -> N
             lexical_threshold="lots",
             semantic_threshold="0.3",
             semantic_share="-1",
+            semantic_source_share="1.5",
             blocking_rule_kinds=["pii", "gossip"],
             regexes="broken: (unclosed",
         ),
@@ -339,10 +341,12 @@ def test_bad_policy_input_is_refused_with_errors_named_by_field(cast: dict) -> N
         "lexical_threshold",
         "semantic_threshold",
         "semantic_share",
+        "semantic_source_share",
         "blocking_rule_kinds",
         "rules",
     }
     assert named["toxicity_thresholds.insult"] == "Must be between 0 and 1."
+    assert named["semantic_source_share"] == "Must be between 0 and 1."
     assert named["lexical_threshold"] == "&#x27;lots&#x27; is not a number."
     assert named["blocking_rule_kinds"] == "Unknown rule kinds: gossip."
     assert "broken" in named["rules"]

@@ -889,3 +889,26 @@ def test_the_draft_share_threshold_decides_a_partial_copy_end_to_end(
         and r.endswith("threshold 20% of the draft)")
         for r in reasons(draft)
     )
+
+
+def test_the_lead_source_is_the_one_that_holds_else_the_one_restated_most() -> None:
+    def source(name: str, draft_share: float, source_share: float) -> dict:
+        return {
+            "source": name,
+            "draft_sentences": 2,
+            "draft_share": draft_share,
+            "source_sentences": 1,
+            "source_share": source_share,
+        }
+
+    # best first by share of the draft: a long source met by many sentences, then a short one
+    aligned = [source("long", 0.6, 0.05), source("short", 0.4, 0.5)]
+    titles = {"long": "Long story", "short": "Short story"}
+    lead = policy.semantic_lead_scores(aligned, POLICY, name=titles.get)
+    assert (lead["best_source"], lead["source_share"]) == ("Short story", 0.5)
+    assert policy.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
+    # none holds: the first is shown, and it does not hold
+    lead = policy.semantic_lead_scores(aligned[:1], POLICY, name=titles.get)
+    assert lead["best_source"] == "Long story"
+    assert not policy.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
+    assert policy.semantic_lead_scores([], POLICY)["best_source"] is None

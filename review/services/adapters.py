@@ -23,6 +23,7 @@ from review.models import (
     SourcePassage,
 )
 from review.services.embedding import get_embedder
+from review.services.policies import policy_view
 
 logger = logging.getLogger(__name__)
 
@@ -369,28 +370,10 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         source_sizes=source_sizes,
         source_of=source_of,
     )
-    from review.services.policies import policy_view
-
-    view = policy_view(rules)
     titles = {
         source_of(m["key"]): m["source"].get("title") for m in detailed if source_of(m["key"])
     }
-    # The source that holds the draft if one does, else the one the draft restates most.
-    lead = next(
-        (
-            a
-            for a in aligned
-            if policy.semantic_holds(
-                {
-                    "paraphrased_sentences": a["draft_sentences"],
-                    "source_draft_share": a["draft_share"],
-                    "source_share": a["source_share"],
-                },
-                view,
-            )
-        ),
-        aligned[0] if aligned else None,
-    )
+    lead = policy.semantic_lead_scores(aligned, policy_view(rules), name=titles.get)
     paraphrased = {(m["draft_start"], m["draft_end"]) for m in detailed if m["counts"]}
     spans = []
     seen: set[tuple[int, int]] = set()
@@ -436,11 +419,7 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             "paraphrased_share": round(len(paraphrased) / checked, 3) if checked else 0.0,
             # Per source: the draft's sentences aligned with the lead source, and the share
             # of that source's sentences they restate (the policy holds on both).
-            "best_source": titles.get(lead["source"]) if lead else None,
-            "source_draft_sentences": lead["draft_sentences"] if lead else 0,
-            "source_draft_share": lead["draft_share"] if lead else 0.0,
-            "source_sentences_aligned": lead["source_sentences"] if lead else 0,
-            "source_share": lead["source_share"] if lead else 0.0,
+            **lead,
             "indexed_sentences": len(project_indexes.semantic),
             "passages_pending": unembedded,
             "coverage": coverage,
