@@ -20,7 +20,8 @@ sampling settings and thread count.
   that alternate which way goes first; the candidates must be the same either way. Goal >= 1.3.
   This machine's 2 cores are shared, and the kernel gives each session an equal share
   (autogroup), so two jobs can only be faster together when the cores are not busy with other
-  work: the load average is logged beside each repetition.
+  work: the load average is logged beside each repetition, and the threads each job ran on
+  (two jobs claimed together both take their share, 1 thread each; see the ONNX backend).
 * ``openai_backend_overhead_ratio``: a one-candidate job through the OpenAI-compatible backend
   against a local ``transformers serve`` of the default model, from ``job_create`` until a
   watcher of the project's channel group hears the job has ended / what a user would do
@@ -196,6 +197,17 @@ def _speeds(harness: JobHarness) -> dict[str, Any]:
     }
 
 
+def _threads_of(job_ids: list[int]) -> list[int | None]:
+    """The intra-op threads each job's drafts record (the ONNX backend's session choice)."""
+    from generation.models import Draft
+
+    out: list[int | None] = []
+    for job_id in job_ids:
+        draft = Draft.objects.filter(job_id=job_id).first()
+        out.append(draft.engine.get("threads") if draft is not None else None)
+    return out
+
+
 def _texts_of(job_ids: list[int]) -> list[list[str]]:
     from generation.models import Candidate
 
@@ -231,7 +243,10 @@ def _concurrent(harness: JobHarness) -> dict[str, Any]:
                 together.append(time.perf_counter() - started)
                 a, b = (done[j] for j in jobs)
                 overlap = min(a.finished_at, b.finished_at) > max(a.started_at, b.started_at)
-                log(f"  together rep {rep}: the two jobs overlapped in time: {overlap}")
+                log(
+                    f"  together rep {rep}: the two jobs overlapped in time: {overlap}; threads "
+                    f"per job {_threads_of(jobs)}"
+                )
             texts = _texts_of(jobs)
             if reference is None:
                 reference = texts

@@ -24,7 +24,7 @@ from contentstudio.html import text_to_html
 from generation import engine as engine_mod
 from generation import signals, stream
 from generation.backends import get_backend
-from generation.backends.base import BackendError
+from generation.backends.base import BackendError, LocalJob, local_job
 from generation.model_backends import backend_config, model_check_backend
 from generation.models import (
     DRAFT_INITIAL_STATUS,
@@ -157,11 +157,16 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
 
     # From the claim on, a timer thread proves the job alive: also while it waits for the
     # engine lock or for a slow model load, when nothing else would be written.
-    with Heartbeat(
-        beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"job-{job_id}"
-    ) as heartbeat:
+    # From the claim on, the job also counts as one this process will compute (see
+    # ``local_job``), until its generation ends.
+    with (
+        Heartbeat(
+            beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"job-{job_id}"
+        ) as heartbeat,
+        local_job() as slot,
+    ):
         try:
-            _job_run(job_id, heartbeat)
+            _job_run(job_id, heartbeat, slot)
         except Exception as exc:
             # Whatever broke, the job must not stay "running" until it looks stale.
             logger.exception("job %s failed", job_id)
@@ -172,7 +177,7 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
             )
 
 
-def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
+def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | None = None) -> None:
     job = GenerationJob.objects.select_related("model", "template_version", "project").get(
         pk=job_id
     )
@@ -208,6 +213,8 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
         )
         return
 
+    if slot is not None and engine.name == "openai":
+        slot.release()  # the server computes: this worker's cores stay free for other jobs
     if job.template_version is not None:
         user_text = template_render(version=job.template_version, values=job.variables)
         system_text = system_render(version=job.template_version, values=job.variables)
@@ -251,6 +258,9 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None) -> None:
     except Exception as exc:
         logger.exception("generation failed for job %s", job.pk)
         error = f"Generation failed: {type(exc).__name__}: {exc}"
+    finally:
+        if slot is not None:
+            slot.release()  # the cores are free for the next job before the drafts are saved
     if error:
         recorder.save()
         js.flush()

@@ -606,6 +606,34 @@ def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
     assert [o.token_ids for o in out] == [o.token_ids for o in alone]
 
 
+def test_a_job_claimed_beside_another_that_has_not_started_generating_takes_its_share(
+    onnx_model: LanguageModel, settings: Any
+) -> None:
+    from generation.backends.base import local_job, local_jobs
+    from generation.model_backends import backend_config
+
+    settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    prompt = backend.render_prompt(system="", user="The President said")
+    before = local_jobs()
+    # given this job claimed by the runner, and another one claimed just after it that is
+    # still loading or rendering its prompt (not generating yet)
+    with local_job(), local_job() as other:
+        assert local_jobs() == before + 2
+        # when this one starts generating
+        out = backend.generate(prompt=prompt, n=2, seeds=[7, 8], settings=SETTINGS)
+        # then it takes its share of the cores, not every core the other is about to need
+        assert [o.threads for o in out] == [1, 1]
+        # and once the other is done (released twice: idempotent), a job alone takes them all
+        other.release()
+        other.release()
+        assert local_jobs() == before + 1
+        alone = backend.generate(prompt=prompt, n=2, seeds=[7, 8], settings=SETTINGS)
+        assert [o.threads for o in alone] == [2, 2]
+        assert [o.token_ids for o in alone] == [o.token_ids for o in out]
+    assert local_jobs() == before
+
+
 def test_two_generators_on_threads_write_what_each_writes_alone(
     onnx_model: LanguageModel,
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -38,7 +39,51 @@ __all__ = [
     "SamplingSettings",
     "ShouldStop",
     "file_checksum",
+    "local_job",
+    "local_jobs",
 ]
+
+# Jobs this process has claimed and not yet finished generating, counted from the claim (the
+# runner's ``local_job``), so that a backend choosing a session per job sees a job that is about
+# to start beside it, not only one already generating: two jobs submitted together were claimed
+# within milliseconds, but the first reached ``generate`` before the second, took every core
+# and then shared them with the second (three threads on two cores).
+_local_jobs = 0
+_local_jobs_lock = threading.Lock()
+
+
+class LocalJob:
+    """One claimed job's place in the count; ``release`` (idempotent) gives it up, when the job
+    stops generating or turns out to compute elsewhere (a remote server)."""
+
+    def __init__(self) -> None:
+        global _local_jobs
+        with _local_jobs_lock:
+            _local_jobs += 1
+        self._held = True
+
+    def release(self) -> None:
+        global _local_jobs
+        with _local_jobs_lock:
+            if self._held:
+                _local_jobs -= 1
+                self._held = False
+
+
+@contextlib.contextmanager
+def local_job() -> Any:
+    slot = LocalJob()
+    try:
+        yield slot
+    finally:
+        slot.release()
+
+
+def local_jobs() -> int:
+    """How many jobs this process has claimed that have not finished generating."""
+    with _local_jobs_lock:
+        return _local_jobs
+
 
 # Per step, per candidate: the new text ("" while a character is incomplete or at the end),
 # or None when that candidate wrote nothing in this step (finished, or not its turn).

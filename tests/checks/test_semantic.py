@@ -495,3 +495,31 @@ def test_align_sources_groups_sentence_matches_by_source() -> None:
     assert [p["key"] for p in first["pairs"]] == ["a:1#0", "a:1#2"]
     assert first["mean_score"] == 0.825
     assert (aligned[1]["source_share"], aligned[2]["source_share"]) == (1.0, 0.1)
+
+
+def test_int8_graph_quantises_in_blocks_and_serves_only_with_the_torch_models_vectors(
+    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    # given: int8 asked for, and a cache holding only the export
+    monkeypatch.setattr(semantic, "EMBED_PRECISION", "int8")
+    # when
+    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    # then: the int8 graph was written next to the export, nothing half-written is left
+    quantised = exported_only_cache.with_suffix(".int8.onnx")
+    assert quantised.exists() and not list(exported_only_cache.parent.glob("*.partial"))
+    # and its MatMuls are 8-bit blocks of INT8_BLOCK values, each with its own scale
+    nodes = onnx.load(str(quantised), load_external_data=False).graph.node
+    blocks = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(blocks) == 6 * 6  # q, k, v, attention output, two feed-forward per layer
+    for node in blocks:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attributes["bits"] == 8 and attributes["block_size"] == semantic.INT8_BLOCK
+    # and it serves only where its vectors stay those of the torch model; else it says why
+    if fast.precision == "int8":
+        assert fast.model_file == quantised and fast.min_cosine >= semantic.MIN_FAST_COSINE
+        cosines = (fast.encode(MIXED_LENGTHS) * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
+        assert cosines.min() >= semantic.MIN_FAST_COSINE, cosines.min()
+    else:
+        assert fast.precision == "float" and "int8 refused: min cosine" in fast.note
