@@ -49,8 +49,10 @@ embedding figures, measured on the current one: 2 cores of an AMD EPYC, AVX2, no
   the fused graph gave the same vectors but was 5-10 % slower (:data:`EMBED_GRAPH`). int8
   with one activation scale per tensor (``quantize_dynamic``) was refused: min cosine
   0.93-0.95 to the torch vectors ("Thank you." the worst). int8 in blocks of 32 values with a
-  scale each (:func:`_quantise`) keeps min cosine 0.9978 and serves: on another machine (AVX-512
-  VNNI, load 1.6) it ran 2.73x ``SentenceTransformer.encode`` where the float graph ran 2.37x.
+  scale each (:func:`_quantise`) keeps min cosine 0.9978 but was no faster in
+  ``bench/bench_embedding.py`` on another machine (AVX-512 VNNI: 2.37-2.57x
+  ``SentenceTransformer.encode`` against 2.63-2.68x for the float graph). It is opt-in
+  (:data:`EMBED_PRECISION`): the toxicity head and the thresholds were fitted to float vectors.
   Every graph is checked against the torch model (cosine >= :data:`MIN_FAST_COSINE`) before it
   serves; the float graphs score 1.0000.
 * **Index sentences, not articles.** A paraphrased sentence scored 0.65-0.98 (median 0.81)
@@ -128,7 +130,7 @@ class _LoadedModel:
     model: Any  # sentence_transformers.SentenceTransformer, imported lazily
     lock: threading.Lock
     dim: int
-    # The same encoder run by ONNX Runtime (int8 by default; see bench/bench_embedding.py for
+    # The same encoder run by ONNX Runtime (float by default; see bench/bench_embedding.py for
     # its speed and cosine to the torch vectors); None when unavailable or refused.
     fast: _OnnxEncoder | None = None
     fast_reason: str = ""
@@ -190,10 +192,16 @@ EMBED_THREADS = max(1, int(os.environ.get("CONTENTSTUDIO_EMBED_THREADS", "2") or
 # default). On a 2-core machine that also generates, a spinning thread burns the core another
 # process needs; with two busy neighbours, embedding ran about 1.3x faster without spinning.
 EMBED_SPIN = os.environ.get("CONTENTSTUDIO_EMBED_SPIN", "0").strip() == "1"
-# The fast path's weights: "int8" (block-wise int8 MatMuls, see :func:`_quantise`; the default)
-# or "float" (the float graph as it is). int8 is used only if it passes the cosine check below;
-# otherwise the float graph serves, and the reason is kept (``Embedder.fast_reason``).
-EMBED_PRECISION = os.environ.get("CONTENTSTUDIO_EMBED_PRECISION", "int8").strip() or "int8"
+# The fast path's weights: "float" (the float graph as it is; the default) or "int8" (block-wise
+# int8 MatMuls, see :func:`_quantise`). int8 is used only if it passes the cosine check below;
+# otherwise the float graph serves, and the reason is kept (``Embedder.fast_reason``). Float is
+# the default although int8 passes (min cosine 0.998): it was not faster in the benchmark, and
+# what reads the vectors was fitted to the float ones: the toxicity stand-in's head moved by up to
+# 0.069 on its calibration texts with int8 vectors ("Treat yourself to a weekend you'll never
+# forget." toxicity 0.29 -> 0.36), enough to change a calibrated threshold (0.8 -> 0.85), and
+# the paraphrase thresholds were chosen on float vectors too. Switching means retraining the head
+# and re-running its calibration and the review benchmark.
+EMBED_PRECISION = os.environ.get("CONTENTSTUDIO_EMBED_PRECISION", "float").strip() or "float"
 # The float graph: "exported" (the default; ONNX Runtime fuses what it can when a session loads
 # it) or "fused" (first rewritten by ONNX Runtime's BERT optimiser into one Attention op per
 # layer, see :func:`_fuse`). On this machine the fused graph was no faster: 100-108 sentences/s

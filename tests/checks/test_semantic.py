@@ -154,7 +154,7 @@ def exported_only_cache(
     embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """A cache directory holding only this model's exported graph (no fused or int8 files),
-    and the float precision (the int8 graph is refused on AVX2 and would only slow the test)."""
+    and the float precision (the default; building the int8 graph would only slow the test)."""
     import shutil
 
     fast = embedder._loaded.fast
