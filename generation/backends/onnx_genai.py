@@ -325,7 +325,9 @@ class OnnxGenAIBackend(Backend):
                 generator = native.generator(batch_size=n, max_length=max_length)
             else:
                 params = og.GeneratorParams(self.model)
-                params.set_search_options(max_length=max_length, do_sample=False, batch_size=n)
+                params.set_search_options(
+                    max_length=max_length, do_sample=False, batch_size=n, random_seed=0
+                )
                 generator = og.Generator(self.model, params)
             with self._step_lock:
                 generator.append_tokens(np.array([prompt_ids] * n, dtype=np.int32))
