@@ -128,6 +128,10 @@ class JobHarness:
             **model_fields,
         )
         start_embedded_worker(queues=["generate"])
+        # Jobs' ends are heard on the project's channel group, as a page hears them: polling
+        # the database every few milliseconds took CPU from the worker threads of this same
+        # process, most when two jobs already kept both cores busy.
+        self.watcher = ProjectWatcher(self.project.pk)
 
     def submit(self, *, n: int, seed: int, tokens: int = N_TOKENS, exact: bool = True) -> int:
         from generation import services
@@ -150,11 +154,9 @@ class JobHarness:
     def wait(self, job_ids: list[int]) -> dict[int, Any]:
         from generation.models import GenerationJob
 
-        while True:
-            jobs = {j.pk: j for j in GenerationJob.objects.filter(pk__in=job_ids)}
-            if all(j.is_final for j in jobs.values()):
-                break
-            time.sleep(0.005)
+        for job_id in job_ids:
+            self.watcher.wait(job_id)
+        jobs = {j.pk: j for j in GenerationJob.objects.filter(pk__in=job_ids)}
         for job in jobs.values():
             if job.status != "succeeded":
                 raise SystemExit(f"job {job.pk} ended {job.status}: {job.error}")
@@ -425,7 +427,7 @@ def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
     backend = OpenAIBackend(backend_config(harness.model))
     prompt = backend.render_prompt(system="", user=PROMPT)
     settings = SamplingSettings.from_dict({"max_new_tokens": N_TOKENS, **SAMPLING})
-    watcher = ProjectWatcher(harness.project.pk)
+    watcher = harness.watcher
 
     def direct(seed: int) -> tuple[float, list[str], int]:
         # The body the backend sends for this candidate (same prompt, settings and seed).
@@ -469,7 +471,6 @@ def child_openai(url: str, served_model: str, tmp: Path) -> dict[str, Any]:
             f"CPU here {cpu_job[-1]:.3f} s); same text: {job_text == texts[0]}"
         )
     log(f"  openai: the job wrote the direct request's text in {same} of {OPENAI_PAIRS} pairs")
-    watcher.close()
     return {"job_s": jobs, "direct_s": straight, "cpu_job_s": cpu_job, "cpu_direct_s": cpu_direct}
 
 
