@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -538,16 +539,17 @@ def test_cancelling_a_job_mid_stream_leaves_the_job_beside_it_running_to_the_end
     assert list(keep.candidates.values_list("completion_tokens", flat=True)) == [150, 150]
 
 
-def test_onnx_steps_through_the_c_api_and_writes_what_the_python_module_writes(
+def test_onnx_steps_through_the_studio_loop_and_writes_what_the_python_module_writes(
     onnx_model: LanguageModel,
 ) -> None:
     from generation.backends.onnx_genai import OnnxGenAIBackend
+    from generation.backends.ort_loop import LoopModel
     from generation.model_backends import backend_config
 
-    # given the backend as the worker loads it: its forward passes go through the C API,
-    # which releases the GIL (the Python module's do not)
+    # given the backend as the worker loads it on CPU: its forward passes go through the
+    # studio's loop on ONNX Runtime, which releases the GIL (the Python module's do not)
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
-    assert isinstance(backend, OnnxGenAIBackend) and backend.native is not None
+    assert isinstance(backend, OnnxGenAIBackend) and isinstance(backend.native, LoopModel)
     prompt = backend.render_prompt(system="", user="The President said")
     native = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
     # when the same model runs through the Python module instead (the fallback path)
@@ -561,6 +563,71 @@ def test_onnx_steps_through_the_c_api_and_writes_what_the_python_module_writes(
     # then the candidates are the same token for token
     assert [o.text for o in native] == [o.text for o in module]
     assert native[0].text != native[1].text
+
+
+def test_the_studio_loop_prefills_once_drops_finished_rows_and_matches_the_genai_generator(
+    onnx_model: LanguageModel,
+) -> None:
+    from generation.backends.oga_native import NativeModel
+    from generation.backends.ort_loop import LoopModel
+
+    path = Path(onnx_model.onnx_dir)
+    loop = LoopModel(path, threads=1)
+    reference = NativeModel(path, session_options={"intra_op_num_threads": 1}, cuda=False)
+    prompt = [5, 17, 42, 9, 100, 7]
+    steps, rows = 6, 3
+    rng = np.random.default_rng(0)
+    forced = rng.integers(3, 200, size=(steps, rows))
+    # given: the same prompt in three rows, in the studio's loop and in ONNX Runtime GenAI's
+    # generator, both greedy over the tokens we force
+    ours = loop.generator(batch_size=rows, max_length=len(prompt) + steps)
+    theirs = reference.generator(batch_size=rows, max_length=len(prompt) + steps)
+    ours.append_tokens(np.array([prompt] * rows))
+    theirs.append_tokens(np.array([prompt] * rows, dtype=np.int32))
+    # when: both step, and ours drops its middle row half way
+    kept = [0, 1, 2]
+    for step in range(steps):
+        mine, genai = ours.get_logits(), theirs.get_logits()
+        # then: the same logits, bit for bit, for every row still computed
+        assert np.array_equal(mine[:, -1], genai[kept, -1]), step
+        if step == steps - 1:
+            break
+        if step == 2:
+            ours.keep_rows([0, 2])
+            kept = [0, 2]
+        ours.set_next_tokens([int(forced[step, r]) for r in kept])
+        onehot = np.full_like(genai, -np.inf)
+        onehot[np.arange(rows), -1, forced[step]] = 0.0
+        theirs.set_logits(onehot)
+        theirs.generate_next_token()
+    # and the prompt ran once (one pass of one row), the dropped row was not computed again
+    assert ours.passes == steps
+    assert ours.rows_computed == 1 + 2 * rows + (steps - 3) * 2
+    theirs.close()
+    ours.close()
+
+
+def test_a_graph_the_loop_does_not_know_runs_on_onnx_runtime_genai_with_the_same_candidates(
+    onnx_model: LanguageModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation.backends import ort_loop
+    from generation.backends.oga_native import NativeModel
+    from generation.model_backends import backend_config
+
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert isinstance(backend.native, ort_loop.LoopModel) and "studio loop" in backend.version
+    prompt = backend.render_prompt(system="", user="The President said")
+    ours = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
+    # given: a graph whose KV cache has a type the loop does not step (as a bf16 one would)
+    monkeypatch.setattr(ort_loop, "_ELEMENT_TYPES", {})
+    # when: the backend loads it
+    fallback = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    # then: it runs on ONNX Runtime GenAI's generator, says so, and writes the same candidates
+    assert isinstance(fallback.native, NativeModel)
+    assert "KV cache of type tensor(float)" in fallback.loop_reason
+    assert fallback.version.startswith("onnxruntime-genai ")
+    out = fallback.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
+    assert [o.token_ids for o in out] == [o.token_ids for o in ours]
 
 
 def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(

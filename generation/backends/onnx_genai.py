@@ -1,14 +1,21 @@
-"""The ONNX Runtime GenAI backend: the default on CPU (its CUDA build is an option on a GPU).
+"""The ONNX backend: the default on CPU (ONNX Runtime GenAI's CUDA build is an option on a GPU).
 
-It runs a model converted once by ``generation.backends.convert`` (int4/int8 weight-only
-quantisation, fused attention). Sampling is ours (``RowSampler``): every step the generator's
-logits are read, each candidate picks its token from its own seeded stream, and a one-hot logits
-row makes the generator (greedy) take exactly that token. So every candidate is reproducible
-from its seed, which ONNX Runtime GenAI's own sampler (one seed per generator) cannot give.
+It runs a model converted once by ``generation.backends.convert`` (ONNX Runtime GenAI's builder:
+int4/int8 weight-only quantisation, fused attention). On CPU the studio steps that graph with its
+own loop on ONNX Runtime (``ort_loop``): a job prefills its prompt once and copies the cache into
+its candidates' rows, and a candidate that has ended is dropped from the batch, where ONNX
+Runtime GenAI's generator (0.18) prefilled the prompt once per candidate and computed every row
+to the end. Its logits were bit-identical to the generator's, so the candidates did not change.
+On CUDA, or for a graph the loop does not know (``loop_reason`` says why), ONNX Runtime GenAI's
+generator runs, through its C API (``oga_native``). Sampling is ours (``RowSampler``) either
+way: every step the logits are read, each candidate picks its token from its own seeded stream,
+and the loop takes exactly that token (the generator: a one-hot logits row, greedy). So every
+candidate is reproducible from its seed, which ONNX Runtime GenAI's own sampler (one seed per
+generator) cannot give.
 
 Concurrent jobs. Every ``generate`` call has its own generator and steps it in its own worker
-thread, with no lock: the forward passes go through the C API (``oga_native``), which releases
-the GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and
+thread, with no lock: ONNX Runtime's ``run_with_iobinding`` (and the C API's calls) release the
+GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and
 saved while the other computes. A long job never holds a short one back: both step side by side
 and the operating system shares the cores between their threads; jobs beyond the worker's slots
 wait in the queue in order.
@@ -55,24 +62,26 @@ one after another by what 2 threads lose against 1 on one job (here 84 against 6
 bare, batch 1), so a faster lone job lowers that ratio; it stays on by default because a lone
 job is the common case of a small newsroom.
 
-Prompt prefill runs once per candidate (the n identical prompts are n rows of the first pass): ONNX
-Runtime GenAI 0.18 has no call that copies one row's KV cache into the others (``RewindTo`` crops,
-``SnapshotState`` keeps only recurrent state, ``SetModelInput`` is for the inputs it does not
-handle itself, which the KV cache is not), and its Engine's prompt cache samples inside the
-library. What prefilling once per job would save, measured here (narrow session, load 4.5): the
-47-token prompt took 0.30 s at batch 1 and 2.07 s at batch 8, against 3.6-4.8 s for the 64 steps
-after it at batch 8.
+Prompt prefill: once per job in the loop (0.035 s on 2 threads for the 47-token prompt of the
+benchmarks), against once per candidate in ONNX Runtime GenAI's generator, which has no call that
+copies one row's KV cache into the others (``RewindTo`` crops, ``SnapshotState`` keeps only
+recurrent state, ``SetModelInput`` is for the inputs it does not handle itself) and whose
+Engine's prompt cache samples inside the library: about 0.127 s at batch 4 there.
 
-Why not one merged batch: rows of different prompts need left padding, which changed the logits
-of the padded row by up to 2.8 here (so each candidate's text); and the continuous-batching
+Why not one merged batch of several jobs: through ONNX Runtime GenAI, rows of different prompts
+need left padding, which changed the logits of the padded row by up to 2.8 here (so each
+candidate's text); the loop could hold rows of different lengths (the attention takes each row's
+length from its mask), which is not built yet. Measured here, a merged batch would not beat two
+jobs side by side on one thread each: one batch of eight on the wide session 1.36-1.39 s against
+1.31 s for two jobs of four together (ONNX Runtime GenAI's generator). And the continuous-batching
 ``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
 request, no logits hook), so our per-candidate sampler and its reproducibility record could not
 run there. Reproducibility across the ways to run: the logits of a row depend neither on the
 thread count (1 and 2 threads, spinning or not, gave bit-identical logits for 64 steps of the
 default int8 model at batch 1, 4 and 8) nor on what runs beside it, which the tests check
 through the job path (a job alone on the wide session, the same job beside another on the
-narrow one). A candidate that has finished is forced to end-of-text; the generator still
-computes its row until the batch ends (ONNX Runtime GenAI cannot drop a row).
+narrow one). A candidate that has finished leaves the loop's batch; on ONNX Runtime GenAI's
+generator it is forced to end-of-text and its row computed until the batch ends.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ from generation.backends.base import (
 )
 from generation.backends.convert import CONVERSION_FILE
 from generation.backends.oga_native import NativeError, NativeGenerator, NativeModel
+from generation.backends.ort_loop import LoopGenerator, LoopModel, LoopUnsupported
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
 
 
@@ -213,16 +223,29 @@ class OnnxGenAIBackend(Backend):
                 og_config.append_provider("cuda")
             self.device = "cuda" if want_cuda else "cpu"
             self.threads = ort_threads()
-            self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
+            # On CPU the studio's own loop (``ort_loop``): prefill once per job, drop finished
+            # rows. Elsewhere, or for a graph it does not know, ONNX Runtime GenAI's generator.
+            self.loop_reason = "CUDA: ONNX Runtime GenAI's generator" if want_cuda else ""
+            self.native: LoopModel | NativeModel | None = None
+            if not want_cuda:
+                try:
+                    self.native = LoopModel(path, threads=self.threads)
+                except LoopUnsupported as exc:
+                    self.loop_reason = f"ONNX Runtime GenAI's generator: {exc}"
+                    logger.warning("ONNX model %s: %s", path, self.loop_reason)
+            if self.native is None:
+                self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
             # The wide session: the same weights loaded again with every core, for a job that
             # finds no other job running here (CPU only; without the C API jobs take turns).
             wide = wide_threads() if self.native is not None and not want_cuda else None
             self.wide_threads = wide
-            self.wide = (
-                _native_model(path, threads=wide, cuda=False, options=WIDE_SESSION_OPTIONS)
-                if wide
-                else None
-            )
+            self.wide: LoopModel | NativeModel | None = None
+            if wide and isinstance(self.native, LoopModel):
+                self.wide = LoopModel(path, threads=wide, options=WIDE_SESSION_OPTIONS)
+            elif wide:
+                self.wide = _native_model(
+                    path, threads=wide, cuda=False, options=WIDE_SESSION_OPTIONS
+                )
             # Without the C API (another platform's wheel), the Python module's generators;
             # they hold the GIL while they compute, so jobs then take turns step by step.
             self.model = None if self.native is not None else og.Model(og_config)
@@ -231,7 +254,15 @@ class OnnxGenAIBackend(Backend):
         except Exception as exc:
             raise ModelLoadError(f"{type(exc).__name__}: {exc}") from exc
         self._og = og
-        self.version = f"onnxruntime-genai {og.__version__}"
+        if isinstance(self.native, LoopModel):
+            import onnxruntime as ort
+
+            self.version = (
+                f"onnxruntime {ort.__version__} (studio loop; converted by onnxruntime-genai "
+                f"{og.__version__})"
+            )
+        else:
+            self.version = f"onnxruntime-genai {og.__version__}"
         genai = json.loads((path / "genai_config.json").read_text())
         self.context_length = int(genai["model"].get("context_length") or 2048)
         eos = genai["model"].get("eos_token_id")
@@ -243,7 +274,7 @@ class OnnxGenAIBackend(Backend):
         self.load_seconds = time.monotonic() - started
         self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _session_for_job(self) -> tuple[NativeModel | None, int]:
+    def _session_for_job(self) -> tuple[LoopModel | NativeModel | None, int]:
         """The session a starting job steps on, and its threads: the wide one when no other
         job of any ONNX model is running in this process, else the narrow one. Counts the job
         as running until ``_job_ended``. A job keeps its session to the end: moving it to the
@@ -319,11 +350,11 @@ class OnnxGenAIBackend(Backend):
         for out in outputs:
             out.threads = threads
         try:
-            # Greedy over our one-hot rows: the generator takes exactly the token we chose.
             max_length = len(prompt_ids) + settings.max_new_tokens
             if native is not None:
                 generator = native.generator(batch_size=n, max_length=max_length)
             else:
+                # Greedy over our one-hot rows: the generator takes exactly the token we chose.
                 params = og.GeneratorParams(self.model)
                 params.set_search_options(
                     max_length=max_length, do_sample=False, batch_size=n, random_seed=0
@@ -331,24 +362,29 @@ class OnnxGenAIBackend(Backend):
                 generator = og.Generator(self.model, params)
             with self._step_lock:
                 generator.append_tokens(np.array([prompt_ids] * n, dtype=np.int32))
+            # The candidate of each row of the generator: the studio's loop drops a row when
+            # its candidate ends; ONNX Runtime GenAI's generator computes it to the end (its
+            # row then takes end-of-text).
+            rows = list(range(n))
+            drops_rows = isinstance(generator, LoopGenerator)
             for step in range(settings.max_new_tokens):
                 if should_stop is not None and should_stop():
                     cancelled = True
                     break
                 with self._step_lock:  # the forward pass runs here (lazily)
-                    logits = generator.get_logits()  # (n, 1, vocab)
-                forced = np.full_like(logits, -np.inf)
+                    logits = generator.get_logits()  # (rows, 1, vocab)
                 now = time.monotonic()
                 deltas: list[str | None] = [None] * n
-                for index, out in enumerate(outputs):
+                tokens = [eos_token] * len(rows)
+                for position, index in enumerate(rows):
+                    out = outputs[index]
                     if out.finished:
-                        forced[index, -1, eos_token] = 0.0
                         continue
                     if out.first_token_at is None:
                         out.first_token_at = now
                     history = prompt_ids + out.token_ids
-                    token = sampler.choose(index, logits[index, -1], history, step)
-                    forced[index, -1, token] = 0.0
+                    token = sampler.choose(index, logits[position, -1], history, step)
+                    tokens[position] = token
                     if token in self._eos:
                         out.finished, out.finish_reason, out.finished_at = True, "eos", now
                         deltas[index] = ""
@@ -361,14 +397,22 @@ class OnnxGenAIBackend(Backend):
                     on_delta(deltas)
                 if all(out.finished for out in outputs):
                     break
-                generator.set_logits(forced)
-                generator.generate_next_token()
+                if drops_rows:
+                    keep = [p for p, index in enumerate(rows) if not outputs[index].finished]
+                    generator.keep_rows(keep)
+                    rows = [rows[p] for p in keep]
+                    generator.set_next_tokens([tokens[p] for p in keep])
+                else:
+                    forced = np.full_like(logits, -np.inf)
+                    forced[np.arange(len(rows)), -1, tokens] = 0.0
+                    generator.set_logits(forced)
+                    generator.generate_next_token()
         except (PromptTooLong, BackendError):
             raise
         except RuntimeError as exc:  # NativeError too
             raise BackendError(f"ONNX Runtime GenAI: {exc}") from exc
         finally:
-            if isinstance(generator, NativeGenerator):
+            if isinstance(generator, NativeGenerator | LoopGenerator):
                 generator.close()  # its KV cache now, not whenever the collector runs
             _job_ended()
         now = time.monotonic()
