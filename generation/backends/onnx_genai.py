@@ -62,6 +62,12 @@ one after another by what 2 threads lose against 1 on one job (here 84 against 6
 bare, batch 1), so a faster lone job lowers that ratio; it stays on by default because a lone
 job is the common case of a small newsroom.
 
+The figures above were measured on ONNX Runtime GenAI's generator, before the loop. With the
+loop (same quiet machine, ``bench/bench_engines.py``): one candidate 118 tokens/s (decode 5.04x
+transformers), eight 493 tokens/s (4.69x; 355-397 on the generator), two 4-candidate jobs one
+after another 1.55-1.80 s and together 1.16-1.21 s (1.37x); memory after loading both sessions
+and one 8-candidate job +504 MB RSS against +552 MB for the generator.
+
 Prompt prefill: once per job in the loop (0.035 s on 2 threads for the 47-token prompt of the
 benchmarks), against once per candidate in ONNX Runtime GenAI's generator, which has no call that
 copies one row's KV cache into the others (``RewindTo`` crops, ``SnapshotState`` keeps only
@@ -71,9 +77,11 @@ Engine's prompt cache samples inside the library: about 0.127 s at batch 4 there
 Why not one merged batch of several jobs: through ONNX Runtime GenAI, rows of different prompts
 need left padding, which changed the logits of the padded row by up to 2.8 here (so each
 candidate's text); the loop could hold rows of different lengths (the attention takes each row's
-length from its mask), which is not built yet. Measured here, a merged batch would not beat two
-jobs side by side on one thread each: one batch of eight on the wide session 1.36-1.39 s against
-1.31 s for two jobs of four together (ONNX Runtime GenAI's generator). And the continuous-batching
+length from its mask: a 47-token and a 20-token prompt stepped as two rows of one batch gave
+logits bit-identical to each alone for 10 steps here), which is not built yet. On the generator a
+merged batch would not have beaten two jobs side by side on one thread each: one batch of eight
+on the wide session 1.36-1.39 s against 1.31 s for two jobs of four together; with the loop,
+0.98-1.02 s against 1.13 s, so merging is now worth building. And the continuous-batching
 ``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
 request, no logits hook), so our per-candidate sampler and its reproducibility record could not
 run there. Reproducibility across the ways to run: the logits of a row depend neither on the

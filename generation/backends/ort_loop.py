@@ -151,7 +151,8 @@ class LoopGenerator:
         )
         logits = self._run(ids[:1] if shared else ids, ids.shape[1])
         if shared and self.rows > 1:
-            self._bind_cache([np.repeat(b, self.rows, axis=0) for b in self._buffers])
+            first = np.zeros(self.rows, dtype=np.intp)  # row 0, once per candidate
+            self._bind_cache([self._copy_rows(b, first, ids.shape[1]) for b in self._buffers])
             logits = np.repeat(logits, self.rows, axis=0)
         self.length = ids.shape[1]
         self._logits = logits
@@ -201,13 +202,22 @@ class LoopGenerator:
         rows = list(rows)
         if not rows or rows == list(range(self.rows)):
             return
-        index = np.asarray(rows)
-        self._bind_cache([np.ascontiguousarray(b[index]) for b in self._buffers])
+        index = np.asarray(rows, dtype=np.intp)
+        self._bind_cache([self._copy_rows(b, index, self.length) for b in self._buffers])
         if self._pending is not None:
             self._pending = self._pending[index]
         if self._logits is not None:
             self._logits = self._logits[index]
         self.rows = len(rows)
+
+    @staticmethod
+    def _copy_rows(buffer: np.ndarray, index: np.ndarray, used: int) -> np.ndarray:
+        """A new cache buffer holding ``buffer``'s rows ``index`` (repeats allowed): only the
+        ``used`` positions are copied, the rest is fresh zeroed memory (the cache is sized for
+        the whole job, most of it not written yet)."""
+        out = np.zeros((len(index), *buffer.shape[1:]), dtype=buffer.dtype)
+        out[:, :, :used] = buffer[index, :, :used]
+        return out
 
     def close(self) -> None:
         self._values, self._buffers, self._binding = [], [], None
