@@ -230,10 +230,15 @@ GENERATION_MAX_CANDIDATES = 8
 # Generation jobs one worker runs at the same time (threads sharing each loaded model): a job
 # never waits for another to finish; beyond this many, jobs queue in order.
 GENERATION_CONCURRENCY = _env_int("CONTENTSTUDIO_GENERATION_CONCURRENCY", 2, minimum=1)
-# ONNX Runtime GenAI: load each model a second time with every core (TORCH_THREADS, else all),
-# for a job that finds no other job running; others take the session with cores // slots
-# threads. Only where cores > cores // slots; costs one more copy of the weights in memory.
+# ONNX with GENERATION_MERGE_JOBS off: load each model a second time with every core
+# (TORCH_THREADS, else all), for a job that finds no other job running; others take the session
+# with cores // slots threads. Only where cores > cores // slots; costs one more copy of the
+# weights in memory.
 GENERATION_WIDE_SESSION = _env_bool("CONTENTSTUDIO_GENERATION_WIDE_SESSION", True)
+# ONNX on CPU: every job on a model steps in one batch on every core (continuous batching: a
+# job's rows join between two steps and leave when its candidates end). Off: each job steps
+# its own batch, on the wide or narrow session above.
+GENERATION_MERGE_JOBS = _env_bool("CONTENTSTUDIO_GENERATION_MERGE_JOBS", True)
 # Coalescing of streamed tokens into websocket frames (see generation/stream.py).
 STREAM_TOKENS_PER_FRAME = _env_int("CONTENTSTUDIO_STREAM_TOKENS_PER_FRAME", 8, minimum=1)
 STREAM_MIN_FRAME_INTERVAL = _env_float("CONTENTSTUDIO_STREAM_MIN_INTERVAL", 0.05)

@@ -466,6 +466,7 @@ def test_two_jobs_on_one_worker_overlap_and_a_short_one_is_not_starved(
     assert short_job.finished_at < long_job.finished_at
 
 
+@pytest.mark.parametrize("merged", [True, False], ids=["one-shared-batch", "own-batches"])
 def test_a_job_writes_the_same_candidates_alone_and_beside_another(
     worker: None,
     cast: dict,
@@ -473,13 +474,16 @@ def test_a_job_writes_the_same_candidates_alone_and_beside_another(
     news_template: Any,
     slow_steps: Any,
     settings: Any,
+    merged: bool,
 ) -> None:
     # Partial text is saved every 0.2 s, so the test sees a job writing early.
     settings.GENERATION_SAVE_INTERVAL = 0.2
-    # Two cores, two job slots: a job alone steps on the wide session (2 threads), a job beside
-    # another on the narrow one (1 thread).
+    # Two cores, two job slots. Merged (the default): every job's rows in one batch on both
+    # cores. Not merged: a job alone steps on the wide session (2 threads), a job beside another
+    # on the narrow one (1 thread).
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
     settings.GENERATION_WIDE_SESSION = True
+    settings.GENERATION_MERGE_JOBS = merged
     # given a job that ran alone
     job_settings = {"max_new_tokens": 10, "min_new_tokens": 10}
     alone = create(cast, news_template, n_candidates=3, base_seed=777, settings=job_settings)
@@ -501,8 +505,9 @@ def test_a_job_writes_the_same_candidates_alone_and_beside_another(
     drafts = list(Draft.objects.filter(job=beside).order_by("candidate__index"))
     assert [d.model_output for d in drafts] == _texts(alone)
     # and each job's drafts say which threads it ran on: alone all cores, beside its share
+    # (in one shared batch, every job runs on all cores)
     assert {d.engine["threads"] for d in Draft.objects.filter(job=alone)} == {2}
-    assert {d.engine["threads"] for d in drafts} == {1}
+    assert {d.engine["threads"] for d in drafts} == {2 if merged else 1}
     assert {d.engine["threads"] for d in Draft.objects.filter(job=other)} == {2}
 
 
@@ -630,12 +635,133 @@ def test_a_graph_the_loop_does_not_know_runs_on_onnx_runtime_genai_with_the_same
     assert [o.token_ids for o in out] == [o.token_ids for o in ours]
 
 
+def _hold_after_first_step(
+    backend: Any, prompt: str, seeds: list[int]
+) -> tuple[threading.Thread, threading.Event, threading.Event, list]:
+    """A job generating in a thread that waits after its first step until released."""
+    started, release, result = threading.Event(), threading.Event(), []
+
+    def hold(deltas: list[str | None]) -> None:
+        started.set()
+        release.wait(30)
+
+    def run() -> None:
+        try:
+            result.append(
+                backend.generate(
+                    prompt=prompt, n=len(seeds), seeds=seeds, settings=SETTINGS, on_delta=hold
+                )
+            )
+        except Exception as exc:  # the test reads it
+            result.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(30)
+    return thread, started, release, result
+
+
+def test_jobs_on_one_model_step_in_one_batch_and_write_what_each_writes_alone(
+    onnx_model: LanguageModel, settings: Any
+) -> None:
+    from generation.model_backends import backend_config
+
+    settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    settings.GENERATION_MERGE_JOBS = True
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert backend.shared is not None and backend.threads == 2 and backend.wide is None
+    long_prompt = backend.render_prompt(system="", user="The President said that the nation")
+    short_prompt = backend.render_prompt(system="", user="Taxes")
+    # given what each job writes alone
+    alone_long = backend.generate(prompt=long_prompt, n=1, seeds=[1], settings=SETTINGS)
+    alone_short = backend.generate(prompt=short_prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
+    # when the short job joins while the long one is generating (a prompt of another length)
+    thread, _, release, result = _hold_after_first_step(backend, long_prompt, [1])
+    widest: list[int] = []
+    original = backend.shared._pass
+
+    def spy(plan: Any, joining: Any, stepping: bool) -> Any:
+        delivered = original(plan, joining, stepping)
+        widest.append(sum(m.rows for m in backend.shared._members))
+        return delivered
+
+    backend.shared._pass = spy
+    try:
+        beside = []
+        joiner = threading.Thread(
+            target=lambda: beside.append(
+                backend.generate(prompt=short_prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
+            )
+        )
+        joiner.start()
+        wait_for(lambda: max(widest, default=0) == 4, timeout=30)
+    finally:
+        release.set()
+        thread.join(30)
+    joiner.join(30)
+    # then both were stepped as the rows of one batch (1 + 3), and each wrote what it wrote alone
+    assert max(widest) == 4
+    assert [o.token_ids for o in beside[0]] == [o.token_ids for o in alone_short]
+    assert [o.token_ids for o in result[0]] == [o.token_ids for o in alone_long]
+    assert [o.threads for o in beside[0]] == [2, 2, 2]
+    # and once both have left, the batch's thread is gone and its cache freed
+    wait_for(lambda: backend.shared._thread is None, timeout=10)
+    assert backend.shared._cache is None and backend.shared._members == []
+
+
+def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason(
+    onnx_model: LanguageModel, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation.backends import ort_loop
+    from generation.backends.base import BackendError
+    from generation.model_backends import backend_config
+
+    settings.GENERATION_MERGE_JOBS = True
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    prompt = backend.render_prompt(system="", user="The President said")
+    # given: a job in the batch, held after its first step
+    thread, _, release, result = _hold_after_first_step(backend, prompt, [1, 2])
+    # when: the next pass fails (as a session that runs out of memory would)
+    original = ort_loop._Cache.step
+    failures = []
+
+    def broken(self: Any, members: Any, tokens: Any) -> Any:
+        failures.append(len(tokens))
+        raise RuntimeError("out of memory in the attention")
+
+    monkeypatch.setattr(ort_loop._Cache, "step", broken)
+    errors = []
+
+    def second() -> None:
+        try:
+            backend.generate(prompt=prompt, n=1, seeds=[3], settings=SETTINGS)
+        except BackendError as exc:
+            errors.append(str(exc))
+
+    joiner = threading.Thread(target=second)
+    joiner.start()
+    # the joiner's prefill ran; its first step waits for the held job
+    wait_for(lambda: len(backend.shared._members) == 2, timeout=30)
+    release.set()
+    thread.join(30)
+    joiner.join(30)
+    # then: both jobs in the pass failed with the reason
+    assert failures == [3]  # the pass held both jobs' rows (2 + 1)
+    assert isinstance(result[0], BackendError) and "out of memory" in str(result[0])
+    assert errors and "out of memory in the attention" in errors[0]
+    # and the batch serves the next job once the fault is gone
+    monkeypatch.setattr(ort_loop._Cache, "step", original)
+    out = backend.generate(prompt=prompt, n=2, seeds=[1, 2], settings=SETTINGS)
+    assert all(o.completion_tokens for o in out)
+
+
 def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
     onnx_model: LanguageModel, settings: Any
 ) -> None:
     from generation.model_backends import backend_config
 
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    settings.GENERATION_MERGE_JOBS = False  # each job its own batch, on one of two sessions
     # given the backend with its wide session (every core) beside the narrow one (a slot's)
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
     assert (backend.threads, backend.wide_threads) == (1, 2)
@@ -680,6 +806,7 @@ def test_a_job_claimed_beside_another_that_has_not_started_generating_takes_its_
     from generation.model_backends import backend_config
 
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
+    settings.GENERATION_MERGE_JOBS = False  # each job its own batch, on one of two sessions
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
     prompt = backend.render_prompt(system="", user="The President said")
     before = local_jobs()

@@ -13,12 +13,20 @@ and the loop takes exactly that token (the generator: a one-hot logits row, gree
 candidate is reproducible from its seed, which ONNX Runtime GenAI's own sampler (one seed per
 generator) cannot give.
 
-Concurrent jobs. Every ``generate`` call has its own generator and steps it in its own worker
-thread, with no lock: ONNX Runtime's ``run_with_iobinding`` (and the C API's calls) release the
-GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and
-saved while the other computes. A long job never holds a short one back: both step side by side
-and the operating system shares the cores between their threads; jobs beyond the worker's slots
-wait in the queue in order.
+Concurrent jobs, merged (GENERATION_MERGE_JOBS, the default on CPU): every job on a model steps
+in one batch on every core (``ort_loop.SharedBatch``, continuous batching). A job's rows join
+between two passes (its prompt prefilled once), are stepped with every other job's rows, and
+leave when its candidates end; each job samples, streams and saves in its own worker thread
+while the batch's thread runs the passes. A row's logits do not depend on the other rows, so a
+job writes the same candidates alone or beside others (the tests check it through the job
+path). One batch on two threads beat two jobs on one thread each here: see the figures below.
+
+Concurrent jobs, not merged: every ``generate`` call has its own generator and steps it in its own
+worker thread, with no lock: ONNX Runtime's ``run_with_iobinding`` (and the C API's calls) release
+the GIL, so two jobs compute on two cores at the same time, and each is sampled, streamed and saved
+while the other computes. A long job never holds a short one back: both step side by side and the
+operating system shares the cores between their threads; jobs beyond the worker's slots wait in the
+queue in order.
 
 Two sessions of one model. The narrow session splits the worker's cores between the jobs it may run
 at once (``ort_threads``: one thread on 2 cores with 2 job slots), so jobs side by side never ask
@@ -78,10 +86,10 @@ Why not one merged batch of several jobs: through ONNX Runtime GenAI, rows of di
 need left padding, which changed the logits of the padded row by up to 2.8 here (so each
 candidate's text); the loop could hold rows of different lengths (the attention takes each row's
 length from its mask: a 47-token and a 20-token prompt stepped as two rows of one batch gave
-logits bit-identical to each alone for 10 steps here), which is not built yet. On the generator a
-merged batch would not have beaten two jobs side by side on one thread each: one batch of eight
-on the wide session 1.36-1.39 s against 1.31 s for two jobs of four together; with the loop,
-0.98-1.02 s against 1.13 s, so merging is now worth building. And the continuous-batching
+logits bit-identical to each alone for 10 steps here), so the loop merges jobs. On the generator
+a merged batch would not have beaten two jobs side by side on one thread each: one batch of
+eight on the wide session 1.36-1.39 s against 1.31 s for two jobs of four together; with the
+loop, 0.98-1.02 s against 1.13 s. And the continuous-batching
 ``Engine``/``Request`` API of ONNX Runtime GenAI 0.18 samples inside the library (one seed per
 request, no logits hook), so our per-candidate sampler and its reproducibility record could not
 run there. Reproducibility across the ways to run: the logits of a row depend neither on the
@@ -122,7 +130,13 @@ from generation.backends.base import (
 )
 from generation.backends.convert import CONVERSION_FILE
 from generation.backends.oga_native import NativeError, NativeGenerator, NativeModel
-from generation.backends.ort_loop import LoopGenerator, LoopModel, LoopUnsupported
+from generation.backends.ort_loop import (
+    LoopGenerator,
+    LoopModel,
+    LoopUnsupported,
+    SharedBatch,
+    _Member,
+)
 from generation.backends.sampling import SAMPLER_VERSION, RowSampler
 
 
@@ -140,6 +154,13 @@ def ort_threads() -> int:
     that jobs running side by side never ask for more threads than there are cores."""
     cores, slots = _cores_and_slots()
     return max(1, cores // slots)
+
+
+def merge_jobs() -> bool:
+    """Whether every job on a model steps in one shared batch (GENERATION_MERGE_JOBS)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "GENERATION_MERGE_JOBS", True))
 
 
 def wide_threads() -> int | None:
@@ -235,9 +256,16 @@ class OnnxGenAIBackend(Backend):
             # rows. Elsewhere, or for a graph it does not know, ONNX Runtime GenAI's generator.
             self.loop_reason = "CUDA: ONNX Runtime GenAI's generator" if want_cuda else ""
             self.native: LoopModel | NativeModel | None = None
+            # Every job in one batch on every core (GENERATION_MERGE_JOBS), loop only.
+            self.shared: SharedBatch | None = None
             if not want_cuda:
                 try:
-                    self.native = LoopModel(path, threads=self.threads)
+                    if merge_jobs():
+                        cores, _ = _cores_and_slots()
+                        self.native = LoopModel(path, threads=cores, options=WIDE_SESSION_OPTIONS)
+                        self.shared, self.threads = SharedBatch(self.native), cores
+                    else:
+                        self.native = LoopModel(path, threads=self.threads)
                 except LoopUnsupported as exc:
                     self.loop_reason = f"ONNX Runtime GenAI's generator: {exc}"
                     logger.warning("ONNX model %s: %s", path, self.loop_reason)
@@ -245,7 +273,11 @@ class OnnxGenAIBackend(Backend):
                 self.native = _native_model(path, threads=self.threads, cuda=want_cuda)
             # The wide session: the same weights loaded again with every core, for a job that
             # finds no other job running here (CPU only; without the C API jobs take turns).
-            wide = wide_threads() if self.native is not None and not want_cuda else None
+            wide = (
+                wide_threads()
+                if self.native is not None and not want_cuda and self.shared is None
+                else None
+            )
             self.wide_threads = wide
             self.wide: LoopModel | NativeModel | None = None
             if wide and isinstance(self.native, LoopModel):
@@ -359,7 +391,9 @@ class OnnxGenAIBackend(Backend):
             out.threads = threads
         try:
             max_length = len(prompt_ids) + settings.max_new_tokens
-            if native is not None:
+            if self.shared is not None:
+                generator = self.shared.member(batch_size=n, max_length=max_length)
+            elif native is not None:
                 generator = native.generator(batch_size=n, max_length=max_length)
             else:
                 # Greedy over our one-hot rows: the generator takes exactly the token we chose.
@@ -374,7 +408,7 @@ class OnnxGenAIBackend(Backend):
             # its candidate ends; ONNX Runtime GenAI's generator computes it to the end (its
             # row then takes end-of-text).
             rows = list(range(n))
-            drops_rows = isinstance(generator, LoopGenerator)
+            drops_rows = isinstance(generator, LoopGenerator | _Member)
             for step in range(settings.max_new_tokens):
                 if should_stop is not None and should_stop():
                     cancelled = True
@@ -418,10 +452,10 @@ class OnnxGenAIBackend(Backend):
         except (PromptTooLong, BackendError):
             raise
         except RuntimeError as exc:  # NativeError too
-            raise BackendError(f"ONNX Runtime GenAI: {exc}") from exc
+            raise BackendError(f"ONNX Runtime: {exc}") from exc
         finally:
-            if isinstance(generator, NativeGenerator | LoopGenerator):
-                generator.close()  # its KV cache now, not whenever the collector runs
+            if isinstance(generator, NativeGenerator | LoopGenerator | _Member):
+                generator.close()  # its KV cache now (a shared batch: it leaves the batch)
             _job_ended()
         now = time.monotonic()
         for out, decoder in zip(outputs, decoders, strict=True):

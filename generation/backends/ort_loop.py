@@ -25,11 +25,15 @@ together against 2.17 s one after another.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 class LoopUnsupported(RuntimeError):
@@ -221,3 +225,261 @@ class LoopGenerator:
 
     def close(self) -> None:
         self._values, self._buffers, self._binding = [], [], None
+
+
+class _Member:
+    """One job's rows in a :class:`SharedBatch`, stepped by the batch's thread.
+
+    The job's thread sees the calls of :class:`LoopGenerator`: ``append_tokens`` (joins the
+    batch; the batch's thread prefills the prompt once), ``get_logits`` (waits for the step that
+    computes them), ``set_next_tokens``, ``keep_rows`` and ``close`` (leaves the batch).
+    """
+
+    def __init__(self, batch: SharedBatch, *, rows: int, max_length: int) -> None:
+        self.batch = batch
+        self.rows = rows
+        self.max_length = max_length
+        self.prompt: list[int] = []
+        self.length = 0  # positions of each row in the cache (the same for every row)
+        self.logits: np.ndarray | None = None  # delivered, not yet read
+        self.next_tokens: list[int] | None = None
+        self.keep: list[int] | None = None
+        self.left = False
+        self.error: BaseException | None = None
+        # What the batch did with this job's rows (the tests read them).
+        self.passes = 0
+        self.rows_computed = 0
+        self.widest = 0  # the most rows of any pass it was part of, every job's together
+
+    def append_tokens(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or ids.shape[0] != self.rows or not (ids == ids[0]).all():
+            raise ValueError("a shared batch takes one prompt, the same in every row")
+        self.prompt = [int(t) for t in ids[0]]
+        self.batch._join(self)
+
+    def get_logits(self) -> np.ndarray:
+        with self.batch._cond:
+            while self.logits is None and self.error is None:
+                self.batch._cond.wait()
+            if self.error is not None:
+                raise RuntimeError(f"shared batch: {self.error}") from self.error
+            logits, self.logits = self.logits, None
+        return logits[:, None, :]
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        rows = list(rows)
+        if rows != list(range(self.rows)):
+            with self.batch._cond:
+                self.keep = rows
+
+    def set_next_tokens(self, tokens: Sequence[int]) -> None:
+        expected = len(self.keep) if self.keep is not None else self.rows
+        if len(tokens) != expected:
+            raise ValueError(f"{len(tokens)} tokens for {expected} rows")
+        with self.batch._cond:
+            self.next_tokens = [int(t) for t in tokens]
+            self.batch._cond.notify_all()
+
+    def close(self) -> None:
+        with self.batch._cond:
+            self.left = True
+            self.batch._cond.notify_all()
+
+
+class SharedBatch:
+    """Every job on one session in one batch (continuous batching): a job's rows join between
+    two steps, are stepped with every other job's rows in one forward pass, and leave when their
+    candidates end, while the other jobs go on.
+
+    One thread per batch runs the passes; each job's own thread samples its rows' tokens from
+    the logits it is handed, streams and saves, and hands back the tokens for the next pass. A
+    pass waits for every job's tokens: a job is as fast as the batch, and a long job does not
+    hold a short one back (the short one's rows leave when it ends).
+
+    A row's logits do not depend on the other rows of the pass (rows of different lengths: the
+    attention takes each row's length from its mask, and the new token's position from it):
+    bit-identical here to the row alone. The cache is one buffer per layer and kind of
+    (rows, kv heads, capacity, head size); capacity is the longest job's ``max_length``.
+    """
+
+    def __init__(self, model: LoopModel) -> None:
+        self.model = model
+        self._cond = threading.Condition()
+        self._members: list[_Member] = []  # in row order
+        self._joining: list[_Member] = []
+        self._thread: threading.Thread | None = None
+        self._cache: _Cache | None = None
+
+    def member(self, *, batch_size: int, max_length: int) -> _Member:
+        return _Member(self, rows=batch_size, max_length=max_length)
+
+    def _join(self, member: _Member) -> None:
+        with self._cond:
+            self._joining.append(member)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="onnx-shared-batch", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    members = self._members
+                    stepping = bool(members) and all(
+                        m.left or m.next_tokens is not None for m in members
+                    )
+                    if stepping or self._joining:
+                        break
+                    if not members:
+                        self._thread, self._cache = None, None
+                        return
+                    self._cond.wait()
+                joining, self._joining = self._joining, []
+                # What each member asked for, taken now: its thread waits until it is served.
+                plan = [(m, m.left, m.keep, m.next_tokens) for m in members] if stepping else []
+                for member in members if stepping else []:
+                    member.keep, member.next_tokens = None, None
+            try:
+                delivered = self._pass(plan, joining, stepping)
+            except BaseException as exc:  # every job in the batch fails with the reason
+                logger.exception("shared batch pass failed")
+                with self._cond:
+                    for member in [*self._members, *joining]:
+                        member.error = exc
+                    self._members, self._cache = [], None
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                for member, logits in delivered:
+                    member.logits = logits
+                self._cond.notify_all()
+
+    def _pass(
+        self,
+        plan: list[tuple[_Member, bool, list[int] | None, list[int] | None]],
+        joining: list[_Member],
+        stepping: bool,
+    ) -> list[tuple[_Member, np.ndarray]]:
+        delivered: list[tuple[_Member, np.ndarray]] = []
+        if stepping:
+            # Rows that stay: a member that left takes its rows out, one that dropped some
+            # keeps the rest. Then one pass over every row with its next token.
+            index: list[int] = []
+            staying: list[_Member] = []
+            start = 0
+            for member, left, keep, _ in plan:
+                current = member.rows  # its rows in the cache now, from ``start`` on
+                if not left:
+                    kept = keep if keep is not None else list(range(current))
+                    index.extend(start + r for r in kept)
+                    member.rows = len(kept)
+                    staying.append(member)
+                start += current
+            with self._cond:
+                self._members = staying
+            assert self._cache is not None
+            self._cache.keep(np.asarray(index, dtype=np.intp), staying)
+            if staying:
+                tokens = [t for member, left, _, nxt in plan if not left for t in (nxt or [])]
+                logits = self._cache.step(staying, tokens)
+                offset = 0
+                for member in staying:
+                    delivered.append((member, logits[offset : offset + member.rows]))
+                    offset += member.rows
+        for member in joining:
+            if member.left:
+                continue
+            if self._cache is None:
+                self._cache = _Cache(self.model)
+            delivered.append((member, self._cache.join(member, self._members)))
+            with self._cond:
+                self._members = [*self._members, member]
+        return delivered
+
+
+class _Cache:
+    """The shared batch's cache: rows of every member, in member order."""
+
+    def __init__(self, model: LoopModel) -> None:
+        self.model = model
+        self.capacity = 0
+        self.rows = 0
+        self.buffers: list[np.ndarray] = []
+        self.binding: Any = None
+        self.logits: np.ndarray | None = None
+
+    def _bind(self, buffers: list[np.ndarray]) -> None:
+        from onnxruntime import OrtValue
+
+        model = self.model
+        self.buffers = buffers
+        self.rows = buffers[0].shape[0] if buffers else 0
+        self.capacity = buffers[0].shape[2] if buffers else 0
+        self.values = [OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        binding = model.session.io_binding()
+        for (past, present), value in zip(model.cache_names, self.values, strict=True):
+            binding.bind_ortvalue_input(past, value)
+            binding.bind_ortvalue_output(present, value)
+        self.binding = binding
+        self.logits = None
+
+    def keep(self, index: np.ndarray, members: list[_Member]) -> None:
+        if len(index) == self.rows and (index == np.arange(self.rows)).all():
+            return
+        used = max((m.length for m in members), default=0)
+        self._bind([LoopGenerator._copy_rows(b, index, used) for b in self.buffers])
+
+    def join(self, member: _Member, members: list[_Member]) -> np.ndarray:
+        """Prefill ``member``'s prompt once, add its rows (a copy of that cache each), and
+        return their first logits."""
+        prefill = LoopGenerator(self.model, batch_size=1, max_length=len(member.prompt))
+        prefill.append_tokens(np.array([member.prompt]))
+        first = prefill.get_logits()[:, -1, :]
+        member.passes += 1
+        member.rows_computed += 1
+        member.length = len(member.prompt)
+        capacity = max(self.capacity, member.max_length)
+        used = max((m.length for m in members), default=0)
+        shape = (self.rows + member.rows, self.model.kv_heads, capacity, self.model.head_size)
+        grown = []
+        for index, old in enumerate(prefill._buffers):
+            buffer = np.zeros(shape, dtype=old.dtype)
+            if self.rows:
+                buffer[: self.rows, :, :used] = self.buffers[index][:, :, :used]
+            buffer[self.rows :, :, : member.length] = old[0, :, : member.length]
+            grown.append(buffer)
+        prefill.close()
+        self._bind(grown)
+        return np.repeat(first, member.rows, axis=0)
+
+    def step(self, members: list[_Member], tokens: list[int]) -> np.ndarray:
+        model = self.model
+        total = max(m.length for m in members) + 1
+        if total > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} positions")
+        ids = np.asarray(tokens, dtype=model.id_dtype)[:, None]
+        mask = np.zeros((len(tokens), total), dtype=model.mask_dtype)
+        row = 0
+        for member in members:
+            mask[row : row + member.rows, : member.length + 1] = 1
+            row += member.rows
+        binding = self.binding
+        binding.bind_cpu_input(model.input_ids, ids)
+        binding.bind_cpu_input(model.attention_mask, mask)
+        from onnxruntime import OrtValue
+
+        shape = (len(tokens), 1, model.vocab_size)
+        if self.logits is None or self.logits.shape != shape:
+            self.logits = np.empty(shape, dtype=model.logits_dtype)
+            binding.bind_ortvalue_output(model.logits, OrtValue.ortvalue_from_numpy(self.logits))
+        model.session.run_with_iobinding(binding)  # releases the GIL while it computes
+        for member in members:
+            member.length += 1
+            member.passes += 1
+            member.rows_computed += member.rows
+            member.widest = max(member.widest, len(tokens))
+        return np.array(self.logits[:, -1, :], dtype=np.float32)
