@@ -21,7 +21,8 @@ sampling settings and thread count.
   This machine's 2 cores are shared, and the kernel gives each session an equal share
   (autogroup), so two jobs can only be faster together when the cores are not busy with other
   work: the load average is logged beside each repetition, and the threads each job ran on
-  (two jobs claimed together both take their share, 1 thread each; see the ONNX backend).
+  (merged, the default: both jobs' rows in one batch on every core; with
+  CONTENTSTUDIO_GENERATION_MERGE_JOBS=0, two jobs claimed together take 1 thread each).
 * ``openai_backend_overhead_ratio``: a one-candidate job through the OpenAI-compatible backend
   against a local ``transformers serve`` of the default model, from ``job_create`` until a
   watcher of the project's channel group hears the job has ended / what a user would do

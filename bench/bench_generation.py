@@ -35,7 +35,9 @@ Options (environment):
 * ``BENCH_BACKEND=onnx|transformers``: the backend the model row uses. The default model runs
   on the studio's default CPU backend, ONNX Runtime GenAI (converted once, as setup does); the
   built GPT-2 models on transformers (the ONNX builder does not take GPT-2). The baseline is the
-  same engine's own plain sampling loop (``og.Generator`` with its sampler; ``model.generate``).
+  same engine's own plain sampling loop (``og.Generator`` with its sampler, on the session
+  settings a lone job gets: every core, pool threads that block rather than spin;
+  ``model.generate``).
 * ``BENCH_QUICK=1``: fewer repetitions and the tiny model, for a smoke run.
 * ``BENCH_THREADS``: torch threads (default 2, or the core count when smaller).
 * ``BENCH_POLLING_INTERVAL``: a diagnostic, not the product as configured: set the in-memory
@@ -451,14 +453,21 @@ class Bench:
         return engine
 
     def _bare_model(self) -> Any:
-        """The Python module's model of the same directory and thread count: where the backend
-        steps through the C API (``oga_native``) it holds no ``og.Model`` of its own."""
+        """The Python module's model of the same directory, with the session settings a lone
+        job runs on: its threads (the shared batch's or the wide session's, every core) and,
+        where that session's pool threads block instead of spinning, the same."""
         import onnxruntime_genai as og
+
+        from generation.backends.onnx_genai import WIDE_SESSION_OPTIONS
 
         if getattr(self, "_og_model", None) is None:
             config = og.Config(str(self.backend_obj.path))
             config.clear_providers()
-            options = {"intra_op_num_threads": self.backend_obj.threads}
+            backend = self.backend_obj
+            lone = backend.wide_threads if backend.wide is not None else backend.threads
+            options: dict[str, Any] = {"intra_op_num_threads": lone}
+            if backend.shared is not None or backend.wide is not None:
+                options.update(WIDE_SESSION_OPTIONS)
             config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
             self._og_model = og.Model(config)
         return self._og_model

@@ -704,8 +704,7 @@ def test_jobs_on_one_model_step_in_one_batch_and_write_what_each_writes_alone(
     assert [o.token_ids for o in beside[0]] == [o.token_ids for o in alone_short]
     assert [o.token_ids for o in result[0]] == [o.token_ids for o in alone_long]
     assert [o.threads for o in beside[0]] == [2, 2, 2]
-    # and once both have left, the batch's thread is gone and its cache freed
-    wait_for(lambda: backend.shared._thread is None, timeout=10)
+    # and once both have left, the batch's cache is freed
     assert backend.shared._cache is None and backend.shared._members == []
 
 

@@ -228,11 +228,11 @@ class LoopGenerator:
 
 
 class _Member:
-    """One job's rows in a :class:`SharedBatch`, stepped by the batch's thread.
+    """One job's rows in a :class:`SharedBatch`.
 
     The job's thread sees the calls of :class:`LoopGenerator`: ``append_tokens`` (joins the
-    batch; the batch's thread prefills the prompt once), ``get_logits`` (waits for the step that
-    computes them), ``set_next_tokens``, ``keep_rows`` and ``close`` (leaves the batch).
+    batch; its prompt is prefilled once), ``get_logits`` (waits for the pass that computes them,
+    or runs it), ``set_next_tokens``, ``keep_rows`` and ``close`` (leaves the batch).
     """
 
     def __init__(self, batch: SharedBatch, *, rows: int, max_length: int) -> None:
@@ -256,12 +256,20 @@ class _Member:
         if ids.ndim != 2 or ids.shape[0] != self.rows or not (ids == ids[0]).all():
             raise ValueError("a shared batch takes one prompt, the same in every row")
         self.prompt = [int(t) for t in ids[0]]
-        self.batch._join(self)
+        with self.batch._cond:
+            self.batch._joining.append(self)
+            self.batch._cond.notify_all()
 
     def get_logits(self) -> np.ndarray:
-        with self.batch._cond:
+        batch = self.batch
+        with batch._cond:
             while self.logits is None and self.error is None:
-                self.batch._cond.wait()
+                # No thread of its own: a waiting job runs the next pass when one is due and
+                # nobody runs it (a job alone steps in its own thread, as without a batch).
+                if not batch._running and batch._due():
+                    batch._run_pass()
+                    continue
+                batch._cond.wait()
             if self.error is not None:
                 raise RuntimeError(f"shared batch: {self.error}") from self.error
             logits, self.logits = self.logits, None
@@ -282,20 +290,27 @@ class _Member:
             self.batch._cond.notify_all()
 
     def close(self) -> None:
-        with self.batch._cond:
+        batch = self.batch
+        with batch._cond:
             self.left = True
-            self.batch._cond.notify_all()
+            if self in batch._joining:
+                batch._joining.remove(self)
+            if not batch._running and not batch._joining and all(m.left for m in batch._members):
+                batch._members, batch._cache = [], None  # the last job left: free the cache
+            batch._cond.notify_all()
 
 
 class SharedBatch:
     """Every job on one session in one batch (continuous batching): a job's rows join between
-    two steps, are stepped with every other job's rows in one forward pass, and leave when their
-    candidates end, while the other jobs go on.
+    two passes, are stepped with every other job's rows in one forward pass, and leave when
+    their candidates end, while the other jobs go on.
 
-    One thread per batch runs the passes; each job's own thread samples its rows' tokens from
-    the logits it is handed, streams and saves, and hands back the tokens for the next pass. A
-    pass waits for every job's tokens: a job is as fast as the batch, and a long job does not
-    hold a short one back (the short one's rows leave when it ends).
+    No thread of its own: a pass runs in the thread of a job that waits for its logits when
+    every job in the batch has handed in its next tokens (or a job is joining), so a job alone
+    steps in its own thread with no hand-over. Each job samples its rows' tokens from the logits
+    it is handed, streams and saves in its own thread. A pass waits for every job's tokens: a job
+    is as fast as the batch, and a long job does not hold a short one back (the short one's rows
+    leave when it ends).
 
     A row's logits do not depend on the other rows of the pass (rows of different lengths: the
     attention takes each row's length from its mask, and the new token's position from it):
@@ -308,55 +323,47 @@ class SharedBatch:
         self._cond = threading.Condition()
         self._members: list[_Member] = []  # in row order
         self._joining: list[_Member] = []
-        self._thread: threading.Thread | None = None
+        self._running = False  # a pass is running (in some job's thread)
         self._cache: _Cache | None = None
 
     def member(self, *, batch_size: int, max_length: int) -> _Member:
         return _Member(self, rows=batch_size, max_length=max_length)
 
-    def _join(self, member: _Member) -> None:
-        with self._cond:
-            self._joining.append(member)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="onnx-shared-batch", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify_all()
+    def _stepping(self) -> bool:
+        members = self._members
+        return bool(members) and all(m.left or m.next_tokens is not None for m in members)
 
-    def _serve(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    members = self._members
-                    stepping = bool(members) and all(
-                        m.left or m.next_tokens is not None for m in members
-                    )
-                    if stepping or self._joining:
-                        break
-                    if not members:
-                        self._thread, self._cache = None, None
-                        return
-                    self._cond.wait()
-                joining, self._joining = self._joining, []
-                # What each member asked for, taken now: its thread waits until it is served.
-                plan = [(m, m.left, m.keep, m.next_tokens) for m in members] if stepping else []
-                for member in members if stepping else []:
-                    member.keep, member.next_tokens = None, None
-            try:
-                delivered = self._pass(plan, joining, stepping)
-            except BaseException as exc:  # every job in the batch fails with the reason
-                logger.exception("shared batch pass failed")
-                with self._cond:
-                    for member in [*self._members, *joining]:
-                        member.error = exc
-                    self._members, self._cache = [], None
-                    self._cond.notify_all()
-                continue
-            with self._cond:
-                for member, logits in delivered:
-                    member.logits = logits
-                self._cond.notify_all()
+    def _due(self) -> bool:
+        return bool(self._joining) or self._stepping()
+
+    def _run_pass(self) -> None:
+        """One pass, called with the lock held and ``_due()``; releases it while computing."""
+        self._running = True
+        stepping = self._stepping()
+        joining, self._joining = self._joining, []
+        # What each member asked for, taken now: its thread waits until it is served.
+        plan = [(m, m.left, m.keep, m.next_tokens) for m in self._members] if stepping else []
+        for member, *_ in plan:
+            member.keep, member.next_tokens = None, None
+        self._cond.release()
+        try:
+            delivered = self._pass(plan, joining, stepping)
+            failure = None
+        except BaseException as exc:  # every job in the batch fails with the reason
+            logger.exception("shared batch pass failed")
+            delivered, failure = [], exc
+        finally:
+            self._cond.acquire()
+        if failure is not None:
+            for member in [*self._members, *joining]:
+                member.error = failure
+            self._members, self._cache = [], None
+        for member, logits in delivered:
+            member.logits = logits
+        if not self._members and not self._joining:
+            self._cache = None  # the batch is empty: free its cache
+        self._running = False
+        self._cond.notify_all()
 
     def _pass(
         self,
