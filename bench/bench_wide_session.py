@@ -1,4 +1,6 @@
-"""The ONNX backend's wide session (every core, for a job alone) against its narrow one.
+"""The ONNX backend's wide session (every core, for a job alone) against its narrow one, with
+jobs not merged into one batch (CONTENTSTUDIO_GENERATION_MERGE_JOBS off; merged, every job runs
+on one session with every core).
 
 Run from the repo root: ``.venv/bin/python bench/bench_wide_session.py [reps]`` (default 5).
 One process, one loaded backend (the default model's converted ONNX directory), jobs of one and
@@ -40,6 +42,9 @@ def main() -> None:
     from generation.engine import SamplingSettings, convert_packaged_gguf
 
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    # The two sessions exist where jobs do not share one batch (merged jobs run on one session
+    # with every core).
+    settings.GENERATION_MERGE_JOBS = False
     cache = Path(settings.MODEL_CACHE_DIR)
     source = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, cache)
     onnx_dir = target_dir(cache, source, "auto")
