@@ -754,33 +754,30 @@ def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason
     assert all(o.completion_tokens for o in out)
 
 
-def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
-    onnx_model: LanguageModel, settings: Any
-) -> None:
+@pytest.fixture
+def two_sessions(onnx_model: LanguageModel, settings: Any) -> tuple[Any, str]:
+    """The ONNX backend with jobs not merged, on two cores with two job slots: a wide session
+    (every core) beside the narrow one (a slot's); and a prompt."""
     from generation.model_backends import backend_config
 
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
-    settings.GENERATION_MERGE_JOBS = False  # each job its own batch, on one of two sessions
-    # given the backend with its wide session (every core) beside the narrow one (a slot's)
+    settings.GENERATION_MERGE_JOBS = False
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    return backend, backend.render_prompt(system="", user="The President said")
+
+
+def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
+    onnx_model: LanguageModel, settings: Any, two_sessions: tuple[Any, str]
+) -> None:
+    from generation.model_backends import backend_config
+
+    # given the backend with its wide session (every core) beside the narrow one (a slot's)
+    backend, prompt = two_sessions
     assert (backend.threads, backend.wide_threads) == (1, 2)
-    prompt = backend.render_prompt(system="", user="The President said")
     # when a job runs alone, and the same job runs while another job is generating
     alone = backend.generate(prompt=prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
-    started, release = threading.Event(), threading.Event()
-
-    def hold(deltas: list[str | None]) -> None:
-        started.set()
-        release.wait(30)
-
-    other = threading.Thread(
-        target=lambda: backend.generate(
-            prompt=prompt, n=1, seeds=[1], settings=SETTINGS, on_delta=hold
-        )
-    )
-    other.start()
+    other, _, release, _ = _hold_after_first_step(backend, prompt, [1])
     try:
-        assert started.wait(30)
         beside = backend.generate(prompt=prompt, n=3, seeds=[7, 8, 9], settings=SETTINGS)
     finally:
         release.set()
@@ -799,15 +796,11 @@ def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
 
 
 def test_a_job_claimed_beside_another_that_has_not_started_generating_takes_its_share(
-    onnx_model: LanguageModel, settings: Any
+    two_sessions: tuple[Any, str],
 ) -> None:
     from generation.backends.base import local_job, local_jobs
-    from generation.model_backends import backend_config
 
-    settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
-    settings.GENERATION_MERGE_JOBS = False  # each job its own batch, on one of two sessions
-    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
-    prompt = backend.render_prompt(system="", user="The President said")
+    backend, prompt = two_sessions
     before = local_jobs()
     # given this job claimed by the runner, and another one claimed just after it that is
     # still loading or rendering its prompt (not generating yet)
