@@ -155,10 +155,9 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
             ).update(heartbeat_at=timezone.now())
         )
 
-    # From the claim on, a timer thread proves the job alive: also while it waits for the
-    # engine lock or for a slow model load, when nothing else would be written.
-    # From the claim on, the job also counts as one this process will compute (see
-    # ``local_job``), until its generation ends.
+    # From the claim on, a timer thread proves the job alive (also while a slow model loads,
+    # when nothing else would be written), and the job counts as one this process will compute
+    # (``local_job``) until its generation ends.
     with (
         Heartbeat(
             beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"job-{job_id}"

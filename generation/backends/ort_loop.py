@@ -29,7 +29,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -103,6 +102,51 @@ class LoopModel:
         return LoopGenerator(self, batch_size=batch_size, max_length=max_length)
 
 
+class _BoundCache:
+    """Cache buffers bound to the session for the passes to come: each layer's past and present
+    are one buffer (the attention writes the new position in place); a pass then binds only its
+    tokens and mask, and the logits go into a buffer of ours (reading them back through
+    ``get_outputs`` wrapped every output, the cache's too, each step)."""
+
+    def __init__(self, model: LoopModel, buffers: list[np.ndarray]) -> None:
+        from onnxruntime import OrtValue
+
+        self.model = model
+        self.buffers = buffers
+        # An OrtValue from a numpy array wraps its memory: the attention writes into ours.
+        self._values = [OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        self._binding = model.session.io_binding()
+        for (past, present), value in zip(model.cache_names, self._values, strict=True):
+            self._binding.bind_ortvalue_input(past, value)
+            self._binding.bind_ortvalue_output(present, value)
+        self._logits: np.ndarray | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.buffers[0].shape[0] if self.buffers else 0
+
+    @property
+    def capacity(self) -> int:
+        return self.buffers[0].shape[2] if self.buffers else 0
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """One pass: ``ids`` (rows, tokens), ``mask`` (rows, total); the last position's
+        logits, (rows, vocab) float32."""
+        from onnxruntime import OrtValue
+
+        model, binding = self.model, self._binding
+        binding.bind_cpu_input(model.input_ids, np.ascontiguousarray(ids, dtype=model.id_dtype))
+        binding.bind_cpu_input(
+            model.attention_mask, np.ascontiguousarray(mask, dtype=model.mask_dtype)
+        )
+        shape = (ids.shape[0], ids.shape[1], model.vocab_size)
+        if self._logits is None or self._logits.shape != shape:
+            self._logits = np.empty(shape, dtype=model.logits_dtype)
+            binding.bind_ortvalue_output(model.logits, OrtValue.ortvalue_from_numpy(self._logits))
+        model.session.run_with_iobinding(binding)  # releases the GIL while it computes
+        return np.array(self._logits[:, -1, :], dtype=np.float32)
+
+
 class LoopGenerator:
     """One job's cache and position: prefill once, step, drop rows. One thread steps it.
 
@@ -116,30 +160,15 @@ class LoopGenerator:
         self.rows = batch_size
         self.max_length = max_length
         self.length = 0  # positions filled in the cache
-        self._buffers: list[np.ndarray] = []
-        self._values: list[Any] = []
-        self._binding: Any = None
-        self._logits_buffer: np.ndarray | None = None
+        self._cache: _BoundCache | None = None
         self._pending: np.ndarray | None = None  # (rows, tokens) to run at the next get_logits
         self._logits: np.ndarray | None = None
         self.passes = 0  # forward passes run (a prefill counts once)
         self.rows_computed = 0  # rows summed over the passes
 
-    def _bind_cache(self, buffers: list[np.ndarray]) -> None:
-        """Bind the cache (each layer's past and present, one buffer) once for the steps to
-        come; a step then binds only its tokens, mask and logits."""
-        from onnxruntime import OrtValue
-
-        model = self.model
-        self._buffers = buffers
-        # An OrtValue from a numpy array wraps its memory: the attention writes into ours.
-        self._values = [OrtValue.ortvalue_from_numpy(b) for b in buffers]
-        self._logits_buffer = None  # bound again on the new binding
-        binding = model.session.io_binding()
-        for (past, present), value in zip(model.cache_names, self._values, strict=True):
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
-        self._binding = binding
+    @property
+    def buffers(self) -> list[np.ndarray]:
+        return self._cache.buffers if self._cache is not None else []
 
     def append_tokens(self, ids: np.ndarray) -> None:
         """The prompt (rows, tokens). Identical rows, the backend's case, are prefilled once
@@ -150,38 +179,26 @@ class LoopGenerator:
         shared = bool((ids == ids[0]).all())
         batch = 1 if shared else self.rows
         shape = (batch, self.model.kv_heads, self.max_length, self.model.head_size)
-        self._bind_cache(
-            [np.zeros(shape, dtype=self.model.cache_dtype) for _ in self.model.cache_names]
+        self._cache = _BoundCache(
+            self.model,
+            [np.zeros(shape, dtype=self.model.cache_dtype) for _ in self.model.cache_names],
         )
         logits = self._run(ids[:1] if shared else ids, ids.shape[1])
         if shared and self.rows > 1:
             first = np.zeros(self.rows, dtype=np.intp)  # row 0, once per candidate
-            self._bind_cache([self._copy_rows(b, first, ids.shape[1]) for b in self._buffers])
+            self._cache = _BoundCache(
+                self.model, [self._copy_rows(b, first, ids.shape[1]) for b in self.buffers]
+            )
             logits = np.repeat(logits, self.rows, axis=0)
         self.length = ids.shape[1]
         self._logits = logits
 
     def _run(self, ids: np.ndarray, total: int) -> np.ndarray:
-        model = self.model
-        binding = self._binding
-        binding.bind_cpu_input(model.input_ids, np.ascontiguousarray(ids, dtype=model.id_dtype))
-        binding.bind_cpu_input(
-            model.attention_mask, np.ones((ids.shape[0], total), dtype=model.mask_dtype)
-        )
-        # The logits go into a buffer of ours of this pass's shape (reading them back through
-        # ``get_outputs`` wrapped every output, the cache's too, each step).
-        from onnxruntime import OrtValue
-
-        shape = (ids.shape[0], ids.shape[1], model.vocab_size)
-        if self._logits_buffer is None or self._logits_buffer.shape != shape:
-            self._logits_buffer = np.empty(shape, dtype=model.logits_dtype)
-            binding.bind_ortvalue_output(
-                model.logits, OrtValue.ortvalue_from_numpy(self._logits_buffer)
-            )
-        model.session.run_with_iobinding(binding)  # releases the GIL while it computes
+        assert self._cache is not None
+        logits = self._cache.run(ids, np.ones((ids.shape[0], total), dtype=np.int64))
         self.passes += 1
         self.rows_computed += ids.shape[0]
-        return np.array(self._logits_buffer[:, -1, :], dtype=np.float32)
+        return logits
 
     def get_logits(self) -> np.ndarray:
         """Next-token logits, (rows, 1, vocab) float32; runs the pending step."""
@@ -207,7 +224,9 @@ class LoopGenerator:
         if not rows or rows == list(range(self.rows)):
             return
         index = np.asarray(rows, dtype=np.intp)
-        self._bind_cache([self._copy_rows(b, index, self.length) for b in self._buffers])
+        self._cache = _BoundCache(
+            self.model, [self._copy_rows(b, index, self.length) for b in self.buffers]
+        )
         if self._pending is not None:
             self._pending = self._pending[index]
         if self._logits is not None:
@@ -224,7 +243,7 @@ class LoopGenerator:
         return out
 
     def close(self) -> None:
-        self._values, self._buffers, self._binding = [], [], None
+        self._cache = None
 
 
 class _Member:
@@ -246,10 +265,6 @@ class _Member:
         self.keep: list[int] | None = None
         self.left = False
         self.error: BaseException | None = None
-        # What the batch did with this job's rows (the tests read them).
-        self.passes = 0
-        self.rows_computed = 0
-        self.widest = 0  # the most rows of any pass it was part of, every job's together
 
     def append_tokens(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids)
@@ -413,32 +428,25 @@ class _Cache:
 
     def __init__(self, model: LoopModel) -> None:
         self.model = model
-        self.capacity = 0
-        self.rows = 0
-        self.buffers: list[np.ndarray] = []
-        self.binding: Any = None
-        self.logits: np.ndarray | None = None
+        self.bound: _BoundCache | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.bound.rows if self.bound is not None else 0
+
+    @property
+    def capacity(self) -> int:
+        return self.bound.capacity if self.bound is not None else 0
 
     def _bind(self, buffers: list[np.ndarray]) -> None:
-        from onnxruntime import OrtValue
-
-        model = self.model
-        self.buffers = buffers
-        self.rows = buffers[0].shape[0] if buffers else 0
-        self.capacity = buffers[0].shape[2] if buffers else 0
-        self.values = [OrtValue.ortvalue_from_numpy(b) for b in buffers]
-        binding = model.session.io_binding()
-        for (past, present), value in zip(model.cache_names, self.values, strict=True):
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
-        self.binding = binding
-        self.logits = None
+        self.bound = _BoundCache(self.model, buffers)
 
     def keep(self, index: np.ndarray, members: list[_Member]) -> None:
         if len(index) == self.rows and (index == np.arange(self.rows)).all():
             return
+        assert self.bound is not None
         used = max((m.length for m in members), default=0)
-        self._bind([LoopGenerator._copy_rows(b, index, used) for b in self.buffers])
+        self._bind([LoopGenerator._copy_rows(b, index, used) for b in self.bound.buffers])
 
     def join(self, member: _Member, members: list[_Member]) -> np.ndarray:
         """Prefill ``member``'s prompt once, add its rows (a copy of that cache each), and
@@ -446,17 +454,16 @@ class _Cache:
         prefill = LoopGenerator(self.model, batch_size=1, max_length=len(member.prompt))
         prefill.append_tokens(np.array([member.prompt]))
         first = prefill.get_logits()[:, -1, :]
-        member.passes += 1
-        member.rows_computed += 1
         member.length = len(member.prompt)
         capacity = max(self.capacity, member.max_length)
         used = max((m.length for m in members), default=0)
         shape = (self.rows + member.rows, self.model.kv_heads, capacity, self.model.head_size)
         grown = []
-        for index, old in enumerate(prefill._buffers):
+        current = self.bound.buffers if self.bound is not None else []
+        for index, old in enumerate(prefill.buffers):
             buffer = np.zeros(shape, dtype=old.dtype)
             if self.rows:
-                buffer[: self.rows, :, :used] = self.buffers[index][:, :, :used]
+                buffer[: self.rows, :, :used] = current[index][:, :, :used]
             buffer[self.rows :, :, : member.length] = old[0, :, : member.length]
             grown.append(buffer)
         prefill.close()
@@ -464,29 +471,16 @@ class _Cache:
         return np.repeat(first, member.rows, axis=0)
 
     def step(self, members: list[_Member], tokens: list[int]) -> np.ndarray:
-        model = self.model
         total = max(m.length for m in members) + 1
         if total > self.capacity:
             raise ValueError(f"the cache holds {self.capacity} positions")
-        ids = np.asarray(tokens, dtype=model.id_dtype)[:, None]
-        mask = np.zeros((len(tokens), total), dtype=model.mask_dtype)
+        mask = np.zeros((len(tokens), total), dtype=np.int64)
         row = 0
         for member in members:
             mask[row : row + member.rows, : member.length + 1] = 1
             row += member.rows
-        binding = self.binding
-        binding.bind_cpu_input(model.input_ids, ids)
-        binding.bind_cpu_input(model.attention_mask, mask)
-        from onnxruntime import OrtValue
-
-        shape = (len(tokens), 1, model.vocab_size)
-        if self.logits is None or self.logits.shape != shape:
-            self.logits = np.empty(shape, dtype=model.logits_dtype)
-            binding.bind_ortvalue_output(model.logits, OrtValue.ortvalue_from_numpy(self.logits))
-        model.session.run_with_iobinding(binding)  # releases the GIL while it computes
+        assert self.bound is not None
+        logits = self.bound.run(np.asarray(tokens)[:, None], mask)
         for member in members:
             member.length += 1
-            member.passes += 1
-            member.rows_computed += member.rows
-            member.widest = max(member.widest, len(tokens))
-        return np.array(self.logits[:, -1, :], dtype=np.float32)
+        return logits
