@@ -23,8 +23,19 @@ class Heartbeat:
     seconds until the block ends. ``beat`` returns False when the work was taken away (failed by
     a sweep, cancelled): ``lost`` then tells the worker to stop writing."""
 
-    def __init__(self, beat: Callable[[], bool | None], *, interval: float, name: str) -> None:
+    def __init__(
+        self,
+        beat: Callable[[], bool | None],
+        *,
+        interval: float,
+        name: str,
+        beat_now: bool = True,
+    ) -> None:
         self._beat = beat
+        # False where the caller has just written the beat itself (a claim that sets the
+        # heartbeat): the first beat is then one interval away, not a second write (and a new
+        # database connection) while the work starts.
+        self.beat_now = beat_now
         self.interval = interval
         self.name = name
         self.lost = False
@@ -55,6 +66,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         try:
+            if not self.beat_now and self._stop.wait(self.interval):
+                return
             while True:
                 try:
                     if self._beat() is False:

@@ -160,7 +160,10 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
     # (``local_job``) until its generation ends.
     with (
         Heartbeat(
-            beat, interval=django_settings.GENERATION_HEARTBEAT_INTERVAL, name=f"job-{job_id}"
+            beat,
+            interval=django_settings.GENERATION_HEARTBEAT_INTERVAL,
+            name=f"job-{job_id}",
+            beat_now=False,  # the claim wrote heartbeat_at
         ) as heartbeat,
         local_job() as slot,
     ):
@@ -248,6 +251,7 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
             temperatures=temperatures,
             on_delta=recorder.on_step,
             should_stop=recorder.should_stop,
+            preamble=engine.preamble(system=system_text),
         )
     except engine_mod.PromptTooLong as exc:
         error = str(exc)
@@ -396,11 +400,6 @@ def _job_finish(
                     },
                 )
             )
-        # The drafts, committed in state "generated", are the durable order to check them: the
-        # signal below is the fast path, the review sweep the guarantee if this process dies
-        # before the on-commit callbacks run.
-        for draft in created:
-            transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
     job.refresh_from_db()
     js.status(
         job.status,
@@ -417,6 +416,12 @@ def _job_finish(
         job.project_id,
         {"kind": "job", "id": job.pk, "status": job.status, "drafts": [d.pk for d in created]},
     )
+    # The drafts, committed in state "generated", are the durable order to check them: the
+    # signal is the fast path (after the frames above: starting the checks took 4 ms a draft,
+    # which the watchers' final frame no longer waits for), the review sweep the guarantee if
+    # this process dies first. Inside a caller's transaction it waits for that commit.
+    for draft in created:
+        transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
 
 
 def model_check(*, model_id: int, backend: str | None = None) -> LanguageModel:

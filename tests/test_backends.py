@@ -612,6 +612,97 @@ def test_the_studio_loop_prefills_once_drops_finished_rows_and_matches_the_genai
     ours.close()
 
 
+def test_a_preamble_is_prefilled_once_per_model_and_changes_no_candidate(
+    onnx_model: LanguageModel,
+) -> None:
+    from generation.backends.ort_loop import LoopModel
+    from generation.model_backends import backend_config
+
+    backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    loop = backend.native
+    assert isinstance(loop, LoopModel)
+    # the output head sees the last position only: a prefill's logits are one row per row
+    assert loop.last_only
+    system = "You write for the city desk. Keep it short and name every source."
+    prompt = backend.render_prompt(system=system, user="The President said")
+    preamble = backend.preamble(system=system)
+    assert preamble and prompt.startswith(preamble) and "President" not in preamble
+    assert 5 < backend._preamble_tokens(preamble, backend.encode(prompt)) < len(
+        backend.encode(prompt)
+    )
+    # given the candidates of one pass over the whole prompt (no preamble)
+    plain = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)
+    assert (loop.prefixes.hits, loop.prefixes.misses) == (0, 0)
+    # when a job names its preamble: the first computes it, the next one finds it
+    first = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS, preamble=preamble)
+    assert (loop.prefixes.hits, loop.prefixes.misses) == (0, 1)
+    again = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS, preamble=preamble)
+    assert (loop.prefixes.hits, loop.prefixes.misses) == (1, 1)
+    # then every candidate is the same, token for token
+    assert [o.token_ids for o in first] == [o.token_ids for o in plain]
+    assert [o.token_ids for o in again] == [o.token_ids for o in plain]
+    # and another system text is another preamble
+    other = backend.render_prompt(system="You write ads.", user="The President said")
+    backend.generate(
+        prompt=other,
+        n=1,
+        seeds=[5],
+        settings=SETTINGS,
+        preamble=backend.preamble(system="You write ads."),
+    )
+    assert (loop.prefixes.hits, loop.prefixes.misses) == (1, 2)
+
+
+def test_the_preamble_cache_keeps_the_most_recent_within_its_bounds(
+    onnx_model: LanguageModel,
+) -> None:
+    from generation.backends.ort_loop import LoopModel, PrefixCache
+
+    loop = LoopModel(Path(onnx_model.onnx_dir), threads=1)
+    cache = PrefixCache(loop, max_entries=2)
+    a, b, c = [5, 6, 7], [8, 9], [10, 11, 12, 13]
+    first = cache.kv(a)
+    assert len(first) == len(loop.cache_names) and first[0].shape[2] == 3
+    assert not first[0].flags.writeable  # shared by the jobs that start with it
+    cache.kv(b)
+    cache.kv(a)  # a is now the most recent
+    cache.kv(c)  # over two entries: b, the least recent, goes
+    assert list(cache._entries) == [tuple(a), tuple(c)]
+    assert cache.kv(a) is first
+    # and one that does not fit the byte bound is computed but not kept
+    small = PrefixCache(loop, max_bytes=first[0].nbytes)
+    small.kv(a)
+    assert not small._entries
+
+
+def test_jobs_of_one_template_share_its_preamble_and_write_what_they_would_alone(
+    onnx_model: LanguageModel, worker: None, cast: dict, news_template: Any
+) -> None:
+    from generation.backends import get_backend
+    from generation.model_backends import backend_config
+
+    # given two jobs of the same template (system text "You are a careful news writer.")
+    jobs = []
+    for _ in range(2):
+        job = create(cast, news_template)
+        wait_for(lambda job=job: GenerationJob.objects.get(pk=job.pk).is_final, timeout=60)
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        jobs.append(job)
+    # then the worker prefilled the template's preamble once, for the first job
+    backend = get_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+    assert (backend.native.prefixes.hits, backend.native.prefixes.misses) == (1, 1)
+    # and both jobs wrote what one pass over the whole prompt writes
+    prompt = jobs[0].prompt
+    plain = backend.generate(
+        prompt=prompt,
+        n=2,
+        seeds=[c.seed for c in jobs[0].candidates.order_by("index")],
+        settings=SamplingSettings.from_dict(jobs[0].settings),
+    )
+    assert _texts(jobs[0]) == _texts(jobs[1]) == [o.text for o in plain]
+
+
 def test_a_graph_the_loop_does_not_know_runs_on_onnx_runtime_genai_with_the_same_candidates(
     onnx_model: LanguageModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

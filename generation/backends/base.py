@@ -187,6 +187,7 @@ class Backend(ABC):
         on_delta: OnDelta | None = None,
         should_stop: ShouldStop | None = None,
         temperatures: Sequence[float] | None = None,
+        preamble: str = "",
     ) -> list[CandidateOutput]:
         """Write ``n`` candidates of ``prompt``, candidate i sampling with ``seeds[i]``.
 
@@ -194,8 +195,14 @@ class Backend(ABC):
         ``should_stop`` and, when it says so, ends the unfinished candidates with finish reason
         "cancelled". Returns per candidate its text, token count (``completion_tokens``) and
         finish reason (eos | length | cancelled). Raises PromptTooLong or BackendError with a
-        message people can act on.
+        message people can act on. ``preamble``: what ``preamble(system=...)`` gave for the
+        system text the prompt was rendered with (a backend that caches it prefills it once).
         """
+
+    def preamble(self, *, system: str) -> str:
+        """The opening every prompt rendered with this system text shares, up to the user's
+        text (the chat template's system turn). "" for a backend that gains nothing from it."""
+        return ""
 
     def check(self) -> str:
         """Generate a few tokens; a one-line report for the admin's check action."""

@@ -105,6 +105,7 @@ class TransformersBackend(Backend):
         on_delta: OnDelta | None = None,
         should_stop: ShouldStop | None = None,
         temperatures: Sequence[float] | None = None,
+        preamble: str = "",
     ) -> list[CandidateOutput]:
         torch = self._torch
         prompt_ids = self.engine.encode(prompt)

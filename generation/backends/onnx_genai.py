@@ -176,6 +176,9 @@ def wide_threads() -> int | None:
 
 logger = logging.getLogger(__name__)
 
+# Stands for the user's text when the preamble is rendered (never in a real prompt).
+_USER_MARK = "\x00studio-user-text\x00"
+
 # Session config entries of the wide session: its pool threads block instead of spin-waiting
 # (see the module docstring for why).
 WIDE_SESSION_OPTIONS: dict[str, str] = {"session.intra_op.allow_spinning": "0"}
@@ -352,6 +355,28 @@ class OnnxGenAIBackend(Backend):
         parts = [p.strip() for p in (system, user) if p.strip()]
         return "\n\n".join(parts) + "\n\n"
 
+    def preamble(self, *, system: str) -> str:
+        """The chat template's system turn (or the system text) up to the user's text: the
+        studio's loop prefills it once per model and system text (``ort_loop.PrefixCache``)."""
+        if not isinstance(self.native, LoopModel):
+            return ""
+        rendered = self.render_prompt(system=system, user=_USER_MARK)
+        head, found, _ = rendered.partition(_USER_MARK)
+        return head if found else ""
+
+    def _preamble_tokens(self, preamble: str, prompt_ids: list[int]) -> int:
+        """How many of the prompt's first tokens are the preamble's: the longest common start
+        of the two tokenisations, one token short of the prompt (its last position's logits
+        come from the second pass). 0 without a preamble."""
+        if not preamble or not isinstance(self.native, LoopModel):
+            return 0
+        head = self.encode(preamble)
+        limit = min(len(head), len(prompt_ids) - 1)
+        count = 0
+        while count < limit and head[count] == prompt_ids[count]:
+            count += 1
+        return count
+
     def encode(self, prompt: str) -> list[int]:
         add_special = not getattr(self.tokenizer, "chat_template", None)
         return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
@@ -369,6 +394,7 @@ class OnnxGenAIBackend(Backend):
         on_delta: OnDelta | None = None,
         should_stop: ShouldStop | None = None,
         temperatures: Sequence[float] | None = None,
+        preamble: str = "",
     ) -> list[CandidateOutput]:
         og = self._og
         prompt_ids = self.encode(prompt)
@@ -402,13 +428,18 @@ class OnnxGenAIBackend(Backend):
                     max_length=max_length, do_sample=False, batch_size=n, random_seed=0
                 )
                 generator = og.Generator(self.model, params)
-            with self._step_lock:
-                generator.append_tokens(np.array([prompt_ids] * n, dtype=np.int32))
             # The candidate of each row of the generator: the studio's loop drops a row when
             # its candidate ends; ONNX Runtime GenAI's generator computes it to the end (its
             # row then takes end-of-text).
             rows = list(range(n))
             drops_rows = isinstance(generator, LoopGenerator | _Member)
+            ids = np.array([prompt_ids] * n, dtype=np.int32)
+            with self._step_lock:
+                if drops_rows:
+                    # The loop: the preamble's KV from the model's prefix cache, then the rest.
+                    generator.append_tokens(ids, prefix=self._preamble_tokens(preamble, prompt_ids))
+                else:
+                    generator.append_tokens(ids)
             for step in range(settings.max_new_tokens):
                 if should_stop is not None and should_stop():
                     cancelled = True

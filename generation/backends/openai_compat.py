@@ -357,6 +357,7 @@ class OpenAIBackend(Backend):
         on_delta: OnDelta | None = None,
         should_stop: ShouldStop | None = None,
         temperatures: Sequence[float] | None = None,
+        preamble: str = "",
     ) -> list[CandidateOutput]:
         temps = list(temperatures) if temperatures else [settings.temperature] * n
         outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
