@@ -627,8 +627,8 @@ def test_a_preamble_is_prefilled_once_per_model_and_changes_no_candidate(
     prompt = backend.render_prompt(system=system, user="The President said")
     preamble = backend.preamble(system=system)
     assert preamble and prompt.startswith(preamble) and "President" not in preamble
-    assert 5 < backend._preamble_tokens(preamble, backend.encode(prompt)) < len(
-        backend.encode(prompt)
+    assert (
+        5 < backend._preamble_tokens(preamble, backend.encode(prompt)) < len(backend.encode(prompt))
     )
     # given the candidates of one pass over the whole prompt (no preamble)
     plain = backend.generate(prompt=prompt, n=2, seeds=[5, 6], settings=SETTINGS)

@@ -120,9 +120,7 @@ class PrefixCache:
         model = self.model
         shape = (1, model.kv_heads, len(key), model.head_size)
         buffers = [np.zeros(shape, dtype=model.cache_dtype) for _ in model.cache_names]
-        _BoundCache(model, buffers).run(
-            np.asarray([key]), np.ones((1, len(key)), dtype=np.int64)
-        )
+        _BoundCache(model, buffers).run(np.asarray([key]), np.ones((1, len(key)), dtype=np.int64))
         for buffer in buffers:
             buffer.setflags(write=False)  # shared by every job that starts with it
         size = sum(b.nbytes for b in buffers)
