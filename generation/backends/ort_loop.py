@@ -107,6 +107,10 @@ class PrefixCache:
         self.hits = 0
         self.misses = 0
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def kv(self, ids: Sequence[int]) -> list[np.ndarray]:
         """Per cache buffer, the preamble's (1, kv heads, len(ids), head size) KV."""
         key = tuple(int(t) for t in ids)
