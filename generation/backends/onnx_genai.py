@@ -76,8 +76,18 @@ transformers), eight 493 tokens/s (4.69x; 355-397 on the generator), two 4-candi
 after another 1.55-1.80 s and together 1.16-1.21 s (1.37x); memory after loading both sessions
 and one 8-candidate job +504 MB RSS against +552 MB for the generator.
 
-Prompt prefill: once per job in the loop (0.035 s on 2 threads for the 47-token prompt of the
-benchmarks), against once per candidate in ONNX Runtime GenAI's generator, which has no call that
+Prompt prefill: once per job in the loop, in two passes where the prompt has a preamble (the
+chat template's system turn, ``preamble``): the preamble's KV comes from the model's prefix cache
+(``ort_loop.PrefixCache``: computed by the first job of a system text, kept for the next ones),
+the rest of the prompt is the second pass. The two passes run whether the preamble was cached
+or not, so a job's candidates do not depend on what ran before; they were bit-identical to one
+pass over the whole prompt here. The output head sees the last position only
+(``ort_loop._last_position_graph``). On an Intel Xeon with AVX-512 (2 threads, noisy), the
+47-token prompt of the benchmarks (24 of them the default system turn): one pass 91 ms, with the
+head on the last position 78 ms, the rest after a cached preamble about 50 ms; time to the first
+frame 0.79-0.84x ONNX Runtime GenAI's own one-token generate, 1.26x with the preamble not cached.
+Earlier (AMD EPYC): 0.035 s on 2 threads for the whole prompt, against once per candidate in
+ONNX Runtime GenAI's generator, which has no call that
 copies one row's KV cache into the others (``RewindTo`` crops, ``SnapshotState`` keeps only
 recurrent state, ``SetModelInput`` is for the inputs it does not handle itself) and whose
 Engine's prompt cache samples inside the library: about 0.127 s at batch 4 there.
