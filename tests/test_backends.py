@@ -1049,3 +1049,19 @@ def test_openai_backend_reuses_its_connection_and_reconnects_after_the_server_cl
     # then the job still succeeds, on a new connection
     assert fresh != port
     assert Candidate.objects.filter(job=third, completion_tokens__gt=0).count() == 2
+
+
+def test_top_k_is_the_k_highest_logits_best_first_ties_by_token_id() -> None:
+    from generation.backends.sampling import top_k
+
+    rng = np.random.default_rng(3)
+    for k in (1, 5, 50, 300):
+        for _ in range(10):
+            # rounded: many ties, also at the k-th value
+            x = rng.standard_normal(5000).astype(np.float32).round(1)
+            expected = sorted(range(5000), key=lambda i: (-x[i], i))[:k]
+            assert top_k(x, k).tolist() == expected
+    banned = np.full(100, -np.inf, dtype=np.float32)
+    banned[[7, 3]] = [1.0, 2.0]
+    assert top_k(banned, 4).tolist() == [3, 7, 0, 1]
+    assert top_k(np.zeros(10, dtype=np.float32), 20).tolist() == list(range(10))

