@@ -464,7 +464,7 @@ class Bench:
         where that session's pool threads block instead of spinning, the same."""
         import onnxruntime_genai as og
 
-        from generation.backends.onnx_genai import WIDE_SESSION_OPTIONS
+        from generation.backends.onnx_genai import wide_session_options
 
         if getattr(self, "_og_model", None) is None:
             config = og.Config(str(self.backend_obj.path))
@@ -473,7 +473,7 @@ class Bench:
             lone = backend.wide_threads if backend.wide is not None else backend.threads
             options: dict[str, Any] = {"intra_op_num_threads": lone}
             if backend.shared is not None or backend.wide is not None:
-                options.update(WIDE_SESSION_OPTIONS)
+                options.update(wide_session_options())
             config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
             self._og_model = og.Model(config)
         return self._og_model

@@ -653,6 +653,27 @@ def test_a_preamble_is_prefilled_once_per_model_and_changes_no_candidate(
     assert (loop.prefixes.hits, loop.prefixes.misses) == (1, 2)
 
 
+def test_spinning_threads_are_a_setting_and_change_no_candidate(
+    onnx_model: LanguageModel, settings: Any
+) -> None:
+    from generation.model_backends import backend_config
+
+    def load(spin: bool) -> Any:
+        settings.GENERATION_ONNX_SPIN = spin
+        backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
+        options = backend.native.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == (
+            "1" if spin else "0"
+        )
+        return backend
+
+    quiet, spinning = load(False), load(True)
+    prompt = quiet.render_prompt(system="", user="The President said")
+    first = quiet.generate(prompt=prompt, n=2, seeds=[3, 4], settings=SETTINGS)
+    second = spinning.generate(prompt=prompt, n=2, seeds=[3, 4], settings=SETTINGS)
+    assert [o.token_ids for o in first] == [o.token_ids for o in second]
+
+
 def test_the_preamble_cache_keeps_the_most_recent_within_its_bounds(
     onnx_model: LanguageModel,
 ) -> None:

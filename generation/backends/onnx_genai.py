@@ -50,7 +50,8 @@ the logits of that prefill differed from the step-by-step ones by up to 0.68 her
 positions is not bit-identical to one position at a time), which can change a sampled token. So a
 job B that starts while A runs on the wide session makes three threads on two cores until A ends;
 that is why the wide session's pool threads block instead of spin-waiting
-(``session.intra_op.allow_spinning`` = 0): a spinning pool thread that the kernel deschedules
+(``session.intra_op.allow_spinning`` = 0, unless GENERATION_ONNX_SPIN says the worker has its
+cores to itself): a spinning pool thread that the kernel deschedules
 stalls the whole pass. Measured on this shared 2-core machine with load 6-8 from other work, wide /
 narrow tokens/s within one run, one candidate and eight: spinning 0.40 and 0.60, spinning at most
 100 us 0.59 and 0.67, not spinning 0.90 and 0.88; two 4-candidate jobs together took as long with A
@@ -189,9 +190,16 @@ logger = logging.getLogger(__name__)
 # Stands for the user's text when the preamble is rendered (never in a real prompt).
 _USER_MARK = "\x00studio-user-text\x00"
 
-# Session config entries of the wide session: its pool threads block instead of spin-waiting
-# (see the module docstring for why).
-WIDE_SESSION_OPTIONS: dict[str, str] = {"session.intra_op.allow_spinning": "0"}
+
+def wide_session_options() -> dict[str, str]:
+    """Session config entries of the every-core session (the shared batch's or the wide one):
+    its pool threads block instead of spin-waiting (see the module docstring for why), unless
+    GENERATION_ONNX_SPIN says the worker has its cores to itself."""
+    from django.conf import settings
+
+    spin = bool(getattr(settings, "GENERATION_ONNX_SPIN", False))
+    return {"session.intra_op.allow_spinning": "1" if spin else "0"}
+
 
 # ONNX Runtime GenAI jobs generating in this process now, whichever model: they share the cores.
 _jobs_running = 0
@@ -275,7 +283,7 @@ class OnnxGenAIBackend(Backend):
                 try:
                     if merge_jobs():
                         cores, _ = _cores_and_slots()
-                        self.native = LoopModel(path, threads=cores, options=WIDE_SESSION_OPTIONS)
+                        self.native = LoopModel(path, threads=cores, options=wide_session_options())
                         self.shared, self.threads = SharedBatch(self.native), cores
                     else:
                         self.native = LoopModel(path, threads=self.threads)
@@ -294,10 +302,10 @@ class OnnxGenAIBackend(Backend):
             self.wide_threads = wide
             self.wide: LoopModel | NativeModel | None = None
             if wide and isinstance(self.native, LoopModel):
-                self.wide = LoopModel(path, threads=wide, options=WIDE_SESSION_OPTIONS)
+                self.wide = LoopModel(path, threads=wide, options=wide_session_options())
             elif wide:
                 self.wide = _native_model(
-                    path, threads=wide, cuda=False, options=WIDE_SESSION_OPTIONS
+                    path, threads=wide, cuda=False, options=wide_session_options()
                 )
             # Without the C API (another platform's wheel), the Python module's generators;
             # they hold the GIL while they compute, so jobs then take turns step by step.
