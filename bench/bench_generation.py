@@ -647,9 +647,10 @@ class Bench:
         # 2b) the same with the preamble computed, not taken from the prefix cache.
         prefixes = getattr(getattr(self.backend_obj, "native", None), "prefixes", None)
         cold: list[JobRun] = []
+        cold_bare1: list[float] = []
         if prefixes is not None:
             for _ in range(COLD_REPS):
-                bare1.append(self.bare_generate(tokens=1, seed=next(seed)))
+                cold_bare1.append(self.bare_generate(tokens=1, seed=next(seed)))
                 prefixes.clear()
                 cold.append(
                     await self.run_job(n_candidates=1, tokens=TTFT_JOB_TOKENS, seed=next(seed))
@@ -673,11 +674,12 @@ class Bench:
             batched=batched,
             bare8=bare8,
             cold=cold,
+            cold_bare1=cold_bare1,
         )
         print(f"stream_overhead_ratio: {overhead:.3f}")
         print(f"ttft_ratio: {ttft:.3f}")
         if cold:
-            cold_ttft = median([r.first_frame_s or float("nan") for r in cold]) / median(bare1)
+            cold_ttft = median([r.first_frame_s or float("nan") for r in cold]) / median(cold_bare1)
             print(f"ttft_ratio_uncached_preamble: {cold_ttft:.3f}")
         print(f"batch8_speedup: {speedup:.3f}")
         print(f"frames_per_token: {frames_per_token:.3f}")
@@ -700,6 +702,7 @@ class Bench:
         batched: list[JobRun],
         bare8: float,
         cold: list[JobRun],
+        cold_bare1: list[float],
     ) -> None:
         def med(values: list[float]) -> str:
             return f"{median(values):.3f} s"
@@ -760,8 +763,9 @@ class Bench:
                 f"preamble: {preamble} of the prompt's {len(self.prompt_ids)} tokens; prefix "
                 f"cache hits {backend.native.prefixes.hits}, misses "
                 f"{backend.native.prefixes.misses}; with the preamble not cached, submit -> "
-                f"first frame {fmt_times(cold_ttfts)} median {med(cold_ttfts)} (bare, all "
-                f"{len(bare1)}: median {med(bare1)})"
+                f"first frame {fmt_times(cold_ttfts)} median {med(cold_ttfts)} (bare "
+                f"generate(max_new_tokens=1) beside them: {fmt_times(cold_bare1)} median "
+                f"{med(cold_bare1)})"
             )
         log(f"--- {BATCH}-candidate jobs ({len(batched)}) ---")
         batch_walls = [r.final_s for r in batched]

@@ -1086,3 +1086,24 @@ def test_top_k_is_the_k_highest_logits_best_first_ties_by_token_id() -> None:
     banned[[7, 3]] = [1.0, 2.0]
     assert top_k(banned, 4).tolist() == [3, 7, 0, 1]
     assert top_k(np.zeros(10, dtype=np.float32), 20).tolist() == list(range(10))
+
+
+def test_a_graph_edit_that_does_not_load_falls_back_to_the_builders_graph(
+    onnx_model: LanguageModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation.backends import ort_loop
+
+    path = Path(onnx_model.onnx_dir)
+    edited = ort_loop.LoopModel(path, threads=1)
+    # given an edit ONNX Runtime refuses
+    monkeypatch.setattr(ort_loop, "_last_position_graph", lambda *args: b"not a model")
+    plain = ort_loop.LoopModel(path, threads=1)
+    # then the model loads unedited and says so, with the same last logits
+    assert edited.last_only and not plain.last_only
+    prompt = np.array([[5, 17, 42, 9]])
+    outputs = []
+    for model in (edited, plain):
+        generator = model.generator(batch_size=1, max_length=8)
+        generator.append_tokens(prompt)
+        outputs.append(generator.get_logits()[:, -1])
+    assert np.array_equal(*outputs)

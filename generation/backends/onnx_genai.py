@@ -86,7 +86,8 @@ pass over the whole prompt here. The output head sees the last position only
 (``ort_loop._last_position_graph``). On an Intel Xeon with AVX-512 (2 threads, noisy), the
 47-token prompt of the benchmarks (24 of them the default system turn): one pass 91 ms, with the
 head on the last position 78 ms, the rest after a cached preamble about 50 ms; time to the first
-frame 0.79-0.89x ONNX Runtime GenAI's own one-token generate, 1.26-1.38x with the preamble not cached.
+frame 0.79-0.89x ONNX Runtime GenAI's own one-token generate, 1.26-1.38x with the preamble not
+cached.
 Earlier (AMD EPYC): 0.035 s on 2 threads for the whole prompt, against once per candidate in
 ONNX Runtime GenAI's generator, which has no call that
 copies one row's KV cache into the others (``RewindTo`` crops, ``SnapshotState`` keeps only

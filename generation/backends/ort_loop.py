@@ -103,6 +103,7 @@ class PrefixCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[int, ...], list[np.ndarray]] = OrderedDict()
+        self._bytes = 0  # held by the entries
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -110,6 +111,7 @@ class PrefixCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
 
     def kv(self, ids: Sequence[int]) -> list[np.ndarray]:
         """Per cache buffer, the preamble's (1, kv heads, len(ids), head size) KV."""
@@ -129,12 +131,12 @@ class PrefixCache:
             buffer.setflags(write=False)  # shared by every job that starts with it
         size = sum(b.nbytes for b in buffers)
         with self._lock:
-            if size <= self.max_bytes:
+            if size <= self.max_bytes and key not in self._entries:
                 self._entries[key] = buffers
-                while len(self._entries) > self.max_entries or (
-                    sum(sum(b.nbytes for b in v) for v in self._entries.values()) > self.max_bytes
-                ):
-                    self._entries.popitem(last=False)
+                self._bytes += size
+                while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                    _, dropped = self._entries.popitem(last=False)
+                    self._bytes -= sum(b.nbytes for b in dropped)
         return buffers
 
 
@@ -169,18 +171,24 @@ class LoopModel:
             session_options.add_session_config_entry(key, value)
         graph_file = path / decoder.get("filename", "model.onnx")
         graph = _last_position_graph(graph_file, self.logits)
-        # True: the logits are the last position's only, (rows, 1, vocab), whatever the pass.
-        self.last_only = graph is not None
+        self.session = None
         if graph is not None:
             # The edited graph from memory, its weights from the converted directory.
             session_options.add_session_config_entry(
                 "session.model_external_initializers_file_folder_path", str(path)
             )
-        self.session = ort.InferenceSession(
-            graph if graph is not None else str(graph_file),
-            session_options,
-            providers=["CPUExecutionProvider"],
-        )
+            try:
+                self.session = ort.InferenceSession(
+                    graph, session_options, providers=["CPUExecutionProvider"]
+                )
+            except Exception:  # the edit did not load: the graph as the builder wrote it
+                logger.warning("the edited graph of %s did not load", path, exc_info=True)
+        # True: the logits are the last position's only, (rows, 1, vocab), whatever the pass.
+        self.last_only = self.session is not None
+        if self.session is None:
+            self.session = ort.InferenceSession(
+                str(graph_file), session_options, providers=["CPUExecutionProvider"]
+            )
         self.prefixes = PrefixCache(self)
         self.threads = threads
         declared = {i.name: i for i in self.session.get_inputs()}
