@@ -31,6 +31,10 @@ $(STAMP): pyproject.toml
 deps:
 	@command -v chromium >/dev/null || apt-get install -y -q chromium chromium-driver >/dev/null \
 	  || (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+	@# Real Chinese prose for bench/bench_chinese.py (the Debian reference and man pages).
+	@test -e /usr/share/debian-reference/debian-reference.zh-cn.txt.gz \
+	  || apt-get install -y -q debian-reference-zh-cn manpages-zh >/dev/null \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q debian-reference-zh-cn manpages-zh >/dev/null)
 
 migrate: install
 	$(BIN)/python manage.py migrate --no-input -v 0
@@ -47,10 +51,13 @@ serve: install
 	$(BIN)/uvicorn contentstudio.asgi:application --host $(HOST) --port $(PORT) \
 	  --ws websockets-sansio --lifespan off --no-access-log
 
+# One process per queue (generate, review, publish), restarted when one dies; beat runs in the
+# review process. QUEUES=generate runs one queue's process only (e.g. on a GPU machine);
+# `$(BIN)/python -m contentstudio.workers --print` shows each command, for systemd or containers.
+QUEUES ?= generate,review,publish
 worker: install
 	@mkdir -p var
-	$(BIN)/celery -A contentstudio worker -Q generate,review,publish --pool threads --concurrency 4 \
-	  --beat --schedule var/celerybeat-schedule --loglevel INFO
+	$(BIN)/python -m contentstudio.workers --queues $(QUEUES) --schedule var/celerybeat-schedule
 
 # A throw-away key per run: outside the local embedded default the studio refuses to start
 # without one (the PostgreSQL + Redis suite).
@@ -60,6 +67,7 @@ test: install deps
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python manage.py makemigrations --check --dry-run -v 0
 
 format: install

@@ -15,15 +15,15 @@ Run from the repository root: ``.venv/bin/python bench/bench_embedding.py`` (``B
   (whichever does not serve): the same for the other graphs, with the same batching. The fused
   float graph (ONNX Runtime's BERT optimiser: one Attention op per layer) was no faster here.
   ``embedding_int8_min_cosine_vs_float`` where int8 does not serve (the default).
-* int8 (``semantic._quantise``): weights and activations in blocks of 32 values with a scale
-  each (``MatMulNBits``, 8 bits). The previous int8 graph (``quantize_dynamic``, one activation
-  scale per tensor) lost too much: min cosine 0.93-0.955; the blocks keep 0.9978. Speed, AMD EPYC
-  with AVX-512 VNNI, load 1.6-1.8: a first separate run gave float 2.37x and int8 2.73x (blocks
-  of 128: 2.97x but min cosine 0.9929; 4 bits: 2.57x, 0.85), but this bench, interleaved, gave
-  float 2.63x and int8 2.37x, then with int8 serving 2.57x against the float graph's 2.68x: no
+* int8 (``onnx_encoder.quantise_graph``): weights and activations in blocks of 32 values with a
+  scale each (``MatMulNBits``, 8 bits). The previous int8 graph (``quantize_dynamic``, one
+  activation scale per tensor) lost too much: min cosine 0.93-0.955; the blocks keep 0.9978. Speed,
+  AMD EPYC with AVX-512 VNNI, load 1.6-1.8: a first separate run gave float 2.37x and int8 2.73x
+  (blocks of 128: 2.97x but min cosine 0.9929; 4 bits: 2.57x, 0.85), but this bench, interleaved,
+  gave float 2.63x and int8 2.37x, then with int8 serving 2.57x against the float graph's 2.68x: no
   gain worth the change. int8 is opt-in anyway: the toxicity head and the review thresholds were
-  fitted to float vectors (see ``semantic.EMBED_PRECISION``). On an earlier machine (AVX2 only)
-  the float graph measured 1.37x on idle cores; int8 blocks were not measured there.
+  fitted to float vectors (see ``EncoderConfig.precision``). On an earlier machine (AVX2 only) the
+  float graph measured 1.37x on idle cores; int8 blocks were not measured there.
 
 The machine is shared with other work: compare the ratios of one run, not absolute rates, and
 note the load average. On a busy 2-core machine torch's spinning threads suffer more than ONNX
@@ -42,13 +42,18 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("CONTENTSTUDIO_EMBED_THREADS", "2")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
 
+import django
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+django.setup()
 
-from review.checks import semantic
+from review.checks import semantic  # noqa: E402
+from review.checks.semantic import onnx_encoder  # noqa: E402
+from review.services.embedding import encoder_config  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 COUNT = 300 if QUICK else 1500
@@ -67,7 +72,9 @@ def main() -> None:
     sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if len(s.split()) >= 4][
         :COUNT
     ]
-    ours = semantic.Embedder()
+    # The encoder as the studio configures it (CONTENTSTUDIO_EMBED_* read by settings).
+    config = encoder_config()
+    ours = semantic.Embedder(config=config)
     assert ours.backend == "onnxruntime", ours._loaded.fast_reason
     baseline = SentenceTransformer(str(semantic.default_model_path()), device="cpu")
     # The other graphs too, whether or not the Embedder chose them.
@@ -75,16 +82,16 @@ def main() -> None:
     exported = fast.model_file.with_name(fast.model_file.name.split(".")[0] + ".onnx")
     fused = exported.with_suffix(".fused.onnx")
     if not fused.exists():
-        semantic._fuse(exported, fused, semantic.default_model_path())
-    others: dict[str, semantic._OnnxEncoder] = {}
+        onnx_encoder.fuse_graph(exported, fused, semantic.default_model_path())
+    others: dict[str, onnx_encoder.OnnxEncoder] = {}
     for label, model_file in (
         ("exported", exported),
         ("fused", fused),
         ("int8", exported.with_suffix(".int8.onnx")),
     ):
         if model_file != fast.model_file and model_file.exists():
-            others[label] = semantic._OnnxEncoder(
-                semantic._session(model_file),
+            others[label] = onnx_encoder.OnnxEncoder(
+                onnx_encoder.open_session(model_file, config),
                 fast.tokenizer,
                 fast.max_length,
                 fast.batch_tokens,

@@ -11,14 +11,15 @@ real time) on stderr.
   Three pairs (bare loop, then run), one torch thread; the median pair's ratio is reported.
   Seconds are CPU seconds of the process (all its threads, so the run's progress saves,
   publishing and heartbeat count against it): on this shared 2-core machine wall time mostly
-  measured the neighbours (repeated bare loops differed 2-5x); wall rates are on stderr.
+  measured the neighbours (repeated bare loops differed 2-5x).
+  ``finetune_tokens_per_wall_s_ratio`` is the same pairs in wall seconds, printed beside it.
   Model: a GPT-2 shape of 4 layers x 256 built in a temporary directory (random weights: speed
   does not depend on them). Goal >= 0.9.
 * ``finetune_test_ppl_ratio``: the tuned model's test perplexity / the base model's, on the
   held-out test split of the demo archive (every State of the Union paragraph, as ``make
   setup`` imports it; the split is fixed by the run's seed), for the default model
-  (SmolLM2-135M-Instruct) with the demo settings (``trainer.DEMO_SETTINGS``), trained through
-  the product. Goal <= 0.8.
+  (SmolLM2-135M-Instruct) with the demo settings (``finetune.training.config.DEMO_SETTINGS``),
+  trained through the product. Goal <= 0.8.
 
 Options (environment): ``BENCH_ONLY=speed|ppl`` (one of the two figures); ``BENCH_THREADS``
 (torch threads, default 2); ``BENCH_QUICK=1`` (the 2-layer test model for the perplexity figure
@@ -111,17 +112,18 @@ def setup_project(texts: list[str]) -> tuple[Any, Any]:
 
 
 def product_run(project: Any, admin: Any, model: Any, settings: dict[str, Any]) -> Any:
-    from generation.finetune import services, trainer
+    from finetune import runner, services
+    from finetune.training import loop
 
     # Keep the trainer's result (its CPU-time figure is not stored on the run row).
     results: list[Any] = []
-    original = trainer.train
+    original = loop.train
 
     def keep(**kwargs: Any) -> Any:
         results.append(original(**kwargs))
         return results[-1]
 
-    trainer.train = keep
+    loop.train = keep
     started = time.monotonic()
     run = services.run_create(
         project=project,
@@ -133,9 +135,9 @@ def product_run(project: Any, admin: Any, model: Any, settings: dict[str, Any]) 
         enqueue=False,
     )
     try:
-        services.run_execute(run_id=run.pk, worker_name="bench")
+        runner.run_execute(run_id=run.pk, worker_name="bench")
     finally:
-        trainer.train = original
+        loop.train = original
     run.refresh_from_db()
     if run.status != "succeeded":
         raise SystemExit(f"run {run.pk} {run.status}: {run.error} ({run.error_field})")
@@ -151,16 +153,18 @@ def bare_loop(
     windows, batch order and settings."""
     import torch
 
-    from generation.finetune import trainer
+    from finetune import rules
+    from finetune.training import examples, loop
+    from finetune.training.estimate import plan_steps
 
-    settings, _ = trainer.parse_settings(settings_dict)
-    split = trainer.split_examples([trainer.Example(text=t) for t in texts], settings)
-    model, tokenizer = trainer.load_for_training(model_dir, device="cpu")
-    enc = trainer.encode_examples(
+    settings, _ = rules.parse_settings(settings_dict)
+    split = examples.split_examples([examples.Example(text=t) for t in texts], settings)
+    model, tokenizer = loop.load_for_training(model_dir, device="cpu")
+    enc = examples.encode_examples(
         split.train, tokenizer, max_length=settings.max_seq_length, chat=False, pack=True
     )
-    _per_epoch, total = trainer.plan_steps(len(enc.ids), settings)
-    data = trainer.batches(
+    _per_epoch, total = plan_steps(len(enc.ids), settings)
+    data = examples.batches(
         enc, batch_size=settings.batch_size, pad_id=tokenizer.pad_token_id, shuffle_seed=0
     )[:total]
     torch.manual_seed(settings.seed)
@@ -168,7 +172,7 @@ def bare_loop(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: trainer.lr_factor(s, warmup=settings.warmup_steps, total=total)
+        optimizer, lambda s: loop.lr_factor(s, warmup=settings.warmup_steps, total=total)
     )
     model.train()
     tokens = 0
@@ -189,7 +193,7 @@ def measure_speed(project: Any, admin: Any, texts: list[str], tmp: Path, threads
     """finetune_tokens_per_s_ratio: the product's run against a bare loop."""
     import torch
 
-    from generation.finetune import data as data_mod
+    from finetune import data as data_mod
     from generation.models import LanguageModel
     from generation.tiny import build_tiny_gpt2
 
@@ -204,11 +208,12 @@ def measure_speed(project: Any, admin: Any, texts: list[str], tmp: Path, threads
     # One thread for this comparison: on a shared 2-core machine two threads wait on each other
     # whenever another process holds a core.
     torch.set_num_threads(1)
-    ratios = []
+    ratios, wall_ratios = [], []
     for rep in range(SPEED_REPS):
         bare_cpu, bare_wall = bare_loop(str(speed_dir), selected, SPEED_SETTINGS)
         run = product_run(project, admin, speed_model, SPEED_SETTINGS)
         ratios.append(run.cpu_tokens_per_second / bare_cpu)
+        wall_ratios.append(run.tokens_per_second / bare_wall)
         log(
             f"speed rep {rep}: tokens per CPU second: bare loop {bare_cpu:.0f}, run "
             f"{run.cpu_tokens_per_second:.0f}; per wall second: bare {bare_wall:.0f}, run "
@@ -217,26 +222,28 @@ def measure_speed(project: Any, admin: Any, texts: list[str], tmp: Path, threads
         )
     # Each run is paired with the bare loop just before it (the machine's load changes between
     # pairs more than within one); the median pair is reported.
+    # CPU seconds (the process's own work) and wall seconds (what a user waits) side by side.
     print(f"finetune_tokens_per_s_ratio: {statistics.median(ratios):.3f}", flush=True)
+    print(f"finetune_tokens_per_wall_s_ratio: {statistics.median(wall_ratios):.3f}", flush=True)
     torch.set_num_threads(threads)
 
 
 def measure_ppl(project: Any, admin: Any, tmp: Path) -> None:
     """finetune_test_ppl_ratio: the default model, the demo settings, the demo archive."""
+    from finetune.training.config import DEMO_SETTINGS
     from generation.defaults import DEFAULT_MODEL_SOURCE
-    from generation.finetune import trainer
     from generation.models import LanguageModel
     from generation.tiny import build_tiny_gpt2
 
     if QUICK:
         path = build_tiny_gpt2(tmp / "quick-model")
         model = LanguageModel.objects.create(name="quick", source_kind="local", source=str(path))
-        settings = {**trainer.DEMO_SETTINGS.as_dict(), "max_steps": 6, "eval_every": 3}
+        settings = {**DEMO_SETTINGS.as_dict(), "max_steps": 6, "eval_every": 3}
     else:
         model = LanguageModel.objects.create(
             name="SmolLM2-135M-Instruct", source_kind="package_gguf", source=DEFAULT_MODEL_SOURCE
         )
-        settings = trainer.DEMO_SETTINGS.as_dict()
+        settings = DEMO_SETTINGS.as_dict()
     if LORA:
         settings.update(LORA_DEMO)
     run = product_run(project, admin, model, settings)

@@ -3,16 +3,22 @@
 Run from the repo root: ``.venv/bin/python bench/bench_generation.py``. Prints one
 ``name: value`` line per figure on stdout; details (absolute times, model, device, threads, where
 the time goes) on stderr. Every ratio compares against a baseline measured in the same run, on
-the same loaded engine, with the same prompt ids, settings and torch thread count: a bare
-``engine.model.generate(...)`` with plain sampling and no streamer.
+the same loaded model, with the same prompt ids, settings and torch thread count: the
+studio's engine-only loop for the streaming figures, a bare ``model.generate(...)`` (or ONNX
+Runtime GenAI's generator) with plain sampling and no streamer for the rest.
 
 * ``stream_overhead_ratio``: wall time of a 64-token single-candidate job, from the submit
-  (``job_create``) to the final status frame on a websocket client / bare ``generate`` of the
-  same 64 tokens. Goal <= 1.10.
-* ``ttft_ratio``: time from the submit to the first ``job.tokens`` frame on the client / bare
-  ``generate(max_new_tokens=1)``. Goal <= 1.15. On the ONNX backend the prompt's preamble (the
-  chat template's system turn, 24 of the 47 tokens here) comes from the model's prefix cache,
-  as it does for every job after the first of a template or system text.
+  (``job_create``) to the final status frame on a websocket client / the studio's own
+  engine-only loop (``backend.generate`` on the worker's loaded backend: the same sampler,
+  prefix cache and detokeniser, no worker, queue, channel layer or websocket) for the same 64
+  tokens, interleaved rep by rep. Goal <= 1.10. ``..._vs_bare_engine``: the same against the
+  engine's own generator (below), for reference.
+* ``ttft_ratio``: time from the submit to the first ``job.tokens`` frame on the client / the
+  engine-only loop's one-token ``generate``, interleaved. Goal <= 1.15.
+  ``..._vs_bare_engine``: against the bare ``generate(max_new_tokens=1)``. On the ONNX
+  backend the prompt's preamble (the chat template's system turn, 24 of the 47 tokens here)
+  comes from the model's prefix cache, in the job and in the engine-only loop alike, as it
+  does for every job after the first of a template or system text.
 * ``ttft_ratio_uncached_preamble``: the same with the prefix cache emptied before each job (the
   first job of a system text: its preamble is computed, then the rest of the prompt). Not a
   goal of its own; printed so the cache's share of ``ttft_ratio`` shows. ONNX only.
@@ -40,7 +46,7 @@ Options (environment):
 * ``BENCH_BACKEND=onnx|transformers``: the backend the model row uses. The default model runs
   on the studio's default CPU backend, ONNX Runtime GenAI (converted once, as setup does); the
   built GPT-2 models on transformers (the ONNX builder does not take GPT-2). The baseline is the
-  same engine's own plain sampling loop (``og.Generator`` with its sampler, on the session
+  same runtime's own plain sampling loop (``og.Generator`` with its sampler, on the session
   settings a lone job gets: every core, pool threads that block rather than spin;
   ``model.generate``).
 * ``BENCH_QUICK=1``: fewer repetitions and the tiny model, for a smoke run.
@@ -233,8 +239,8 @@ class Bench:
             from django.conf import settings
 
             from generation.backends.convert import convert_to_onnx, target_dir
+            from generation.backends.gguf import convert_packaged_gguf
             from generation.defaults import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SOURCE
-            from generation.engine import convert_packaged_gguf
 
             fields: dict[str, Any] = {
                 "name": f"bench-{DEFAULT_MODEL_NAME}-{uuid.uuid4().hex[:6]}",
@@ -433,36 +439,29 @@ class Bench:
             )
         return run
 
-    # -- the baseline, on the same engine --
+    # -- the baseline, on the same loaded model --
 
-    def load_engine(self) -> Any:
-        """The engine the worker loaded for the model row (this process's cache)."""
+    def load_backend(self) -> Any:
+        """The backend the worker loaded for the model row (this process's cache; for
+        transformers, a backend object over the same loaded weights)."""
         from django.conf import settings
 
-        from generation import engine as engine_mod
         from generation.backends import get_backend
-        from generation.model_backends import backend_config
-        from generation.runner import model_spec
+        from generation.model_runtime import backend_config
 
-        # The backend object the worker's jobs use (this process's cache).
         self.backend_obj = get_backend(
             backend_config(self.model), cache_root=settings.MODEL_CACHE_DIR
         )
         self.prompt = self.backend_obj.render_prompt(system="", user=PROMPT.strip())
-        if self.backend == "onnx":
-            self.engine = self.backend_obj
-            self.prompt_ids = self.backend_obj.encode(self.prompt)
-            return self.engine
-        engine = engine_mod.get_engine(model_spec(self.model), cache_root=settings.MODEL_CACHE_DIR)
-        self.engine = engine
-        self.prompt_ids = engine.encode(engine.render_prompt(system="", user=PROMPT.strip()))
-        return engine
+        self.prompt_ids = self.backend_obj.encode(self.prompt)
+        return self.backend_obj
 
     def _bare_model(self) -> Any:
         """The Python module's model of the same directory, with the session settings a lone
         job runs on: its threads (the shared batch's or the wide session's, every core) and,
         where that session's pool threads block instead of spinning, the same."""
         import onnxruntime_genai as og
+        from django.conf import settings
 
         from generation.backends.onnx_genai import wide_session_options
 
@@ -473,7 +472,7 @@ class Bench:
             lone = backend.wide_threads if backend.wide is not None else backend.threads
             options: dict[str, Any] = {"intra_op_num_threads": lone}
             if backend.shared is not None or backend.wide is not None:
-                options.update(wide_session_options())
+                options.update(wide_session_options(spin=settings.GENERATION_ONNX_SPIN))
             config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
             self._og_model = og.Model(config)
         return self._og_model
@@ -513,23 +512,23 @@ class Bench:
             return self.bare_onnx(tokens=tokens, batch=batch, seed=seed)
         import torch
 
-        engine = self.engine
+        backend = self.backend_obj
         torch.manual_seed(seed)
-        input_ids = torch.tensor([self.prompt_ids] * batch, dtype=torch.long, device=engine.device)
+        input_ids = torch.tensor([self.prompt_ids] * batch, dtype=torch.long, device=backend.device)
         attention_mask = torch.ones_like(input_ids)
-        cuda = engine.device == "cuda"
-        with engine.lock, torch.inference_mode():
+        cuda = backend.device == "cuda"
+        with backend.lock, torch.inference_mode():
             if cuda:
                 torch.cuda.synchronize()
             started = time.perf_counter()
-            out = engine.model.generate(
+            out = backend.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=tokens,
                 min_new_tokens=tokens,
                 do_sample=True,
-                pad_token_id=engine.tokenizer.pad_token_id,
-                eos_token_id=engine._eos_ids() or None,
+                pad_token_id=backend.tokenizer.pad_token_id,
+                eos_token_id=backend.weights.eos_ids() or None,
                 **SAMPLING,
             )
             if cuda:
@@ -540,28 +539,20 @@ class Bench:
             raise SystemExit(f"bare generate made {made} tokens, expected {tokens}")
         return elapsed
 
-    def engine_generate(self, *, tokens: int, seed: int) -> float:
-        """The product's engine without worker or transport: per-row sampler + detokeniser."""
-        from generation.engine import SamplingSettings
+    def backend_generate(self, *, tokens: int, seed: int) -> float:
+        """The serving backend without worker or transport: per-row sampler + detokeniser."""
+        from generation.backends.types import SamplingSettings
 
         settings = SamplingSettings.from_dict(
             {"max_new_tokens": tokens, "min_new_tokens": tokens, **SAMPLING}
         )
         started = time.perf_counter()
-        if self.backend == "onnx":
-            outputs = self.backend_obj.generate(
-                prompt=self.prompt, n=1, seeds=[seed], settings=settings, on_delta=lambda d: None
-            )
-            elapsed = time.perf_counter() - started
-            if outputs[0].completion_tokens != tokens:
-                raise SystemExit(f"backend made {outputs[0].completion_tokens} tokens")
-            return elapsed
-        outputs = self.engine.generate(
-            prompt_ids=self.prompt_ids, seeds=[seed], settings=settings, on_step=lambda d: None
+        outputs = self.backend_obj.generate(
+            prompt=self.prompt, n=1, seeds=[seed], settings=settings, on_delta=lambda d: None
         )
         elapsed = time.perf_counter() - started
-        if len(outputs[0].token_ids) != tokens:
-            raise SystemExit(f"engine made {len(outputs[0].token_ids)} tokens, expected {tokens}")
+        if outputs[0].completion_tokens != tokens:
+            raise SystemExit(f"backend made {outputs[0].completion_tokens} tokens")
         return elapsed
 
     # -- the whole run --
@@ -580,29 +571,30 @@ class Bench:
 
         seed = iter(range(1000, 100_000, 17))
 
-        # Warm-up: the first job loads the model in the worker; then the same engine here.
+        # Warm-up: the first job loads the model in the worker; then the same model here.
         started = time.perf_counter()
         warm = await self.run_job(n_candidates=1, tokens=N_TOKENS, seed=next(seed))
         log(f"warm-up job (loads the model): {time.perf_counter() - started:.1f} s")
-        engine = self.load_engine()
-        from generation import engine as engine_mod
+        backend = self.load_backend()
+        from generation.backends import hf_transformers
 
         if self.backend == "transformers":
-            assert len(engine_mod._engines) == 1, "the bench and the worker share one engine"
+            loaded = hf_transformers._weights
+            assert len(loaded) == 1, "the bench and the worker share one copy of the weights"
         self.bare_generate(tokens=N_TOKENS, seed=next(seed))
         self.bare_generate(tokens=1, seed=next(seed))
         if self.backend == "onnx":
             log(
                 f"model: {self.model.name} ({self.model_kind}; {self.model.source}) on ONNX "
                 f"Runtime GenAI: {self.backend_obj.provenance()}; loaded in "
-                f"{engine.load_seconds:.1f} s"
+                f"{backend.load_seconds:.1f} s"
             )
         else:
             log(
                 f"model: {self.model.name} ({self.model_kind}; {self.model.source}); "
-                f"{sum(p.numel() for p in engine.model.parameters()) / 1e6:.0f}M parameters, "
-                f"vocab {engine.model.config.vocab_size}; device {engine.device}, dtype "
-                f"{next(engine.model.parameters()).dtype}; loaded in {engine.load_seconds:.1f} s"
+                f"{sum(p.numel() for p in backend.model.parameters()) / 1e6:.0f}M parameters, "
+                f"vocab {backend.model.config.vocab_size}; device {backend.device}, dtype "
+                f"{next(backend.model.parameters()).dtype}; loaded in {backend.load_seconds:.1f} s"
             )
         log(
             f"torch threads: main {torch.get_num_threads()}, worker tasks "
@@ -622,27 +614,32 @@ class Bench:
 
         # 1) 64-token jobs against bare generate, interleaved so load changes hit both.
         bare: list[float] = []
-        engine_only: list[float] = []
+        backend_only: list[float] = []
         singles: list[JobRun] = []
         for _ in range(OVERHEAD_REPS):
             bare.append(self.bare_generate(tokens=N_TOKENS, seed=next(seed)))
             singles.append(await self.run_job(n_candidates=1, tokens=N_TOKENS, seed=next(seed)))
-            if len(engine_only) < 2:
-                engine_only.append(self.engine_generate(tokens=N_TOKENS, seed=next(seed)))
+            backend_only.append(self.backend_generate(tokens=N_TOKENS, seed=next(seed)))
         walls = [r.final_s for r in singles]
-        overhead = median(walls) / median(bare)
+        # The job against the studio's own engine-only loop (the same sampler, prefix cache and
+        # detokeniser, no worker, queue or websocket): what the job path itself adds.
+        overhead = median(walls) / median(backend_only)
+        overhead_vs_bare = median(walls) / median(bare)
         frames_per_token = median([r.token_frames / N_TOKENS for r in singles])
 
         # 2) time to the first frame against a bare one-token generate.
         bare1: list[float] = []
+        backend1: list[float] = []
         short: list[JobRun] = []
         for _ in range(TTFT_REPS):
             bare1.append(self.bare_generate(tokens=1, seed=next(seed)))
+            backend1.append(self.backend_generate(tokens=1, seed=next(seed)))
             short.append(
                 await self.run_job(n_candidates=1, tokens=TTFT_JOB_TOKENS, seed=next(seed))
             )
         ttfts = [r.first_frame_s or float("nan") for r in short]
-        ttft = median(ttfts) / median(bare1)
+        ttft = median(ttfts) / median(backend1)
+        ttft_vs_bare = median(ttfts) / median(bare1)
 
         # 2b) the same with the preamble computed, not taken from the prefix cache.
         prefixes = getattr(getattr(self.backend_obj, "native", None), "prefixes", None)
@@ -667,7 +664,7 @@ class Bench:
 
         self.report_details(
             bare=bare,
-            engine_only=engine_only,
+            backend_only=backend_only,
             singles=singles,
             bare1=bare1,
             short=short,
@@ -676,8 +673,13 @@ class Bench:
             cold=cold,
             cold_bare1=cold_bare1,
         )
+        log(f"engine-only loop, 1 token: {fmt_times(backend1)}")
         print(f"stream_overhead_ratio: {overhead:.3f}")
         print(f"ttft_ratio: {ttft:.3f}")
+        # For reference: against the engine's own generator (ONNX Runtime GenAI's loop or
+        # ``model.generate``), which lacks the studio's prefix cache and last-position head.
+        print(f"stream_overhead_ratio_vs_bare_engine: {overhead_vs_bare:.3f}")
+        print(f"ttft_ratio_vs_bare_engine: {ttft_vs_bare:.3f}")
         if cold:
             cold_ttft = median([r.first_frame_s or float("nan") for r in cold]) / median(cold_bare1)
             print(f"ttft_ratio_uncached_preamble: {cold_ttft:.3f}")
@@ -695,7 +697,7 @@ class Bench:
         self,
         *,
         bare: list[float],
-        engine_only: list[float],
+        backend_only: list[float],
         singles: list[JobRun],
         bare1: list[float],
         short: list[JobRun],
@@ -714,8 +716,8 @@ class Bench:
             f"({N_TOKENS / median(bare):.1f} tokens/s)"
         )
         log(
-            f"engine.generate (per-row sampler + detokeniser, no worker): "
-            f"{fmt_times(engine_only)} median {med(engine_only)}"
+            f"backend.generate (per-row sampler + detokeniser, no worker): "
+            f"{fmt_times(backend_only)} median {med(backend_only)}"
         )
         log(f"job, submit -> final frame: {fmt_times(walls)} median {med(walls)}")
         log(

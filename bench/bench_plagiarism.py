@@ -38,13 +38,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from review.checks.lsh import MemoryBandStore, RedisBandStore
-from review.checks.plagiarism import (
-    LexicalIndex,
-    _shingle_hashes,
-    _windows,
-    _word_hashes,
-)
+from review.checks.plagiarism import LexicalIndex
+from review.checks.plagiarism.band_store import MemoryBandStore, RedisBandStore
+from review.checks.plagiarism.passages import windows as query_windows
+from review.checks.plagiarism.shingles import shingle_hashes, word_hashes
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -174,7 +171,7 @@ class ExactShingleIndex:
     def __init__(self, passages: Sequence[str]) -> None:
         self.sets: list[np.ndarray] = []
         for text in passages:
-            self.sets.append(np.unique(_shingle_hashes(_word_hashes(text))))
+            self.sets.append(np.unique(shingle_hashes(word_hashes(text))))
         lengths = np.array([len(s) for s in self.sets])
         hashes = np.concatenate(self.sets)
         owners = np.repeat(np.arange(len(self.sets), dtype=np.int32), lengths)
@@ -190,10 +187,12 @@ class ExactShingleIndex:
 
 
 def window_sets(text: str, index: LexicalIndex) -> list[set[int]]:
-    hashes = _word_hashes(text)
-    shingles = _shingle_hashes(hashes).tolist()
+    hashes = word_hashes(text)
+    shingles = shingle_hashes(hashes).tolist()
     k = index.k
-    return [set(shingles[a : b - k + 1]) for a, b in _windows(len(hashes), index.window_sizes, k)]
+    return [
+        set(shingles[a : b - k + 1]) for a, b in query_windows(len(hashes), index.window_sizes, k)
+    ]
 
 
 def best_jaccard(passage: set[int], windows: list[set[int]]) -> float:
@@ -355,7 +354,7 @@ def main() -> None:
         rates = rng.uniform(0.0, 0.2, 2).tolist()
         draft = make_draft(rng, fillers[d], [passages[i] for i in planted_ids], rates, pool)
         windows = window_sets(draft, big)
-        draft_shingles = np.unique(_shingle_hashes(_word_hashes(draft)))
+        draft_shingles = np.unique(shingle_hashes(word_hashes(draft)))
         truth: dict[str, float] = {}
         for pid in exact.sharing(draft_shingles).tolist():
             jac = best_jaccard(set(exact.sets[pid].tolist()), windows)

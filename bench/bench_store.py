@@ -6,7 +6,7 @@ documents and a 2,000-document import; ``BENCH_WORKERS`` worker processes, defau
 ``BENCH_SENTENCES_PER_DOC`` overrides the measured ratio). Part B uses the configured database
 (``DATABASE_URL``, else a temporary SQLite file). Figures on stdout, one ``name: value`` a line:
 
-* ``semantic_rss_mb_per_worker_100k``: private memory (Private_Clean + Private_Dirty from
+* ``semantic_private_mb_per_worker_100k``: private memory (Private_Clean + Private_Dirty from
   ``/proc/<pid>/smaps_rollup``) each worker process adds by opening the store of a 100k-document
   archive and searching it, with ``BENCH_WORKERS`` workers mapping it at once. Goal <= 300.
   The archive: random unit vectors of dimension 384, as many per document as the demo archive
@@ -85,14 +85,16 @@ def worker_main(mode: str, directory: str, name: str, vectors_path: str) -> None
     import torch
 
     torch.set_num_threads(1)
-    from review.checks import semantic, vector_store
+    from review.checks import semantic
+    from review.checks.semantic import index as semantic_index
+    from review.checks.semantic import store as vector_store
 
     rng = np.random.default_rng(os.getpid())
     # Warm the code paths the measurement should not count (bf16 probe, torch kernels).
     warm = semantic.VectorIndex()
     warm.add([f"a:{i}#0" for i in range(64)], unit_vectors(rng, 64))
     warm.search(unit_vectors(rng, 20), k=10)
-    semantic._bf16_matmul_is_fast()
+    semantic_index.bf16_matmul_is_fast()
     before = smaps()
     started = time.perf_counter()
     if mode == "store":
@@ -179,7 +181,8 @@ def sentences_per_document() -> float:
 
 
 def part_a() -> None:
-    from review.checks import semantic, vector_store
+    from review.checks import semantic
+    from review.checks.semantic import store as vector_store
 
     ratio = sentences_per_document()
     n = round(DOCS * ratio)
@@ -241,8 +244,8 @@ def part_a() -> None:
     def p95_ms(runs: list[dict]) -> float:
         return 1000 * float(np.percentile([t for r in runs for t in r["search_s"][2:]], 95))
 
-    print(f"semantic_rss_mb_per_worker_100k: {private:.1f}")
-    print(f"semantic_rss_mb_per_worker_100k_baseline_inprocess: {baseline:.1f}")
+    print(f"semantic_private_mb_per_worker_100k: {private:.1f}")
+    print(f"semantic_private_mb_per_worker_100k_baseline_inprocess: {baseline:.1f}")
     print(f"semantic_private_vs_inprocess: {private / baseline:.3f}")
     print(f"semantic_pss_mb_per_worker_100k: {pss:.1f}")
     print(f"semantic_store_file_mb_100k: {file_mb:.1f}")

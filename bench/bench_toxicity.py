@@ -37,10 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from review.checks.text import sentences, words
 from review.checks.toxicity import Detector, load_detector
-from review.checks.toxicity_build import (
-    JIGSAW_UNBIASED_CLASSES,
-    save_detoxify_checkpoint,
-)
+from review.checks.toxicity.detoxify_model import JIGSAW_UNBIASED_CLASSES
+from review.tools.detoxify_checkpoint import save_detoxify_checkpoint
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))

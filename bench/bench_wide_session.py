@@ -35,11 +35,12 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from generation.backends.base import BackendConfig
     from generation.backends.convert import target_dir
+    from generation.backends.gguf import convert_packaged_gguf
     from generation.backends.onnx_genai import OnnxGenAIBackend
+    from generation.backends.types import BackendConfig, SamplingSettings
     from generation.defaults import DEFAULT_MODEL_SOURCE
-    from generation.engine import SamplingSettings, convert_packaged_gguf
+    from generation.model_runtime import worker_backend_options
 
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     # The two sessions exist where jobs do not share one batch (merged jobs run on one session
@@ -49,7 +50,8 @@ def main() -> None:
     source = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, cache)
     onnx_dir = target_dir(cache, source, "auto")
     backend = OnnxGenAIBackend(
-        BackendConfig(backend="onnx", onnx_dir=str(onnx_dir)), cache_root=cache
+        BackendConfig(backend="onnx", onnx_dir=str(onnx_dir), **worker_backend_options()),
+        cache_root=cache,
     )
     wide = backend.wide
     if wide is None:

@@ -2,12 +2,16 @@
 
 How: 40 State of the Union paragraphs (40-90 words, fixed seed, from the ``sotu`` package, the
 demo archive) are each given to SmolLM2-135M-Instruct (the default model, packaged GGUF loaded by
-``generation.engine.Engine`` exactly as the worker loads it) with the prompt below, sampled at
+the transformers backend exactly as the worker loads it) with the prompt below, sampled at
 temperature 0.7, top-p 0.9, seed 1, at most 140 new tokens. The outputs are written unedited to
 ``bench/data/paraphrases.jsonl`` with the source's title and text. Outputs that are empty or
 shorter than 12 words are kept out (counted on stderr). Then a person read each output beside
 its source and set ``is_paraphrase`` (33 of 40: the 135M model sometimes answers with remarks
 about the rewriting, or drifts off the source); the benchmark's recall counts those 33.
+
+The committed set was written by the earlier ``generation.engine`` path (``model.generate`` with
+a torch sampler per row, removed in issue 18); the backend samples with the studio's own
+sampler, so a rerun writes other texts, to be labelled again.
 
     .venv/bin/python bench/make_paraphrases.py   # about 10 minutes on 2 cores
 """
@@ -27,8 +31,9 @@ import django
 
 django.setup()
 
+from generation.backends import load_backend  # noqa: E402
+from generation.backends.types import BackendConfig, SamplingSettings  # noqa: E402
 from generation.defaults import DEFAULT_MODEL_SOURCE  # noqa: E402
-from generation.engine import Engine, ModelSpec, SamplingSettings  # noqa: E402
 from review.setup import sotu_rows  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "data" / "paraphrases.jsonl"
@@ -49,15 +54,16 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     cache = Path(os.environ.get("CONTENTSTUDIO_MODEL_CACHE", "var/models")).resolve()
-    engine = Engine(ModelSpec("package_gguf", DEFAULT_MODEL_SOURCE), cache_root=cache)
+    config = BackendConfig(
+        backend="transformers", source_kind="package_gguf", source=DEFAULT_MODEL_SOURCE
+    )
+    backend = load_backend(config, cache_root=cache)
     settings = SamplingSettings(max_new_tokens=140, temperature=0.7, top_p=0.9)
     written = skipped = 0
     with OUT.open("w", encoding="utf-8") as out:
         for number, source in enumerate(pick_sources(), 1):
-            prompt = engine.render_prompt(system="", user=PROMPT.format(text=source["text"]))
-            [result] = engine.generate(
-                prompt_ids=engine.encode(prompt), seeds=[1], settings=settings
-            )
+            prompt = backend.render_prompt(system="", user=PROMPT.format(text=source["text"]))
+            [result] = backend.generate(prompt=prompt, n=1, seeds=[1], settings=settings)
             text = result.text.strip()
             if len(text.split()) < 12:
                 skipped += 1

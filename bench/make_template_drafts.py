@@ -16,7 +16,7 @@ outputs are written unedited to ``bench/data/template_drafts.jsonl``, one line p
 ``{"text", "label": "none", "template", "variables", "seed", "model", "provenance"}``.
 
 The set is for evaluation only: nothing trains on it (the toxicity head's training files are
-listed in ``review.checks.toxicity_head.TRAIN_FILES``).
+listed in ``review.tools.train_toxicity_head.TRAIN_FILES``).
 
     CONTENTSTUDIO_MODEL_CACHE=/work/cache/models .venv/bin/python bench/make_template_drafts.py
 
@@ -34,8 +34,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
@@ -48,13 +50,14 @@ from django.conf import settings as django_settings  # noqa: E402
 
 from generation.backends import get_backend  # noqa: E402
 from generation.backends.convert import target_dir  # noqa: E402
+from generation.backends.gguf import gguf_cache_dir  # noqa: E402
+from generation.backends.types import SamplingSettings  # noqa: E402
 from generation.defaults import (  # noqa: E402
     DEFAULT_MODEL_SOURCE,
     STARTER_TEMPLATES,
     ensure_default_model,
 )
-from generation.engine import SamplingSettings, gguf_cache_dir  # noqa: E402
-from generation.model_backends import backend_config  # noqa: E402
+from generation.model_runtime import backend_config  # noqa: E402
 from generation.services import system_render, template_render  # noqa: E402
 
 OUT = Path(
@@ -62,13 +65,13 @@ OUT = Path(
     or Path(__file__).resolve().parent / "data" / "template_drafts.jsonl"
 )
 # Seeds 1 and 2 write the evaluation set; the toxicity calibration set
-# (review/checks/data/toxicity_calibration_drafts.jsonl) was written with seeds 3 and 4:
-#   TEMPLATE_DRAFTS_SEEDS=3,4 TEMPLATE_DRAFTS_OUT=review/checks/data/toxicity_calibration_drafts.jsonl
+# (review/tools/data/toxicity_calibration_drafts.jsonl) was written with seeds 3 and 4:
+#   TEMPLATE_DRAFTS_SEEDS=3,4 TEMPLATE_DRAFTS_OUT=review/tools/data/toxicity_calibration_drafts.jsonl
 SEEDS = tuple(int(s) for s in os.environ.get("TEMPLATE_DRAFTS_SEEDS", "1,2").split(","))
 # "eval" (the inputs below the evaluation set was written from) or "train": other inputs, whose
 # drafts the toxicity stand-in trains on as harmless text of the studio's own genres
-# (review/checks/data/toxicity_train_drafts.jsonl):
-#   TEMPLATE_DRAFTS_SPLIT=train TEMPLATE_DRAFTS_OUT=review/checks/data/toxicity_train_drafts.jsonl
+# (review/tools/data/toxicity_train_drafts.jsonl):
+#   TEMPLATE_DRAFTS_SPLIT=train TEMPLATE_DRAFTS_OUT=review/tools/data/toxicity_train_drafts.jsonl
 SPLIT = os.environ.get("TEMPLATE_DRAFTS_SPLIT", "eval")
 
 NEWS = {
@@ -278,6 +281,41 @@ def version_of(template: dict) -> SimpleNamespace:
     )
 
 
+def draft_rows(
+    backend: Any,
+    settings: SamplingSettings,
+    template: dict,
+    values: dict[str, str],
+    seeds: Sequence[int],
+) -> list[dict[str, Any]]:
+    """The default model's drafts of one starter template filled with ``values``, one labelled
+    row per seed (harmless: ``label`` "none"); empty outputs are dropped."""
+    version = version_of(template)
+    prompt = backend.render_prompt(
+        system=system_render(version=version, values=values),
+        user=template_render(version=version, values=values),
+    )
+    outputs = backend.generate(prompt=prompt, n=len(seeds), seeds=list(seeds), settings=settings)
+    described = (
+        f"temperature {settings.temperature}, top_p {settings.top_p}, top_k {settings.top_k}, "
+        f"repetition_penalty {settings.repetition_penalty}, max_new_tokens "
+        f"{settings.max_new_tokens}"
+    )
+    return [
+        {
+            "text": result.text.strip(),
+            "label": "none",
+            "template": template["content_type"],
+            "variables": values,
+            "seed": result.seed,
+            "model": DEFAULT_MODEL_SOURCE,
+            "settings": described,
+        }
+        for result in outputs
+        if result.text.strip()
+    ]
+
+
 def main() -> None:
     # The default model's row as a fresh studio has it (its sampling settings), pointed at the
     # ONNX build that studio_setup converted into the model cache.
@@ -303,35 +341,9 @@ def main() -> None:
     with OUT.open("w", encoding="utf-8") as out:
         for split in (SPLIT,):
             for template in STARTER_TEMPLATES:
-                version = version_of(template)
                 for values in inputs(template["content_type"], split):
-                    prompt = backend.render_prompt(
-                        system=system_render(version=version, values=values),
-                        user=template_render(version=version, values=values),
-                    )
-                    outputs = backend.generate(
-                        prompt=prompt, n=len(SEEDS), seeds=list(SEEDS), settings=settings
-                    )
-                    for result in outputs:
-                        text = result.text.strip()
-                        if not text:
-                            continue
-                        row = {
-                            "text": text,
-                            "label": "none",
-                            "template": template["content_type"],
-                            "variables": values,
-                            "seed": result.seed,
-                            "model": DEFAULT_MODEL_SOURCE,
-                            "provenance": provenance,
-                            "settings": (
-                                f"temperature {settings.temperature}, top_p {settings.top_p}, "
-                                f"top_k {settings.top_k}, repetition_penalty "
-                                f"{settings.repetition_penalty}, max_new_tokens "
-                                f"{settings.max_new_tokens}"
-                            ),
-                        }
-                        out.write(json.dumps(row) + "\n")
+                    for row in draft_rows(backend, settings, template, values, SEEDS):
+                        out.write(json.dumps({**row, "provenance": provenance}) + "\n")
                         written += 1
                     out.flush()
                     print(

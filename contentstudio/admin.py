@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from contentstudio.admin_base import ReadOnlyAdmin
+from contentstudio.admin_base import ProjectScopedAdmin, ReadOnlyAdmin
 from contentstudio.models import ApiToken, Membership, Project
 
 
@@ -13,7 +13,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectScopedAdmin):
     list_display = ["name", "slug", "content_type", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -21,7 +21,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ProjectScopedAdmin):
     list_display = ["project", "user", "role", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__name"]

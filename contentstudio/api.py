@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -97,6 +98,30 @@ def etag_response(
     return response
 
 
+# Every list pages with ``limit`` (documented); ``page_size`` is accepted as its alias, because
+# the publications API once documented it and scripts written against it must keep working.
+PAGE_LIMIT_PARAMS = ("limit", "page_size")
+
+
+def page_limit(request: Request, *, default: int = 50, maximum: int = 200) -> int:
+    """The page size a list request asked for. Raises Django's ValidationError naming the
+    parameter that was given when it is not a whole number from 1 to ``maximum``."""
+    for name in PAGE_LIMIT_PARAMS:
+        raw = request.query_params.get(name)
+        if raw:
+            if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+                raise DjangoValidationError({name: f"A whole number from 1 to {maximum}."})
+            return int(raw)
+    return default
+
+
+class LimitPagination(LimitOffsetPagination):
+    """Offset pages whose size is ``page_limit`` (a bad limit is a 400, not ignored)."""
+
+    def get_limit(self, request: Request) -> int:
+        return page_limit(request, default=self.default_limit or 50, maximum=200)
+
+
 def keyset_page_response(
     request: Request,
     rows: QuerySet[Any],
@@ -107,14 +132,13 @@ def keyset_page_response(
 ) -> Response | HttpResponse:
     """One keyset page of ``rows`` as ``{"next": url or null, "results": [...]}``, with an ETag.
 
-    ``limit`` (1..max_limit, default 50) and ``cursor`` come from the query; the ``next`` link
-    repeats the query with the next cursor, so a client follows it unchanged."""
-    raw_limit = request.query_params.get("limit") or "50"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
-        return validation_response({"limit": [f"A whole number from 1 to {max_limit}."]})
+    ``limit`` (1..max_limit, default 50; ``page_size`` is its alias) and ``cursor`` come from
+    the query; the ``next`` link repeats the query with the next cursor, so a client follows it
+    unchanged."""
     try:
+        size = page_limit(request, maximum=max_limit)
         page, next_cursor = keyset.page(
-            rows, cursor=request.query_params.get("cursor"), ordering=ordering, size=int(raw_limit)
+            rows, cursor=request.query_params.get("cursor"), ordering=ordering, size=size
         )
     except DjangoValidationError as exc:
         return validation_response(dict(exc.message_dict))

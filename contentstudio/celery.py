@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
 
@@ -42,5 +43,22 @@ def _on_process_init(**kwargs) -> None:
 
 
 @worker_ready.connect
-def _on_ready(**kwargs) -> None:
+def _on_ready(sender=None, **kwargs) -> None:
     _configure_worker_process()
+    from contentstudio import liveness
+
+    try:
+        queues = list(sender.app.amqp.queues.consume_from)
+        liveness.worker_started(name=getattr(sender, "hostname", "") or "", queues=queues)
+    except Exception:  # the heartbeat row must not keep a worker from working
+        logging.getLogger(__name__).exception("the worker's heartbeat could not start")
+
+
+@worker_shutdown.connect
+def _on_shutdown(sender=None, **kwargs) -> None:
+    from contentstudio import liveness
+
+    try:
+        liveness.worker_stopped(name=getattr(sender, "hostname", "") or "")
+    except Exception:
+        logging.getLogger(__name__).exception("the worker's heartbeat could not stop")

@@ -102,6 +102,7 @@ class ApiToken(models.Model):
     )
 
     class Meta:
+        verbose_name = "API token"
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -115,3 +116,24 @@ class ApiToken(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class WorkerBeat(models.Model):
+    """The heartbeat of one worker process (written where workers are processes of their own,
+    on Redis): the workers page and the banner every page shows read it
+    (contentstudio.liveness)."""
+
+    # Celery's node name, stable across restarts of the same worker: "review@host".
+    name = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    # Set by a clean shutdown; a killed worker just stops beating.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"Worker {self.name}"

@@ -87,8 +87,25 @@ def require_role(
     if role is None:
         raise Http404("No such project.")
     if not role_at_least(role, minimum):
-        raise PermissionDenied(f"This needs the {Role(minimum).label.lower()} role or higher.")
+        raise PermissionDenied(_refusal(user, minimum))
     return role
+
+
+def _refusal(user: AbstractBaseUser | AnonymousUser, minimum: str) -> str:
+    """Why a member may not: for a token, what would let it (a read-write token, a person's
+    session), not a role the token's creator may well hold already."""
+    needed = Role(minimum).label.lower()
+    token = request_token(user)
+    if token is None:
+        return f"This needs the {needed} role or higher."
+    if minimum == Role.ADMIN:
+        return "API tokens cannot do this: a project admin does it in the studio."
+    if token.scope == TokenScope.READ and role_at_least(minimum, Role.REVIEWER):
+        return (
+            "This token can only read: writing needs a read-write token "
+            "(a project admin creates one on the API tokens page)."
+        )
+    return f"This token's creator does not hold the {needed} role in this project."
 
 
 def project_get(

@@ -1,3 +1,4 @@
+# Over 500 lines: Django reads one settings module; each block validates its own variables.
 """ContentStudio settings: one file, read from the environment.
 
 With no environment at all the studio runs embedded: SQLite, the in-memory channel layer and a
@@ -10,6 +11,8 @@ names the setting.
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -87,11 +90,11 @@ INSTALLED_APPS = [
     "contentstudio",
     "generation",
     "review",
-    "review.publishing",
-    "generation.finetune",
+    "publishing",
+    "finetune",
 ]
 # Each app's websocket routes (contentstudio.routing collects them; the core imports no app).
-WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing", "generation.finetune.routing"]
+WEBSOCKET_ROUTING_MODULES = ["generation.routing", "review.routing", "finetune.routing"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -118,6 +121,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # A banner on every page while a queue has no worker.
+                "contentstudio.liveness.context",
             ],
         },
     },
@@ -181,8 +186,10 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.*": {"queue": "generate"},
     "review.tasks.*": {"queue": "review"},
     # Webhook deliveries wait on other people's servers: their own queue, so a slow receiver
-    # never holds back the checks of new drafts.
+    # never holds back the checks of new drafts. The publishing tasks kept the names they had
+    # inside review/ (publishing/tasks.py), so queued messages still resolve.
     "review.publishing.tasks.*": {"queue": "publish"},
+    "publishing.tasks.*": {"queue": "publish"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A generation job may run for minutes; the broker must not hand it to another worker meanwhile.
@@ -200,6 +207,17 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Started by the ASGI application when embedded; tests start their own worker thread.
 EMBEDDED_WORKER_AUTOSTART = _env_bool("CONTENTSTUDIO_EMBEDDED_WORKER", CELERY_EMBEDDED)
+# One pool per queue (embedded worker threads, `make worker` processes; contentstudio/workers.py):
+# threads for checks (a check beside an import) and for deliveries (mostly waiting on receivers).
+REVIEW_CONCURRENCY = _env_int("CONTENTSTUDIO_REVIEW_CONCURRENCY", 2, minimum=1)
+PUBLISH_CONCURRENCY = _env_int("CONTENTSTUDIO_PUBLISH_CONCURRENCY", 4, minimum=1)
+# An embedded worker that stops on an error starts again after this many seconds, doubled while
+# it keeps failing (at most 60 s).
+EMBEDDED_WORKER_RESTART_DELAY = _env_float("CONTENTSTUDIO_WORKER_RESTART_DELAY", 1.0)
+# Worker processes (on Redis) write a heartbeat row this often; every page warns when a queue
+# has had no live worker for WORKER_STALE_AFTER (contentstudio/liveness.py).
+WORKER_HEARTBEAT_INTERVAL = _env_float("CONTENTSTUDIO_WORKER_HEARTBEAT", 10.0, minimum=0.1)
+WORKER_STALE_AFTER = _env_float("CONTENTSTUDIO_WORKER_STALE_AFTER", 45.0, minimum=0.3)
 
 if REDIS_URL:
     # The pub/sub layer: group sends are fire-and-forget publishes (MODELS.md: about 5x the
@@ -239,11 +257,23 @@ GENERATION_WIDE_SESSION = _env_bool("CONTENTSTUDIO_GENERATION_WIDE_SESSION", Tru
 # job's rows join between two steps and leave when its candidates end). Off: each job steps
 # its own batch, on the wide or narrow session above.
 GENERATION_MERGE_JOBS = _env_bool("CONTENTSTUDIO_GENERATION_MERGE_JOBS", True)
+# The paraphrase pair classifier (review/checks/semantic/pairs.py) decides paraphrase holds
+# instead of the two shares. Off: on the test split it cut same-genre false flags (0.0475 ->
+# 0.0175) but lost recall (0.55 -> 0.42); docs/review.md.
+PARAPHRASE_PAIR_CLASSIFIER = _env_bool("CONTENTSTUDIO_PARAPHRASE_CLASSIFIER", False)
 # ONNX on CPU, the every-core session (the shared batch's, or the wide one): its pool threads
 # spin-wait between the parts of a forward pass instead of sleeping. For a worker machine of its
 # own: on a quiet 2-core host the passes took 12-17% less (one row 15.2 -> 12.6 ms, eight rows
 # 35.2 -> 30.3 ms); beside two busy processes they took 10-70% more, so it is off by default.
 GENERATION_ONNX_SPIN = _env_bool("CONTENTSTUDIO_GENERATION_ONNX_SPIN", False)
+# Per-host choice (generation/tuning.py): `manage.py studio_tune` measures job merging and
+# spinning (and the embedding graph and precision) on this host and records the fastest that
+# writes the same outputs under DATA_DIR/tuning/; the runtime applies that record over the
+# settings above unless CONTENTSTUDIO_TUNING=0. A worker that finds nothing recorded for its
+# host runs a quick measurement at start (in a background thread) unless
+# CONTENTSTUDIO_TUNE_AT_START=0.
+TUNING = _env_bool("CONTENTSTUDIO_TUNING", True)
+TUNE_AT_START = _env_bool("CONTENTSTUDIO_TUNE_AT_START", True)
 # Coalescing of streamed tokens into websocket frames (see generation/stream.py).
 STREAM_TOKENS_PER_FRAME = _env_int("CONTENTSTUDIO_STREAM_TOKENS_PER_FRAME", 8, minimum=1)
 STREAM_MIN_FRAME_INTERVAL = _env_float("CONTENTSTUDIO_STREAM_MIN_INTERVAL", 0.05)
@@ -286,6 +316,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": SWEEP_INTERVAL,
         "options": {"queue": "review", "expires": SWEEP_INTERVAL},
     },
+    # Archive imports whose worker died (heartbeat stopped) or whose message was lost.
+    "imports-sweep": {
+        "task": "review.tasks.imports_sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": "review", "expires": SWEEP_INTERVAL},
+    },
     # An embedding chain whose worker died with no message left behind (its database lease
     # expired) is picked up again, whatever the workers are called.
     "embedding-sweep": {
@@ -300,7 +336,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 300.0,
         "options": {"queue": "review", "expires": 300.0},
     },
-    # Fine-tuning runs (generation.finetune): fail dead ones, resend lost messages.
+    # Fine-tuning runs (the finetune app): fail dead ones, resend lost messages. The task keeps
+    # the name it had under generation/, so a schedule already stored still resolves.
     "finetune-sweep": {
         "task": "generation.finetune.tasks.runs_sweep",
         "schedule": SWEEP_INTERVAL,
@@ -321,7 +358,47 @@ if TOXICITY_CHECKPOINT and not TOXICITY_CONFIG_DIR:
     raise ImproperlyConfigured("TOXICITY_CHECKPOINT needs TOXICITY_CONFIG_DIR as well.")
 # Sentence embeddings for the semantic check; empty = all-MiniLM-L6-v2 from its package.
 EMBEDDING_MODEL_PATH = _env("EMBEDDING_MODEL_PATH")
+
+
+def _languages(name: str) -> tuple[str, ...] | None:
+    """A model's languages as its admin declares them: "en,fr,es", "*" (any); empty: from the
+    model itself (review.services.languages.check_languages)."""
+    value = _env(name).strip()
+    if not value or value == "*":
+        return None if not value else ("*",)
+    codes = tuple(c.strip().lower() for c in value.split(",") if c.strip())
+    bad = [c for c in codes if not re.fullmatch(r"[a-z]{2}", c)]
+    if bad or not codes:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: give ISO 639-1 codes separated by commas (en,zh), or *."
+        )
+    return codes
+
+
+# The languages the toxicity model and the sentence model read. Empty: Detoxify's own models
+# are known (multilingual: en, fr, es, it, pt, tr, ru; others: en), a checkpoint is taken as
+# English, a sentence model as its model card says (English when it says nothing).
+TOXICITY_LANGUAGES = _languages("TOXICITY_LANGUAGES")
+EMBEDDING_MODEL_LANGUAGES = _languages("EMBEDDING_MODEL_LANGUAGES")
 CHECKS_DEVICE = _env("CONTENTSTUDIO_CHECKS_DEVICE", "cpu")
+# How the sentence encoder runs on CPU (review.checks.semantic.config.EncoderConfig; the
+# measurements behind the defaults are in docs/review.md): through ONNX Runtime (off: torch),
+# with this many intra-op threads, sleeping rather than spinning between ops, the float graph as
+# exported (int8 and the fused graph are opt-in), cached in this folder.
+EMBED_ONNX = _env_bool("CONTENTSTUDIO_EMBED_ONNX", True)
+EMBED_THREADS = _env_int("CONTENTSTUDIO_EMBED_THREADS", 2, minimum=1)
+EMBED_SPIN = _env_bool("CONTENTSTUDIO_EMBED_SPIN", False)
+EMBED_PRECISION = _env("CONTENTSTUDIO_EMBED_PRECISION") or "float"
+EMBED_GRAPH = _env("CONTENTSTUDIO_EMBED_GRAPH") or "exported"
+if EMBED_PRECISION not in {"float", "int8"}:
+    raise ImproperlyConfigured(
+        f"CONTENTSTUDIO_EMBED_PRECISION={EMBED_PRECISION!r}: use float or int8."
+    )
+if EMBED_GRAPH not in {"exported", "fused"}:
+    raise ImproperlyConfigured(f"CONTENTSTUDIO_EMBED_GRAPH={EMBED_GRAPH!r}: use exported or fused.")
+EMBED_ONNX_CACHE = Path(
+    _env("CONTENTSTUDIO_ONNX_CACHE") or Path(tempfile.gettempdir()) / "contentstudio-onnx"
+)
 # Archive embedding: passages per batch (one short task each, so checks interleave) and how
 # long a batch's database lease lasts before another worker may take over a silent chain.
 try:
@@ -340,6 +417,11 @@ if EMBED_BATCH < 1 or not 0 < EMBED_LEASE_S < 86400:
 # compaction folds it into a new segment.
 INDEX_DIR = Path(_env("CONTENTSTUDIO_INDEX_DIR") or DATA_DIR / "indexes").resolve()
 SEMANTIC_DELTA_MAX = _env_int("CONTENTSTUDIO_SEMANTIC_DELTA_MAX", 5000, minimum=1)
+# From how many sentences a base segment gets an IVF index (built in the background, beside the
+# vectors) to pick its search shortlist; below it the exact scan is as fast. And the threads its
+# build may use.
+SEMANTIC_ANN_MIN_ROWS = _env_int("CONTENTSTUDIO_SEMANTIC_ANN_MIN_ROWS", 50_000, minimum=0)
+SEMANTIC_ANN_THREADS = _env_int("CONTENTSTUDIO_SEMANTIC_ANN_THREADS", 2, minimum=1)
 # New passages a check hashes into the lexical index itself while an import is being indexed
 # (the embedding chain hashes the rest between its batches).
 LEXICAL_CHECK_BUDGET = _env_int("CONTENTSTUDIO_LEXICAL_CHECK_BUDGET", 1000, minimum=1)
@@ -360,14 +442,46 @@ EDIT_LOCK_SECONDS = _env_int("CONTENTSTUDIO_EDIT_LOCK_SECONDS", 120, minimum=10)
 # failed (and is retried with backoff).
 PUBLISHING_CONNECT_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 PUBLISHING_READ_TIMEOUT = _env_float("CONTENTSTUDIO_WEBHOOK_READ_TIMEOUT", 15.0, minimum=0.1)
-# Retry delays in seconds after each failed attempt: about 24 hours in all, then the delivery
-# is marked failed (still listed, and "retry now" sends it again).
-PUBLISHING_RETRY_DELAYS = [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800]
+# Retry delays in seconds after each failed attempt (exponential backoff by default, about 24
+# hours in all), then the delivery is marked failed (still listed, "retry now" sends it again).
+# CONTENTSTUDIO_DELIVERY_RETRY_DELAYS="10,30,60,..." replaces the schedule (never decreasing).
+# A success sends the destination's waiting backlog at once, whatever its schedule said.
+_retry_raw = _env("CONTENTSTUDIO_DELIVERY_RETRY_DELAYS")
+try:
+    PUBLISHING_RETRY_DELAYS = (
+        [float(x) for x in _retry_raw.split(",") if x.strip()]
+        if _retry_raw
+        else [10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800]
+    )
+except ValueError:
+    raise ImproperlyConfigured(
+        f"CONTENTSTUDIO_DELIVERY_RETRY_DELAYS={_retry_raw!r}: seconds, comma-separated."
+    ) from None
+if not PUBLISHING_RETRY_DELAYS or any(
+    d <= 0 or d > 7 * 86400 or d < prev
+    for prev, d in zip([0.0, *PUBLISHING_RETRY_DELAYS], PUBLISHING_RETRY_DELAYS, strict=False)
+):
+    raise ImproperlyConfigured(
+        "CONTENTSTUDIO_DELIVERY_RETRY_DELAYS: at least one delay, each above 0 and at most a "
+        "week, never smaller than the one before."
+    )
+# How long a flush holds a destination (renewed while it sends); a killed worker's lease
+# expires after this and another flush takes over.
+PUBLISHING_DESTINATION_LEASE_S = _env_float("CONTENTSTUDIO_DESTINATION_LEASE_S", 120.0, minimum=5.0)
+# Destinations may not point at loopback, link-local, private or other reserved addresses
+# (checked when one is made and on every request, redirects included, after resolving the
+# name), except the host names listed here (comma-separated, e.g. an intranet CMS).
+DESTINATION_ALLOW_HOSTS = [
+    h.strip().lower().rstrip(".")
+    for h in _env("CONTENTSTUDIO_DESTINATION_ALLOW_HOSTS").split(",")
+    if h.strip()
+]
 PUBLISHING_SWEEP_INTERVAL = _env_float("CONTENTSTUDIO_PUBLISHING_SWEEP_INTERVAL", 15.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE.update(
     {
         # Scheduled publications whose time has come. On "review": the publish worker may be
-        # waiting on a slow receiver.
+        # waiting on a slow receiver. (Task names as publishing/tasks.py declares them: the
+        # names from before the app left review/.)
         "publishing-scheduled": {
             "task": "review.publishing.tasks.publications_due",
             "schedule": PUBLISHING_SWEEP_INTERVAL,

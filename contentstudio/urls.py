@@ -22,13 +22,15 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/", views.project_list_view, name="project_list"),
+    path("workers/", views.workers_view, name="workers"),
+    path("workers/restart/", views.workers_restart, name="workers_restart"),
     path("api/v1/projects/", api.ProjectListApi.as_view(), name="api_projects"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("generation.urls")),
     path("", include("review.urls")),
-    path("", include("review.publishing.urls")),  # publications, export API, webhooks
+    path("", include("publishing.urls")),  # publications, export API, webhooks
     path("", include("contentstudio.token_urls")),  # API tokens
-    path("", include("generation.finetune.urls")),
+    path("", include("finetune.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -7,8 +7,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from contentstudio.admin_base import ReadOnlyAdmin
-from generation import tasks
+from contentstudio.admin_base import ProjectScopedAdmin, ReadOnlyAdmin
+from contentstudio.durations import seconds_text
+from contentstudio.models import Project
+from generation import selectors, tasks, tuning
 from generation.models import (
     BackendKind,
     Candidate,
@@ -69,6 +71,41 @@ def _backend_checks(obj: LanguageModel) -> str:
     return "\n".join(rows) or "No backend checked yet."
 
 
+def tuning_summary(obj: LanguageModel) -> str:
+    """This host's tuning record as text (the admin escapes it)."""
+    from django.conf import settings
+
+    record = tuning.read_record(settings.DATA_DIR)
+    if not record:
+        return "Nothing measured on this host yet: run `manage.py studio_tune`."
+    host = record.get("fingerprint", {})
+    lines = [f"Host: {host.get('cpu', '?')}, {host.get('cores', '?')} cores"]
+    if not settings.TUNING:
+        lines.append("Not applied: CONTENTSTUDIO_TUNING=0 (the settings serve as they are).")
+    for section in ("generation", "embedding"):
+        result = record.get(section)
+        if not result:
+            lines.append(f"{section}: not measured")
+            continue
+        about = f" on {result['model']}" if result.get("model") else ""
+        if section == "generation" and result.get("model") and result["model"] != obj.name:
+            about += " (another model; the choice is the worker's, for every ONNX model)"
+        lines.append(
+            f"{section}{about}, measured {result.get('measured_at', '?')} "
+            f"(load {', '.join(f'{x:.1f}' for x in result.get('load_average', []))}): "
+            f"chosen {result.get('chosen')}, {result.get('speedup_vs_reference')}x the reference"
+        )
+        for trial in result.get("trials", []):
+            if trial.get("error"):
+                state = f"refused: {trial['error']}"
+            elif not trial.get("same_outputs"):
+                state = f"refused, outputs differ: {trial.get('difference')}"
+            else:
+                state = f"best {trial.get('best_s')} s, runs {trial.get('seconds')}"
+            lines.append(f"  {trial.get('setting')}: {state}")
+    return "\n".join(lines)
+
+
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
     form = LanguageModelForm
@@ -80,36 +117,57 @@ class LanguageModelAdmin(admin.ModelAdmin):
         "device",
         "enabled",
         "is_default",
+        "languages_shown",
         "last_check_ok",
-        "last_check_load_seconds",
+        "load_time",
         "last_check_at",
     ]
     list_filter = ["enabled", "backend", "source_kind", "device"]
     readonly_fields = [
+        "languages_shown",
         "onnx_dir",
         "onnx_conversion",
         "backend_check_results",
+        "host_tuning",
         "last_check_at",
         "last_check_ok",
         "last_check_message",
-        "last_check_load_seconds",
+        "load_time",
         "created_at",
         "updated_at",
     ]
     fieldsets = [
         (None, {"fields": ["name", "enabled", "is_default"]}),
+        (
+            "Languages",
+            {
+                "fields": ["languages", "languages_shown"],
+                "description": "The languages this model writes. The generate form and the API "
+                "warn when a job's template or brief is in another one. Left empty, they are "
+                "taken from the model's card (a local folder's README.md, a hub model's card "
+                "in the local cache) or what is known of a packaged model.",
+            },
+        ),
         ("Source", {"fields": ["source_kind", "source", "revision", "device", "dtype"]}),
         (
             "Backend",
             {
                 "fields": ["backend", "backend_check_results"],
-                "description": "The engine that runs this model. Check each backend with the "
+                "description": "The backend that runs this model. Check each backend with the "
                 "actions of the model list.",
             },
         ),
         (
             "ONNX Runtime GenAI",
             {"fields": ["onnx_precision", "onnx_dir", "onnx_conversion"]},
+        ),
+        (
+            "This host's measured settings",
+            {
+                "fields": ["host_tuning"],
+                "description": "What `manage.py studio_tune` (or a worker's start) measured on "
+                "this host and chose: the fastest setting that writes the same outputs.",
+            },
         ),
         (
             "OpenAI-compatible server (vLLM, llama.cpp server, transformers serve, TGI)",
@@ -149,7 +207,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
                 "fields": [
                     "last_check_at",
                     "last_check_ok",
-                    "last_check_load_seconds",
+                    "load_time",
                     "last_check_message",
                 ]
             },
@@ -162,6 +220,28 @@ class LanguageModelAdmin(admin.ModelAdmin):
         "check_openai",
         "convert_onnx",
     ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LanguageModel]:
+        # Superusers run the installation and see every model; other staff see the shared
+        # models and those tuned for their own projects (a tuned model has seen its project's
+        # texts), as everywhere else in the studio (generation.selectors.models_listed).
+        models = super().get_queryset(request)
+        if request.user.is_superuser:
+            return models
+        mine = Project.objects.filter(memberships__user=request.user)
+        return models.filter(pk__in=selectors.models_listed(projects=mine).values("pk"))
+
+    @admin.display(description="Writes")
+    def languages_shown(self, obj: LanguageModel) -> str:
+        return obj.languages_label
+
+    @admin.display(description="Load time", ordering="last_check_load_seconds")
+    def load_time(self, obj: LanguageModel) -> str:
+        return seconds_text(obj.last_check_load_seconds)
+
+    @admin.display(description="Measured here")
+    def host_tuning(self, obj: LanguageModel) -> str:
+        return tuning_summary(obj)
 
     @admin.display(description="Checks per backend")
     def backend_check_results(self, obj: LanguageModel) -> str:
@@ -227,7 +307,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(PromptTemplate)
-class PromptTemplateAdmin(admin.ModelAdmin):
+class PromptTemplateAdmin(ProjectScopedAdmin):
     list_display = ["name", "project", "content_type", "archived"]
     list_filter = ["project", "content_type", "archived"]
     search_fields = ["name"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -11,8 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contentstudio.api import etag_response, keyset_page_response, validation_response
-from contentstudio.selectors import project_get
-from generation import selectors, services
+from contentstudio.selectors import project_get, project_list
+from generation import languages, selectors, services
 from generation.diversity import candidate_diversity
 from generation.models import GenerationJob, JobStatus, LanguageModel, PromptTemplateVersion
 
@@ -28,6 +27,19 @@ class JobCreateIn(serializers.Serializer):
     settings = serializers.DictField(required=False)
     n_candidates = serializers.IntegerField(required=False, default=1)
     seed = serializers.IntegerField(required=False, allow_null=True)
+    background = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Archive passages to retrieve for the brief and put into the prompt "
+        "(0: none; empty: as many as the template asks for).",
+    )
+    topup = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="More candidates to draw when none of the job's own covers half of the "
+        "brief's key terms (0: none, at most 4; empty: as the template says, 0 for a free "
+        "prompt).",
+    )
 
 
 class CandidateOut(serializers.Serializer):
@@ -40,6 +52,9 @@ class CandidateOut(serializers.Serializer):
     finish_reason = serializers.CharField()
     draft_id = serializers.IntegerField(allow_null=True)
     draft_url = serializers.CharField(allow_null=True)
+    # {"score", "reasons", "off_brief", "verify", "contradictions", "best"}; null before the
+    # draft is written.
+    quality = serializers.DictField(allow_null=True)
 
 
 class JobOut(serializers.Serializer):
@@ -51,6 +66,12 @@ class JobOut(serializers.Serializer):
     n_candidates = serializers.IntegerField()
     base_seed = serializers.IntegerField()
     settings = serializers.DictField()
+    # Archive passages asked for as background (0: none); what was given is on each draft.
+    background = serializers.IntegerField()
+    # More candidates drawn when none of the first covered the brief (0: none), and what was
+    # done: {"drawn", "first", "covered", "note"} ({} when nothing was drawn).
+    topup = serializers.IntegerField()
+    topup_record = serializers.DictField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -60,6 +81,21 @@ class JobOut(serializers.Serializer):
     # How different the candidates are (1 - mean pairwise 3-word-shingle Jaccard); informs the
     # editor choosing between them, never holds a draft.
     diversity = serializers.DictField()
+    # Candidate indexes best first (by quality score; unscored ones last).
+    best_first = serializers.ListField(child=serializers.IntegerField())
+
+
+class JobWarningOut(serializers.Serializer):
+    # "model" for a language the model does not declare (code "language_mismatch").
+    field = serializers.CharField()
+    code = serializers.CharField()
+    language = serializers.CharField()
+    message = serializers.CharField()
+
+
+class JobCreateOut(JobOut):
+    # What the studio noticed but did not refuse: the job is created (docs/generation.md).
+    warnings = JobWarningOut(many=True)
 
 
 class JobPageOut(serializers.Serializer):
@@ -79,6 +115,9 @@ def job_out(job: GenerationJob) -> dict:
             "n_candidates": job.n_candidates,
             "base_seed": job.base_seed,
             "settings": job.settings,
+            "background": job.background,
+            "topup": job.topup,
+            "topup_record": job.topup_record,
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -88,6 +127,7 @@ def job_out(job: GenerationJob) -> dict:
             "diversity": candidate_diversity(
                 [(c["index"], c["text"]) for c in snapshot["candidates"]]
             ),
+            "best_first": [c["index"] for c in selectors.best_first(snapshot["candidates"])],
         }
     ).data
 
@@ -134,7 +174,7 @@ class JobListCreateApi(APIView):
             request, jobs, ordering=ordering, serialize=lambda page: [job_out(j) for j in page]
         )
 
-    @extend_schema(request=JobCreateIn, responses={201: JobOut})
+    @extend_schema(request=JobCreateIn, responses={201: JobCreateOut})
     def post(self, request: Request, slug: str) -> Response:
         project, _ = project_get(user=request.user, slug=slug)
         data = JobCreateIn(data=request.data)
@@ -173,8 +213,19 @@ class JobListCreateApi(APIView):
             settings=payload.get("settings") or {},
             n_candidates=payload.get("n_candidates", 1),
             base_seed=payload.get("seed"),
+            background=payload.get("background"),
+            topup=payload.get("topup"),
         )
-        return Response(job_out(job), status=status.HTTP_201_CREATED)
+        warning = languages.language_warning(
+            model=job.model,
+            template_version=version,
+            variables=payload.get("variables") or {},
+            seed_text=payload.get("seed_text", ""),
+        )
+        return Response(
+            {**job_out(job), "warnings": [warning] if warning else []},
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class JobDetailApi(APIView):
@@ -197,6 +248,10 @@ class TemplateOut(serializers.Serializer):
     version = serializers.IntegerField()
     version_id = serializers.IntegerField()
     variables = serializers.ListField(child=serializers.DictField())
+    background = serializers.IntegerField(help_text="Archive passages a job asks for (0: none).")
+    topup = serializers.IntegerField(
+        help_text="More candidates a job draws when none of its own covers the brief (0: none)."
+    )
 
 
 class TemplateListApi(APIView):
@@ -216,6 +271,8 @@ class TemplateListApi(APIView):
                     "version": version.number,
                     "version_id": version.pk,
                     "variables": version.variables,
+                    "background": version.background,
+                    "topup": version.topup,
                 }
             )
         return Response(TemplateOut(rows, many=True).data)
@@ -227,6 +284,8 @@ class ModelOut(serializers.Serializer):
     is_default = serializers.BooleanField()
     max_new_tokens_limit = serializers.IntegerField()
     defaults = serializers.DictField()
+    # ISO 639-1 codes of the languages the model writes (["*"]: any; []: not declared).
+    languages = serializers.ListField(child=serializers.CharField())
 
 
 class ModelListApi(APIView):
@@ -239,10 +298,12 @@ class ModelListApi(APIView):
                 "is_default": m.is_default,
                 "max_new_tokens_limit": m.max_new_tokens_limit,
                 "defaults": m.default_settings(),
+                "languages": list(m.language_codes),
             }
-            # Shared models, and those tuned for a project the caller is a member of.
-            for m in LanguageModel.objects.filter(enabled=True).filter(
-                Q(project__isnull=True) | Q(project__memberships__user=request.user)
+            # Shared models, and those tuned for a project the caller may see: a token sees
+            # its own project's only, whatever else its creator belongs to.
+            for m in selectors.models_listed(
+                projects=project_list(user=request.user), enabled_only=True
             )
         ]
         return Response(ModelOut(rows, many=True).data)

@@ -7,8 +7,8 @@ snapshot ({"action": "resync"}) when it sees a gap in the numbered frames.
 Connecting is on the path to a job's first token: a page opens its websocket right after the
 submit, while the worker starts the job. So the check, the join and the snapshot take one trip
 to the database thread, not two (each trip is a thread hand-off and, with SQLite's default
-connection lifetime, a new connection; with a local engine in the same process it also waits
-for the interpreter lock the engine holds through each forward pass).
+connection lifetime, a new connection; with a local model in the same process it also waits
+for the interpreter lock a forward pass may hold).
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ STARTER_TEMPLATES = [
             {"name": "headline", "label": "Headline"},
             {"name": "lede", "label": "Lede", "multiline": True},
         ],
+        # A job none of whose candidates covers half of the brief draws two more
+        # (docs/generation.md, "Top-up"); a template's editor may change it.
+        "topup": 2,
     },
     {
         "name": "Ad copy",
@@ -51,6 +54,27 @@ STARTER_TEMPLATES = [
                 "required": False,
                 "multiline": True,
             },
+        ],
+    },
+]
+
+# Templates in other languages the demo project also gets. Kept apart from STARTER_TEMPLATES,
+# whose drafts by the default model are a committed English data set (bench/make_template_drafts).
+# The default model (SmolLM2) writes English; these want a multilingual model (docs/generation.md).
+LOCALISED_TEMPLATES = [
+    {
+        "name": "新闻报道（中文）",
+        "content_type": "news_report",
+        "system_prompt": (
+            "你是一名严谨的新闻记者。请用简体中文写作，语言平实、客观，采用倒金字塔结构。"
+            "不要编造引语或数字。"
+        ),
+        "body": (
+            "请写一篇简短的新闻报道。\n标题：{{headline}}\n导语：{{lede}}\n\n请继续写报道的正文。"
+        ),
+        "variables": [
+            {"name": "headline", "label": "标题"},
+            {"name": "lede", "label": "导语", "multiline": True},
         ],
     },
 ]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
+from django.conf import settings as django_settings
 from django.http import QueryDict
 
 from contentstudio.models import Project
-from generation import selectors
+from generation import languages, selectors
 from generation.models import LanguageModel, PromptTemplateVersion
 from generation.rules import SETTING_RULES
 from generation.services import default_model
@@ -27,6 +27,38 @@ SETTING_LABELS = {
 }
 
 
+FORM_LABELS = {
+    "template": "Template",
+    "seed_text": "Prompt",
+    "model": "Model",
+    "n_candidates": "Candidates",
+    "seed": "Seed",
+    "base_seed": "Seed",
+    "variables": "Template fields",
+    "settings": "Settings",
+    **{f"settings.{name}": label for name, label in SETTING_LABELS.items()},
+}
+
+
+def generation_labels(*, project: Project, data: QueryDict) -> dict[str, str]:
+    """The labels of the generation form's fields, with the chosen template's variables."""
+    labels = dict(FORM_LABELS)
+    template_id = data.get("template", "")
+    version = (
+        PromptTemplateVersion.objects.filter(
+            template_id=int(template_id), template__project=project
+        )
+        .order_by("-number")
+        .first()
+        if template_id.isdigit()
+        else None
+    )
+    for variable in version.variables if version else []:
+        name = variable.get("name", "")
+        labels[f"variables.{name}"] = variable.get("label") or name
+    return labels
+
+
 def generation_context(*, project: Project) -> dict[str, Any]:
     templates = []
     for template in selectors.project_templates(project_id=project.pk):
@@ -39,17 +71,18 @@ def generation_context(*, project: Project) -> dict[str, Any]:
     model = default_model()
     defaults = {**(model.default_settings() if model else {}), "temperature_spread": 0.0}
     return {
+        "max_candidates": django_settings.GENERATION_MAX_CANDIDATES,
         "templates": templates,
-        "models": LanguageModel.objects.filter(enabled=True).filter(
-            Q(project__isnull=True) | Q(project=project)
-        ),
+        "models": selectors.models_listed(projects=[project], enabled_only=True),
         "default_model": model,
         "setting_fields": [
             {
                 "name": name,
                 "label": SETTING_LABELS[name],
                 "default": defaults.get(name, ""),
-                "step": "1" if rule.kind is int else "0.01",
+                # "any": the service takes any number in range; a coarser step would make
+                # the browser refuse a model's own default (0.725) without a word.
+                "step": "1" if rule.kind is int else "any",
             }
             for name, rule in SETTING_RULES.items()
         ],
@@ -90,7 +123,31 @@ def parse_generation_post(*, project: Project, data: QueryDict) -> tuple[dict[st
     raw_seed = data.get("seed", "").strip()
     if raw_seed:
         kwargs["base_seed"] = int(raw_seed) if raw_seed.isdigit() else raw_seed
+    raw_background = data.get("background", "").strip()
+    if raw_background:
+        kwargs["background"] = int(raw_background) if raw_background.isdigit() else raw_background
+    raw_topup = data.get("topup", "").strip()
+    if raw_topup:
+        kwargs["topup"] = int(raw_topup) if raw_topup.isdigit() else raw_topup
     kwargs["settings"] = {
         name: data[name].strip() for name in SETTING_RULES if data.get(name, "").strip() != ""
     }
     return kwargs, errors
+
+
+def generation_language_warning(kwargs: dict[str, Any]) -> dict[str, str] | None:
+    """The warning for a job whose template or brief is in a language its model does not
+    declare (``generation.languages``), with ``confirm``: the value "Generate anyway" posts
+    back as ``language_confirmed`` (another model or language asks again)."""
+    model = kwargs.get("model") or default_model()
+    if model is None:
+        return None
+    warning = languages.language_warning(
+        model=model,
+        template_version=kwargs.get("template_version"),
+        variables=kwargs.get("variables"),
+        seed_text=kwargs.get("seed_text", ""),
+    )
+    if warning is None:
+        return None
+    return {**warning, "confirm": f"{model.pk}:{warning['language']}"}

@@ -1,6 +1,9 @@
+# Over 500 lines: the generation app's tables in one module (each model short, one history).
 """Language models, prompt templates, generation jobs and the drafts they produce."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -8,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 
 from contentstudio.models import ContentType, Project
+from contentstudio.transitions import WORK_TRANSITIONS, Lifecycle, WorkStatus, final_states
+from generation import languages as lang
 
 
 class ModelSource(models.TextChoices):
@@ -54,6 +59,15 @@ class ServerApi(models.TextChoices):
     CHAT = "chat", "/v1/chat/completions (the server applies its chat template)"
 
 
+def _validate_languages(value: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    try:
+        lang.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 class LanguageModel(models.Model):
     """A model configuration that admins manage; workers load it once per process."""
 
@@ -68,7 +82,16 @@ class LanguageModel(models.Model):
     dtype = models.CharField(max_length=10, choices=DType.choices, default=DType.AUTO)
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
-    # Which engine runs the model (generation/backends/); the rest of the path is the same.
+    # The languages the model writes (generation.languages): a job in another is warned about.
+    languages = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[_validate_languages],
+        help_text="ISO 639-1 codes of the languages this model writes, separated by commas "
+        "(en, zh), or * for any. Left empty, it is taken from the model's card where known "
+        "(SmolLM2: en); a job whose template or brief is in another language gets a warning.",
+    )
+    # Which backend runs the model (generation/backends/); the rest of the path is the same.
     backend = models.CharField(
         max_length=20, choices=BackendKind.choices, default=BackendKind.TRANSFORMERS
     )
@@ -110,7 +133,7 @@ class LanguageModel(models.Model):
         help_text="Send one request with n (vLLM) instead of one per candidate; candidates then "
         "no longer have a seed each.",
     )
-    # Set for a model fine-tuned on one project's texts (generation.finetune): only that
+    # Set for a model fine-tuned on one project's texts (the finetune app): only that
     # project may use it, since its weights have seen that project's archive and drafts.
     # Empty: every project may.
     project = models.ForeignKey(
@@ -163,6 +186,12 @@ class LanguageModel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.languages.strip():
+            # What the model says of itself (its card); stays empty when nothing is known.
+            self.languages = ",".join(lang.default_languages(self))
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         from urllib.parse import urlsplit
 
@@ -177,6 +206,16 @@ class LanguageModel(models.Model):
                 errors["server_model"] = "The name of the model the server serves is required."
             if errors:
                 raise ValidationError(errors)
+
+    @property
+    def language_codes(self) -> tuple[str, ...]:
+        """The declared languages (``("*",)``: any; ``()``: not declared)."""
+        return lang.model_languages(self)
+
+    @property
+    def languages_label(self) -> str:
+        """ "English", "English and Chinese", "any language", "not declared"."""
+        return lang.describe(self.language_codes)
 
     def default_settings(self) -> dict[str, float | int]:
         return {
@@ -225,6 +264,11 @@ class PromptTemplateVersion(models.Model):
     body = models.TextField()
     # [{"name": "headline", "label": "Headline", "required": true, "multiline": false}, ...]
     variables = models.JSONField(default=list)
+    # How many archive passages a job of this template asks for as background (0: none).
+    background = models.PositiveSmallIntegerField(default=0)
+    # How many more candidates a job of this template draws when none of its candidates covers
+    # half of the brief's key terms (0: none; at most generation.quality.TOPUP_MAX).
+    topup = models.PositiveSmallIntegerField(default=0)
     note = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -245,31 +289,13 @@ class PromptTemplateVersion(models.Model):
         return [v["name"] for v in self.variables]
 
 
-class JobStatus(models.TextChoices):
-    # Created and enqueued on commit; no worker has claimed it yet.
-    QUEUED = "queued", "Queued"
-    # Claimed by a worker that is loading the model or generating.
-    RUNNING = "running", "Running"
-    # Every candidate finished; each became a draft.
-    SUCCEEDED = "succeeded", "Succeeded"
-    # Stopped by an error (model failed to load, worker crash...); ``error`` says why.
-    FAILED = "failed", "Failed"
-    # Stopped on request; candidates that had finished stay as drafts.
-    CANCELLED = "cancelled", "Cancelled"
-
-
-# The one table of a job's moves; generation.services.job_transition is the only writer of
-# ``status`` and records each move as a JobEvent.
-JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    # claimed by a worker; cancelled before it started; failed (no model, lost for good)
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    # finished; stopped by an error, a crash or the sweep; stopped on request
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-}
-JOB_FINAL_STATES = frozenset(s for s, nexts in JOB_TRANSITIONS.items() if not nexts)
+# A job's states: queued (no worker yet), running (loading the model or generating), succeeded
+# (every candidate became a draft), failed (``error`` says why), cancelled (finished candidates
+# stay as drafts). generation.services.job_transition is the only writer of ``status`` and
+# records each move as a JobEvent.
+JobStatus = WorkStatus
+JOB_TRANSITIONS = WORK_TRANSITIONS
+JOB_FINAL_STATES = final_states(JOB_TRANSITIONS)
 
 
 class GenerationJob(models.Model):
@@ -283,6 +309,12 @@ class GenerationJob(models.Model):
     )
     variables = models.JSONField(default=dict, blank=True)
     seed_text = models.TextField(blank=True, help_text="Free prompt when no template is used.")
+    # Archive passages asked for as background (0: none); the worker retrieves them.
+    background = models.PositiveSmallIntegerField(default=0)
+    # More candidates drawn when none of the first covers the brief (0: none), and what the
+    # worker did: {"drawn": 2, "first": 4, "covered": 1, "note": "Drew 2 more: ..."}.
+    topup = models.PositiveSmallIntegerField(default=0)
+    topup_record = models.JSONField(default=dict, blank=True)
     # The exact text sent to the model (after the chat template), set when the job runs.
     prompt = models.TextField(blank=True)
     # Resolved generation settings: the model's defaults overridden by the request.
@@ -310,7 +342,7 @@ class GenerationJob(models.Model):
         related_name="+",
     )
     # Written every few seconds by a timer thread of the worker from the claim on, also while
-    # the job waits for the model or the engine; a stale one means the worker died (the
+    # the job waits for the model to load or to be free; a stale one means the worker died (the
     # periodic sweep fails the job; a page view never decides that).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # When the job's message was last sent to the broker; the sweep sends it again when a queued
@@ -364,12 +396,27 @@ class JobEvent(models.Model):
         return f"Job {self.job_id}: {self.from_status} -> {self.to_status}"
 
 
+JOB_LIFECYCLE = Lifecycle(
+    name="job",
+    model=GenerationJob,
+    moves=JOB_TRANSITIONS,
+    event_model=JobEvent,
+    event_fk="job",
+)
+
+
 class CandidateStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     STREAMING = "streaming", "Writing"
     FINISHED = "finished", "Finished"
     CANCELLED = "cancelled", "Cancelled"
     FAILED = "failed", "Failed"
+
+
+# Why a candidate stopped, as the backends report it: "eos" (the model ended its text),
+# "length" (it reached max_new_tokens: cut off, perhaps mid-sentence), "cancelled", "error".
+FINISH_LENGTH = "length"
+CUT_OFF_LABEL = "cut off at the token limit"
 
 
 class Candidate(models.Model):
@@ -385,8 +432,7 @@ class Candidate(models.Model):
     text = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    # eos | length | cancelled | error
-    finish_reason = models.CharField(max_length=20, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)  # see FINISH_LENGTH
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -399,6 +445,16 @@ class Candidate(models.Model):
 
     def __str__(self) -> str:
         return f"Candidate {self.index} of job {self.job_id}"
+
+    @property
+    def quality_score(self) -> float | None:
+        score = (self.quality or {}).get("score")
+        return float(score) if score is not None else None
+
+    @property
+    def cut_off(self) -> bool:
+        """It stopped at the token limit, not at an end the model chose."""
+        return self.finish_reason == FINISH_LENGTH
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -427,6 +483,9 @@ class Draft(models.Model):
     # sanitised HTML (see contentstudio.html): the model's paragraphs, then editors' edits.
     model_output = models.TextField()
     body = models.TextField()
+    # The language of the current text (ISO 639-1, "und" when unsure; empty before it was
+    # first detected): review detects it whenever the draft is written or edited.
+    language = models.CharField(max_length=8, blank=True, default="")
     # One of review.lifecycle.DraftStatus; only review's transition service changes it.
     status = models.CharField(max_length=20, default=DRAFT_INITIAL_STATUS)
     # Optimistic concurrency: every change increments it; a stale write is refused.
@@ -449,12 +508,22 @@ class Draft(models.Model):
     seed = models.BigIntegerField()
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    finish_reason = models.CharField(max_length=20, blank=True)
-    # The engine that wrote it: {"backend", "version", "weights" (checksum or revision),
-    # "precision", "device", "sampler", "threads", "server"}; see generation.backends.base.
+    finish_reason = models.CharField(max_length=20, blank=True)  # as Candidate's
+    # The provenance of the backend that wrote it, stored under its first name "engine" (the
+    # column and the API key stay): {"backend", "version", "weights" (checksum or revision),
+    # "precision", "device", "sampler", "threads", "server"}; generation.backends.types.Provenance.
     engine = models.JSONField(default=dict, blank=True)
+    # The archive background put into the prompt (generation.grounding.BackgroundRecord):
+    # {"requested", "query", "sources": [{document_id, title, start, end, score, text, ...}],
+    #  "dropped", "trimmed", "note"}; {} when none was asked for.
+    background = models.JSONField(default=dict, blank=True)
     # {"queue_seconds", "load_seconds", "ttft_seconds", "generation_seconds", "tokens_per_second"}
     timings = models.JSONField(default=dict)
+    # Quality signals, computed once when the candidates are written (generation.quality):
+    # {"score", "components", "reasons", "coverage", "relevance", "fluency", "repetition",
+    # "completeness", "length", "unsupported", "register", "off_brief", "best", "version"}.
+    # Relevance is added by the checks, where the sentence model is loaded. {}: written before.
+    quality = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -472,3 +541,13 @@ class Draft(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Draft {self.pk}"
+
+    @property
+    def quality_score(self) -> float | None:
+        score = (self.quality or {}).get("score")
+        return float(score) if score is not None else None
+
+    @property
+    def cut_off(self) -> bool:
+        """The model's text stopped at the token limit (it may end mid-sentence)."""
+        return self.finish_reason == FINISH_LENGTH

@@ -17,29 +17,40 @@ from generation.models import LanguageModel
 
 
 @dataclass(frozen=True)
-class _Rule:
-    kind: type
+class SettingRule:
+    kind: type  # int, float or bool
     minimum: float
     maximum: float | None
     min_exclusive: bool = False
+    label: str = ""  # for forms that list the settings (the fine-tuning page)
 
 
 # The one place that says what a generation setting may be. max_new_tokens is also capped by
 # the model's own limit; min_new_tokens by max_new_tokens.
-SETTING_RULES: dict[str, _Rule] = {
-    "max_new_tokens": _Rule(int, 1, None),
-    "min_new_tokens": _Rule(int, 0, None),
-    "temperature": _Rule(float, 0.0, 5.0),
-    "top_p": _Rule(float, 0.0, 1.0, min_exclusive=True),
-    "top_k": _Rule(int, 0, 1000),
-    "repetition_penalty": _Rule(float, 0.0, 10.0, min_exclusive=True),
-    "no_repeat_ngram_size": _Rule(int, 0, 20),
+SETTING_RULES: dict[str, SettingRule] = {
+    "max_new_tokens": SettingRule(int, 1, None),
+    "min_new_tokens": SettingRule(int, 0, None),
+    "temperature": SettingRule(float, 0.0, 5.0),
+    "top_p": SettingRule(float, 0.0, 1.0, min_exclusive=True),
+    "top_k": SettingRule(int, 0, 1000),
+    "repetition_penalty": SettingRule(float, 0.0, 10.0, min_exclusive=True),
+    "no_repeat_ngram_size": SettingRule(int, 0, 20),
     # Spread candidates' temperatures around ``temperature`` (0 = same settings, seeds differ).
-    "temperature_spread": _Rule(float, 0.0, 1.0),
+    "temperature_spread": SettingRule(float, 0.0, 1.0),
 }
 
 
-def _coerce(name: str, value: Any, rule: _Rule) -> int | float:
+def _coerce(name: str, value: Any, rule: SettingRule) -> int | float | bool:
+    if rule.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "on", "yes"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "off", "no", ""}:
+            return False
+        if value in (0, 1):
+            return bool(value)
+        raise ValidationError({f"settings.{name}": f"{value!r} is not true or false."})
     if isinstance(value, bool) or value is None or value == "":
         raise ValidationError({f"settings.{name}": "A number is required."})
     try:
@@ -56,33 +67,49 @@ def _coerce(name: str, value: Any, rule: _Rule) -> int | float:
     return number
 
 
-def resolve_settings(
-    *, model: LanguageModel, overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The model's defaults overridden by ``overrides``, validated; errors name each field."""
-    resolved: dict[str, Any] = {**model.default_settings(), "temperature_spread": 0.0}
+def check_settings(
+    values: dict[str, Any],
+    overrides: Mapping[str, Any] | None,
+    rules: Mapping[str, SettingRule],
+    *,
+    unknown: str,
+) -> dict[str, list[str]]:
+    """Put ``overrides`` into ``values`` (in place) and check the type and range of every value
+    ``rules`` names; returns the errors keyed "settings.<name>" (``unknown`` for a name with no
+    rule). Generation's settings and fine-tuning's share this one validator."""
     errors: dict[str, list[str]] = {}
     for name, value in (overrides or {}).items():
-        rule = SETTING_RULES.get(name)
+        rule = rules.get(name)
         if rule is None:
-            errors.setdefault(f"settings.{name}", []).append("Unknown generation setting.")
+            errors.setdefault(f"settings.{name}", []).append(unknown)
             continue
         try:
-            resolved[name] = _coerce(name, value, rule)
+            values[name] = _coerce(name, value, rule)
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 errors.setdefault(field, []).extend(messages)
-    for name, rule in SETTING_RULES.items():
+    for name, rule in rules.items():
         key = f"settings.{name}"
-        if key in errors:
+        if key in errors or rule.kind is bool:
             continue
-        value = resolved[name]
+        value = values[name]
         too_low = value <= rule.minimum if rule.min_exclusive else value < rule.minimum
         if too_low:
             relation = "greater than" if rule.min_exclusive else "at least"
             errors.setdefault(key, []).append(f"Must be {relation} {rule.minimum:g}.")
         elif rule.maximum is not None and value > rule.maximum:
             errors.setdefault(key, []).append(f"Must be at most {rule.maximum:g}.")
+    return errors
+
+
+def resolve_settings(
+    *, model: LanguageModel, overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The model's defaults overridden by ``overrides``, validated; errors name each field."""
+    resolved: dict[str, Any] = {**model.default_settings(), "temperature_spread": 0.0}
+    errors = check_settings(
+        resolved, overrides, SETTING_RULES, unknown="Unknown generation setting."
+    )
     if "settings.max_new_tokens" not in errors and (
         resolved["max_new_tokens"] > model.max_new_tokens_limit
     ):

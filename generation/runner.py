@@ -1,10 +1,8 @@
-"""The worker's side of a job: claim it, keep it alive, load the model, stream, save drafts.
+"""The worker's side of a job: claim it, keep it alive, load its backend, stream, save drafts.
 
-Runs in a Celery worker (queue ``generate``). Slow work (loading a model, generating) never
-runs inside a transaction. Every final write is conditional on the job still being
-``running`` under this run's claim, so a job that the sweep failed meanwhile is never
-"finished" behind its back.
-"""
+Runs in a Celery worker (queue ``generate``); slow work (loading a model, generating) never
+inside a transaction. Every final write is conditional on the job still being ``running`` under
+this run's claim: a job the sweep failed meanwhile is never "finished" behind its back."""
 
 from __future__ import annotations
 
@@ -21,11 +19,17 @@ from django.utils import timezone
 from contentstudio import realtime
 from contentstudio.heartbeat import Heartbeat
 from contentstudio.html import text_to_html
-from generation import engine as engine_mod
-from generation import signals, stream
+from generation import grounding, signals, stream
 from generation.backends import get_backend
-from generation.backends.base import BackendError, LocalJob, local_job
-from generation.model_backends import backend_config, model_check_backend
+from generation.backends.reservations import Reservation, reserve
+from generation.backends.types import (
+    BackendError,
+    CandidateOutput,
+    ModelLoadError,
+    PromptTooLong,
+    SamplingSettings,
+)
+from generation.model_runtime import backend_config
 from generation.models import (
     DRAFT_INITIAL_STATUS,
     Candidate,
@@ -33,27 +37,13 @@ from generation.models import (
     Draft,
     GenerationJob,
     JobStatus,
-    LanguageModel,
 )
-from generation.services import (
-    _candidate_states,
-    job_fail,
-    job_transition,
-    system_render,
-    template_render,
-)
+from generation.selectors import candidate_states
+from generation.services import job_fail, job_transition, system_render, template_render
+from generation.services.quality import candidates_quality
+from generation.topup import top_up
 
 logger = logging.getLogger(__name__)
-
-
-def model_spec(model: LanguageModel) -> engine_mod.ModelSpec:
-    return engine_mod.ModelSpec(
-        source_kind=model.source_kind,
-        source=model.source,
-        revision=model.revision,
-        device=model.device,
-        dtype=model.dtype,
-    )
 
 
 class _Recorder:
@@ -73,10 +63,21 @@ class _Recorder:
         self.js = js
         self.save_interval = django_settings.GENERATION_SAVE_INTERVAL
         self.cancel_poll = django_settings.GENERATION_CANCEL_POLL
-        self._last_save = time.monotonic()
-        self._last_poll = time.monotonic()
+        self._last_save = self._last_poll = time.monotonic()
         self._cancelled = False
         self._first_token_at: list[Any] = [None] * len(candidates)
+
+    def extend(self, extra: list[Candidate]) -> None:
+        """Candidates added to the running job (a top-up): streamed and saved after the others."""
+        self.candidates += extra
+        self.js.add_candidates(len(extra))
+        self._first_token_at += [None] * len(extra)
+
+    def truncate(self, count: int) -> None:
+        """Back to the first ``count`` candidates (a top-up that failed)."""
+        del self.candidates[count:]
+        self.js.drop_candidates(count)
+        del self._first_token_at[count:]
 
     def on_step(self, deltas: list[str | None]) -> None:
         now = timezone.now()
@@ -132,8 +133,9 @@ def _draft_title(job: GenerationJob, text: str) -> str:
     return (first_line[:117] + "...") if len(first_line) > 120 else first_line
 
 
-def job_execute(*, job_id: int, worker_name: str) -> None:
-    """Run a job in the worker: claim it, keep it alive, load the model, stream, save drafts.
+def job_claim_and_generate(*, job_id: int, worker_name: str) -> None:
+    """Claim a queued job for this worker, keep it alive while it generates, and fail it with
+    the reason if anything breaks (the generating itself is ``_claimed_job_generate``).
 
     Idempotent: a job that is not queued any more (another worker has it, or it ended) is left
     alone; a dead worker's job is the periodic sweep's business, never a page view's.
@@ -156,8 +158,8 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
         )
 
     # From the claim on, a timer thread proves the job alive (also while a slow model loads,
-    # when nothing else would be written), and the job counts as one this process will compute
-    # (``local_job``) until its generation ends.
+    # when nothing else would be written), and the job holds a reservation of this process's
+    # cores (``reserve``) until its generation ends.
     with (
         Heartbeat(
             beat,
@@ -165,10 +167,10 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
             name=f"job-{job_id}",
             beat_now=False,  # the claim wrote heartbeat_at
         ) as heartbeat,
-        local_job() as slot,
+        reserve() as cores,
     ):
         try:
-            _job_run(job_id, heartbeat, slot)
+            _claimed_job_generate(job_id, heartbeat, cores)
         except Exception as exc:
             # Whatever broke, the job must not stay "running" until it looks stale.
             logger.exception("job %s failed", job_id)
@@ -179,7 +181,11 @@ def job_execute(*, job_id: int, worker_name: str) -> None:
             )
 
 
-def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | None = None) -> None:
+def _claimed_job_generate(
+    job_id: int, heartbeat: Heartbeat | None = None, cores: Reservation | None = None
+) -> None:
+    """Load the job's backend, render its prompt, generate its candidates while streaming and
+    saving them, then turn them into drafts (``_job_finish``) or fail the job with the reason."""
     job = GenerationJob.objects.select_related("model", "template_version", "project").get(
         pk=job_id
     )
@@ -191,15 +197,15 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
         min_interval=django_settings.STREAM_MIN_FRAME_INTERVAL,
         max_delay=django_settings.STREAM_MAX_FRAME_DELAY,
     )
-    js.status(JobStatus.RUNNING, candidates=_candidate_states(job.pk))
+    js.status(JobStatus.RUNNING, candidates=candidate_states(job_id=job.pk))
     realtime.publish_project_event(
         job.project_id, {"kind": "job", "id": job.pk, "status": "running"}
     )
 
     try:
         # The configured backend, loaded once per worker process and shared by concurrent jobs.
-        engine = get_backend(backend_config(job.model), cache_root=django_settings.MODEL_CACHE_DIR)
-    except (engine_mod.ModelLoadError, BackendError) as exc:
+        backend = get_backend(backend_config(job.model), cache_root=django_settings.MODEL_CACHE_DIR)
+    except (ModelLoadError, BackendError) as exc:
         job_fail(
             job_id=job.pk,
             worker=job.worker,
@@ -215,20 +221,23 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
         )
         return
 
-    if slot is not None and engine.name == "openai":
-        slot.release()  # the server computes: this worker's cores stay free for other jobs
+    if cores is not None and backend.name == "openai":
+        cores.release()  # the server computes: this worker's cores stay free for other jobs
     if job.template_version is not None:
         user_text = template_render(version=job.template_version, values=job.variables)
         system_text = system_render(version=job.template_version, values=job.variables)
     else:
         user_text, system_text = job.seed_text, ""
-    prompt = engine.render_prompt(system=system_text, user=user_text)
+    background: dict[str, Any] = {}
+    if job.background:
+        user_text, background = _ground(job, backend, system_text=system_text, user_text=user_text)
+    prompt = backend.render_prompt(system=system_text, user=user_text)
     # None for a remote server: it reports the count with the result.
-    prompt_tokens = engine.count_tokens(prompt) or 0
+    prompt_tokens = backend.count_tokens(prompt) or 0
     started = timezone.now()
     with transaction.atomic():  # one commit before the first token, not two
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker).update(
-            prompt=prompt, load_seconds=engine.load_seconds
+            prompt=prompt, load_seconds=backend.load_seconds
         )
         Candidate.objects.filter(job=job).update(
             status=CandidateStatus.STREAMING, started_at=started, prompt_tokens=prompt_tokens
@@ -238,12 +247,13 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
         c.prompt_tokens = prompt_tokens
 
     recorder = _Recorder(job=job, candidates=candidates, js=js, heartbeat=heartbeat)
-    settings = engine_mod.SamplingSettings.from_dict(job.settings)
+    settings = SamplingSettings.from_dict(job.settings)
     temperatures = [float(c.settings.get("temperature", settings.temperature)) for c in candidates]
     error = ""
-    outputs: list[engine_mod.CandidateOutput] = []
+    outputs: list[CandidateOutput] = []
+    topup_prompt = ""
     try:
-        outputs = engine.generate(
+        outputs = backend.generate(
             prompt=prompt,
             n=len(candidates),
             seeds=[c.seed for c in candidates],
@@ -251,19 +261,32 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
             temperatures=temperatures,
             on_delta=recorder.on_step,
             should_stop=recorder.should_stop,
-            preamble=engine.preamble(system=system_text),
+            preamble=backend.preamble(system=system_text),
         )
-    except engine_mod.PromptTooLong as exc:
+        if job.topup:
+            outputs, topup_prompt = top_up(
+                job=job,
+                backend=backend,
+                prompt=prompt,
+                system_text=system_text,
+                brief=user_text,
+                background=background,
+                candidates=candidates,
+                outputs=outputs,
+                recorder=recorder,
+                settings=settings,
+            )
+    except PromptTooLong as exc:
         error = str(exc)
     except BackendError as exc:
         # The server's (or runtime's) own words: the job page shows them.
-        error = f"Generation failed ({engine.name} backend): {exc}"
+        error = f"Generation failed ({backend.name} backend): {exc}"
     except Exception as exc:
         logger.exception("generation failed for job %s", job.pk)
         error = f"Generation failed: {type(exc).__name__}: {exc}"
     finally:
-        if slot is not None:
-            slot.release()  # the cores are free for the next job before the drafts are saved
+        if cores is not None:
+            cores.release()  # the cores are free for the next job before the drafts are saved
     if error:
         recorder.save()
         js.flush()
@@ -276,14 +299,47 @@ def _job_run(job_id: int, heartbeat: Heartbeat | None = None, slot: LocalJob | N
         js=js,
         started=started,
         prompt=prompt,
-        load_seconds=engine.load_seconds,
+        load_seconds=backend.load_seconds,
         first_token_at=recorder._first_token_at,
-        provenance=_job_provenance(engine.provenance(), outputs),
+        provenance=_job_provenance(backend.provenance(), outputs),
+        background=background,
+        brief=user_text,
+        topup_prompt=topup_prompt,
     )
 
 
+def _ground(
+    job: GenerationJob, backend: Any, *, system_text: str, user_text: str
+) -> tuple[str, dict[str, Any]]:
+    """The user message with the archive background the job asked for, and its record.
+
+    A retrieval that fails does not fail the job: the drafts are written without background
+    and their record says why (the draft page shows it)."""
+    query = grounding.brief_of(variables=job.variables, seed_text=job.seed_text)
+    try:
+        sources, retrieval = grounding.retrieve(
+            project_id=job.project_id, query=query, k=job.background
+        )
+    except Exception as exc:
+        logger.exception("retrieving background for job %s", job.pk)
+        sources, retrieval = [], {"error": f"{type(exc).__name__}: {exc}"}
+    user, record = grounding.fit_background(
+        sources=sources,
+        user_text=user_text,
+        render=lambda user: backend.render_prompt(system=system_text, user=user),
+        count_tokens=backend.count_tokens,
+        context_length=backend.context_length,
+        max_new_tokens=SamplingSettings.from_dict(job.settings).max_new_tokens,
+    )
+    record.update(requested=job.background, query=query, retrieval=retrieval)
+    if not sources:
+        why = retrieval.get("error") or retrieval.get("not_run") or "no passage matched the brief"
+        record["note"] = f"No archive background was given: {why}."
+    return user, dict(record)
+
+
 def _job_provenance(
-    provenance: Mapping[str, Any], outputs: list[engine_mod.CandidateOutput]
+    provenance: Mapping[str, Any], outputs: list[CandidateOutput]
 ) -> dict[str, Any]:
     """The backend's provenance with what this job ran on: a backend that picks a session per
     job (ONNX Runtime GenAI's wide one for a job alone) says which threads it got."""
@@ -298,21 +354,30 @@ def _job_finish(
     *,
     job: GenerationJob,
     candidates: list[Candidate],
-    outputs: list[engine_mod.CandidateOutput],
+    outputs: list[CandidateOutput],
     js: stream.JobStream,
     started: Any,
     prompt: str,
     load_seconds: float,
     first_token_at: list[Any],
     provenance: dict[str, Any] | None = None,
+    background: dict[str, Any] | None = None,
+    brief: str = "",
+    topup_prompt: str = "",
 ) -> None:
-    """Save final texts and turn every finished candidate into a draft, in one transaction."""
+    """Save final texts and turn every finished candidate into a draft, in one transaction.
+
+    Each draft gets its quality signals (``generation.quality``), computed here for all the
+    candidates together (they are compared with one another) and before the transaction."""
     end_mono = time.monotonic()
     end = timezone.now()
     created: list[Draft] = []
     for out in outputs:
         js.replace(out.index, out.text)
     js.flush()
+    quality_by_index = candidates_quality(
+        job=job, outputs=outputs, brief=brief, provenance=provenance, background=background
+    )
     cancelled = any(out.finish_reason == "cancelled" for out in outputs)
     final = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED
     with transaction.atomic():
@@ -378,13 +443,20 @@ def _job_finish(
                     model_revision=job.model.revision,
                     template_version=job.template_version,
                     variables=job.variables,
-                    prompt=prompt,
+                    # A top-up candidate was written from the brief with its key terms.
+                    prompt=(
+                        topup_prompt
+                        if topup_prompt and candidate.index >= job.n_candidates
+                        else prompt
+                    ),
                     settings=candidate.settings,
                     seed=candidate.seed,
                     prompt_tokens=candidate.prompt_tokens or 0,
                     completion_tokens=candidate.completion_tokens,
                     finish_reason=candidate.finish_reason,
-                    engine=provenance or {},
+                    engine=provenance or {},  # the provenance (stored under this name)
+                    background=background or {},
+                    quality=quality_by_index[candidate.index],
                     timings={
                         "queue_seconds": round((started - job.created_at).total_seconds(), 3),
                         "load_seconds": round(load_seconds, 3),
@@ -404,7 +476,7 @@ def _job_finish(
     js.status(
         job.status,
         error=job.error,
-        candidates=[{**s, "text": ""} for s in _candidate_states(job.pk)],
+        candidates=[{**s, "text": ""} for s in candidate_states(job_id=job.pk)],
     )
     for draft in created:
         js.draft(
@@ -424,7 +496,5 @@ def _job_finish(
         transaction.on_commit(lambda d=draft: signals.draft_created.send(sender=Draft, draft=d))
 
 
-def model_check(*, model_id: int, backend: str | None = None) -> LanguageModel:
-    """Load a model in this worker with its backend (or ``backend``), generate a few tokens,
-    record the time or the exact error (see generation.model_backends)."""
-    return model_check_backend(model_id=model_id, backend=backend)
+# Deprecated alias for callers not yet renamed (fine-tuning's tests, moved beside this change).
+job_execute = job_claim_and_generate

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
+from contentstudio.models import Project
 from contentstudio.selectors import membership_role
 from generation import stream
-from generation.models import Candidate, Draft, GenerationJob, PromptTemplate
+from generation.models import Candidate, Draft, GenerationJob, LanguageModel, PromptTemplate
+from generation.quality import best_index
+
+
+def models_listed(
+    *, projects: Iterable[Project] | QuerySet[Project], enabled_only: bool = False
+) -> QuerySet[LanguageModel]:
+    """The models that may be shown beside ``projects``: the shared ones and those tuned for
+    one of these projects. A tuned model's weights (and its name) come from its project's
+    texts, so it is never listed to anyone outside that project. Every list of models a
+    person or a token sees goes through here (pass the projects the page or token shows)."""
+    if isinstance(projects, QuerySet):
+        ids: Any = projects.values("pk")
+    else:
+        ids = [p.pk for p in projects]
+    models = LanguageModel.objects.filter(Q(project__isnull=True) | Q(project_id__in=ids))
+    if enabled_only:
+        models = models.filter(enabled=True)
+    return models.order_by("name")
 
 
 def job_for_user(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> GenerationJob | None:
@@ -91,8 +111,10 @@ def job_snapshot(*, job_id: int) -> dict[str, Any]:
                 "draft_url": (
                     reverse("draft_detail", args=[job.project.slug, draft.pk]) if draft else None
                 ),
+                "quality": quality_summary(draft),
             }
         )
+    mark_best(rows)
     return {
         "type": "job.snapshot",
         "seq": seq,
@@ -102,3 +124,77 @@ def job_snapshot(*, job_id: int) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested_at is not None,
         "candidates": rows,
     }
+
+
+def candidate_states(*, job_id: int) -> list[stream.CandidateState]:
+    """Each candidate's saved state (status, text, tokens, draft), in order: what a final
+    status frame carries."""
+    rows = Candidate.objects.filter(job_id=job_id).select_related("draft").order_by("index")
+    states: list[stream.CandidateState] = []
+    for c in rows:
+        draft = getattr(c, "draft", None)
+        states.append(
+            {
+                "index": c.index,
+                "status": c.status,
+                "text": c.text,
+                "tokens": c.completion_tokens,
+                "tokens_per_second": c.tokens_per_second,
+                "finish_reason": c.finish_reason,
+                "draft_id": draft.pk if draft else None,
+                "quality": quality_summary(draft),
+            }
+        )
+    mark_best(states)
+    return states
+
+
+def quality_summary(draft: Draft | None) -> dict[str, Any] | None:
+    """What a page shows of a draft's quality signals: the score, the reasons, the marks."""
+    quality = (draft.quality if draft is not None else None) or {}
+    if quality.get("score") is None:
+        return None
+    unsupported = quality.get("unsupported") or []
+    return {
+        "score": quality["score"],
+        "reasons": list(quality.get("reasons") or []),
+        "off_brief": bool(quality.get("off_brief")),
+        "verify": sum(1 for s in unsupported if s.get("status") != "contradiction"),
+        "contradictions": sum(1 for s in unsupported if s.get("status") == "contradiction"),
+        "best": False,
+    }
+
+
+def mark_best(rows: list[Any]) -> None:
+    """Mark the row whose draft scores highest (of two or more scored drafts) as the best."""
+    scores = [(r.get("quality") or {}).get("score") for r in rows]
+    best = best_index(scores)
+    if best is not None and sum(s is not None for s in scores) > 1:
+        rows[best]["quality"]["best"] = True
+
+
+def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Candidates ordered by quality score, highest first (unscored ones last, by index)."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            (r.get("quality") or {}).get("score") is None,
+            -((r.get("quality") or {}).get("score") or 0.0),
+            r["index"],
+        ),
+    )
+
+
+def job_best_drafts(*, job_ids: Iterable[int]) -> set[int]:
+    """The ids of the best draft of each of ``job_ids`` (jobs of two or more scored drafts)."""
+    by_job: dict[int, list[tuple[int, float | None]]] = {}
+    rows = Draft.objects.filter(job_id__in=set(job_ids)).order_by("candidate__index")
+    for draft_id, job_id, quality in rows.values_list("pk", "job_id", "quality"):
+        by_job.setdefault(job_id, []).append((draft_id, (quality or {}).get("score")))
+    best: set[int] = set()
+    for drafts in by_job.values():
+        scores = [s for _, s in drafts]
+        index = best_index(scores)
+        if index is not None and sum(s is not None for s in scores) > 1:
+            best.add(drafts[index][0])
+    return best

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from django.core.cache import cache
 
@@ -51,7 +51,10 @@ class CandidateState(TypedDict):
     text: str
     tokens: int
     tokens_per_second: float | None
+    finish_reason: str  # "length": cut off at the token limit (generation.models)
     draft_id: int | None
+    # The draft's quality in short (generation.selectors.quality_summary); None before it.
+    quality: NotRequired[dict[str, Any] | None]
 
 
 class StatusEvent(TypedDict):
@@ -62,7 +65,9 @@ class StatusEvent(TypedDict):
     candidates: list[CandidateState]
 
 
-class DraftEvent(TypedDict):
+class DraftSavedEvent(TypedDict):
+    """The frame announcing a candidate saved as a Draft (the audit row is review.DraftEvent)."""
+
     type: str
     seq: int
     index: int
@@ -116,6 +121,18 @@ class JobStream:
         self._last_frame_at: float | None = None
         self._first_pending_at: float | None = None
         self.frames = 0
+
+    def add_candidates(self, count: int) -> None:
+        """Make room for ``count`` more candidates (a job's top-up), numbered after the rest."""
+        self.texts += [""] * count
+        self.tokens += [0] * count
+        self._sent_upto += [0] * count
+        self._replace_from += [None] * count
+
+    def drop_candidates(self, keep: int) -> None:
+        """Forget the candidates after the first ``keep`` (a top-up that failed)."""
+        for name in ("texts", "tokens", "_sent_upto", "_replace_from"):
+            setattr(self, name, getattr(self, name)[:keep])
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -205,7 +222,7 @@ class JobStream:
 
     def draft(self, *, index: int, draft_id: int, url: str) -> None:
         seq = self._next_seq()
-        event: DraftEvent = {
+        event: DraftSavedEvent = {
             "type": JOB_DRAFT,
             "seq": seq,
             "index": index,

@@ -7,7 +7,7 @@ import socket
 from celery import shared_task
 from celery.signals import worker_ready
 
-from generation import runner, services
+from generation import model_runtime, runner, services
 
 
 def worker_name() -> str:
@@ -17,10 +17,11 @@ def worker_name() -> str:
     return hostname or f"worker@{socket.gethostname()}"
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def job_run(job_id: int) -> None:
+# The name is the task's original one: messages already queued and the routes still find it.
+@shared_task(name="generation.tasks.job_run", acks_late=True, ignore_result=True)
+def job_generate(job_id: int) -> None:
     """Generate a job's candidates. Idempotent: a redelivered job that already ran is skipped."""
-    runner.job_execute(job_id=job_id, worker_name=worker_name())
+    runner.job_claim_and_generate(job_id=job_id, worker_name=worker_name())
 
 
 @shared_task(ignore_result=True)
@@ -31,25 +32,22 @@ def jobs_sweep() -> dict[str, int]:
 
 @shared_task(acks_late=True, ignore_result=True)
 def model_check(model_id: int, backend: str | None = None) -> None:
-    runner.model_check(model_id=model_id, backend=backend)
+    """Load a model with its backend (or ``backend``) here, write a few tokens, record it."""
+    model_runtime.model_check(model_id=model_id, backend=backend)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def model_convert_onnx(model_id: int) -> None:
     """Convert a model to ONNX in the worker (where it will run); the outcome is recorded as
     the ONNX backend's check."""
-    from generation.backends.base import ModelLoadError
-    from generation.model_backends import model_check_backend
-    from generation.model_backends import model_convert_onnx as convert
+    from generation.backends.types import ModelLoadError
 
     try:
-        convert(model_id=model_id)
+        model_runtime.model_convert_onnx(model_id=model_id)
     except ModelLoadError as exc:
         from django.utils import timezone
 
-        from generation.model_backends import record_backend_check
-
-        record_backend_check(
+        model_runtime.record_backend_check(
             model_id=model_id,
             backend="onnx",
             ok=False,
@@ -57,7 +55,7 @@ def model_convert_onnx(model_id: int) -> None:
             at=timezone.now().isoformat(),
         )
         return
-    model_check_backend(model_id=model_id, backend="onnx")
+    model_runtime.model_check(model_id=model_id, backend="onnx")
 
 
 @worker_ready.connect

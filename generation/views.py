@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -10,21 +12,47 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from contentstudio.errors import DomainError
+from contentstudio.field_labels import labelled_errors
 from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import project_get
 from generation import selectors, services
 from generation.diversity import candidate_diversity
-from generation.forms import generation_context, parse_generation_post
+from generation.forms import (
+    generation_context,
+    generation_labels,
+    generation_language_warning,
+    parse_generation_post,
+)
 from generation.models import PromptTemplate
+
+# The template form's labels (a variable's error is "Variables, item 2").
+TEMPLATE_LABELS = {
+    "name": "Name",
+    "content_type": "Content type",
+    "system_prompt": "System prompt",
+    "body": "Prompt",
+    "variables": "Variables",
+    "note": "What changed",
+    "background": "Archive background",
+    "topup": "Top-up",
+}
 
 
 @login_required
 def generate(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_get(user=request.user, slug=slug, minimum=Role.EDITOR)
     errors: dict[str, list[str]] = {}
+    language_warning = None
     if request.method == "POST":
         kwargs, errors = parse_generation_post(project=project, data=request.POST)
-        if not errors:
+        language_warning = None if errors else generation_language_warning(kwargs)
+        # A model that does not write the template's or brief's language is a warning, not an
+        # error: the form comes back once with it, and "Generate anyway" (which posts the
+        # warning's confirmation) goes on (docs/generation.md).
+        confirmed = language_warning is None or (
+            request.POST.get("language_confirmed") == language_warning["confirm"]
+        )
+        if not errors and confirmed:
             try:
                 job = services.job_create(project=project, user=request.user, **kwargs)
             except ValidationError as exc:
@@ -35,8 +63,11 @@ def generate(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project,
         "role": role,
         "errors": errors,
-        "error_list": [(field, msg) for field, msgs in errors.items() for msg in msgs],
+        "error_list": labelled_errors(
+            errors, generation_labels(project=project, data=request.POST)
+        ),
         "posted": request.method == "POST",
+        "language_warning": language_warning if request.method == "POST" else None,
         # Given back to the page's script (json_script) to refill the fields after an error.
         "posted_values": {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"},
         **generation_context(project=project),
@@ -57,6 +88,8 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
     if job is None or job.project_id != project.pk:
         raise Http404("No such job.")
     snapshot = selectors.job_snapshot(job_id=job.pk)
+    # Best first once the drafts are scored; the page script keeps this order.
+    ordered = selectors.best_first(snapshot["candidates"])
     return render(
         request,
         "generation/job_detail.html",
@@ -65,6 +98,7 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
             "role": role,
             "job": job,
             "snapshot": snapshot,
+            "ordered": ordered,
             "diversity": candidate_diversity(
                 [(c["index"], c["text"]) for c in snapshot["candidates"]]
             ),
@@ -152,11 +186,17 @@ def template_edit(request: HttpRequest, slug: str, template_id: int | None = Non
         "system_prompt": version.system_prompt if version else "",
         "body": version.body if version else "",
         "variables": _variables_to_text(version.variables) if version else "",
+        "background": str(version.background) if version else "0",
+        "topup": str(version.topup) if version else "0",
         "note": "",
     }
     if request.method == "POST":
         values.update({k: request.POST.get(k, "") for k in values})
         variables = _variables_from_post(values["variables"])
+        raw = values["background"].strip() or "0"
+        background: Any = int(raw) if raw.isdigit() else raw
+        raw_topup = values["topup"].strip() or "0"
+        topup: Any = int(raw_topup) if raw_topup.isdigit() else raw_topup
         try:
             if template is None:
                 template = services.template_create(
@@ -167,6 +207,8 @@ def template_edit(request: HttpRequest, slug: str, template_id: int | None = Non
                     system_prompt=values["system_prompt"],
                     body=values["body"],
                     variables=variables,
+                    background=background,
+                    topup=topup,
                 )
                 messages.success(request, f"Template {template.name} created.")
             else:
@@ -177,6 +219,8 @@ def template_edit(request: HttpRequest, slug: str, template_id: int | None = Non
                     body=values["body"],
                     variables=variables,
                     note=values["note"],
+                    background=background,
+                    topup=topup,
                 )
                 messages.success(request, f"Saved as version {new.number}.")
             return redirect("template_list", slug=project.slug)
@@ -192,7 +236,7 @@ def template_edit(request: HttpRequest, slug: str, template_id: int | None = Non
             "version": version,
             "values": values,
             "errors": errors,
-            "error_list": [(f, m) for f, ms in errors.items() for m in ms],
+            "error_list": labelled_errors(errors, TEMPLATE_LABELS),
         },
         status=400 if errors else 200,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from contentstudio.admin_base import ReadOnlyAdmin
+from contentstudio.admin_base import ProjectScopedAdmin, ReadOnlyAdmin
 from review.models import (
     ArchiveDocument,
     Assignment,
@@ -16,11 +16,12 @@ from review.models import (
     EditLock,
     ImportRun,
     Policy,
+    PolicyEvent,
 )
 
 
 @admin.register(ArchiveDocument)
-class ArchiveDocumentAdmin(admin.ModelAdmin):
+class ArchiveDocumentAdmin(ProjectScopedAdmin):
     list_display = ["title", "project", "author", "license", "published_date", "imported_at"]
     list_filter = ["project", "license"]
     search_fields = ["title", "citation", "author"]
@@ -46,8 +47,14 @@ class ImportRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ReadOnlyAdmin):
+    # Changed on the project's Policy page only, so every change gets its PolicyEvent.
     list_display = ["project", "lexical_threshold", "semantic_threshold", "updated_at"]
+
+
+@admin.register(PolicyEvent)
+class PolicyEventAdmin(ReadOnlyAdmin):
+    list_display = ["policy", "actor", "created_at"]
 
 
 @admin.register(CheckResult)

@@ -10,13 +10,17 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contentstudio import keyset
-from contentstudio.api import etag_response, keyset_page_response, validation_response
+from contentstudio.api import (
+    LimitPagination,
+    etag_response,
+    keyset_page_response,
+    validation_response,
+)
 from contentstudio.html import html_to_text
 from contentstudio.selectors import membership_role
 from generation.models import Draft
@@ -42,9 +46,21 @@ class DraftOut(serializers.Serializer):
     job = serializers.IntegerField(source="job_id")
     model = serializers.CharField(source="model_name")
     seed = serializers.IntegerField()
+    # "length": cut off at the token limit; "eos": the model ended the text.
+    finish_reason = serializers.CharField()
+    # ISO 639-1 code of the text's detected language; "und" when unsure, "" before detection.
+    language = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     summary = serializers.SerializerMethodField()
+    # The quality score (0..1, generation.quality; null: written before the signals) and
+    # whether the draft covers fewer than half of its brief's key terms.
+    quality_score = serializers.FloatField(allow_null=True)
+    off_brief = serializers.SerializerMethodField()
+
+    def get_off_brief(self, draft: Draft) -> bool | None:
+        quality = draft.quality or {}
+        return bool(quality["off_brief"]) if "off_brief" in quality else None
 
     def get_summary(self, draft: Draft) -> dict[str, Any] | None:
         summary = getattr(draft, "check_summary", None)
@@ -78,7 +94,25 @@ class DraftDetailOut(DraftOut):
     settings = serializers.DictField()
     # The engine that wrote it: backend, version, weights checksum or revision.
     engine = serializers.DictField()
+    # The archive background put into the prompt: sources (document, title, offsets, score,
+    # the text given), those left out for lack of room, and a note (generation.grounding).
+    background = serializers.DictField()
     checks = serializers.SerializerMethodField()
+    # Every quality signal as computed when the draft was written (relevance at its checks):
+    # score, components, reasons, coverage, relevance, fluency, repetition, completeness,
+    # length, unsupported (specifics to verify, contradictions), register, off_brief.
+    quality = serializers.DictField()
+    # The specifics of the current text to verify (positions in ``text``).
+    specifics = serializers.SerializerMethodField()
+    # The number of the current text (1: the model's output); unlike ``version`` it does not
+    # move when the checks run. Send it back as ``revision`` with an edit.
+    revision_number = serializers.SerializerMethodField()
+
+    def get_revision_number(self, draft: Draft) -> int:
+        return editorial.text_revision(draft)
+
+    def get_specifics(self, draft: Draft) -> list[dict[str, Any]]:
+        return selectors.draft_specifics(draft=draft, text=html_to_text(draft.body))
 
     def get_text(self, draft: Draft) -> str:
         return html_to_text(draft.body)
@@ -99,6 +133,17 @@ class DraftListApi(APIView):
         responses=DraftOut(many=True),
         parameters=[
             OpenApiParameter("updated_since", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "language",
+                str,
+                description="Only drafts in this language (ISO 639-1 code, such as en or zh; "
+                "und: undetermined).",
+            ),
+            OpenApiParameter(
+                "search",
+                str,
+                description="Words that must all appear in the title or the text (any case).",
+            ),
             OpenApiParameter(
                 "ordering",
                 str,
@@ -138,7 +183,7 @@ class DraftListApi(APIView):
                 ordering=ordering,
                 serialize=lambda page: DraftOut(page, many=True).data,
             )
-        paginator = LimitOffsetPagination()
+        paginator = LimitPagination()
         page = paginator.paginate_queryset(drafts, request, view=self)
         listed = paginator.get_paginated_response(DraftOut(page, many=True).data)
         return etag_response(request, listed.data)
@@ -177,6 +222,12 @@ class EditIn(serializers.Serializer):
     title = serializers.CharField(required=False, allow_blank=True)
     version = serializers.IntegerField()
     note = serializers.CharField(required=False, allow_blank=True, default="")
+    revision = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="The text revision the edit started from (the draft's revision_number): "
+        "when only the checks moved the draft on since, the edit is saved instead of refused.",
+    )
 
 
 class DraftEditApi(APIView):
@@ -191,6 +242,7 @@ class DraftEditApi(APIView):
             title=data.validated_data.get("title"),
             expected_version=data.validated_data["version"],
             note=data.validated_data["note"],
+            base_revision=data.validated_data.get("revision"),
         )
         return Response(DraftDetailOut(edited).data)
 

@@ -1,9 +1,13 @@
 """Importing archive documents: reading sources row by row, and storing them with their passages.
 
 Sources: plain text files (one document each; a folder or a zip of them), CSV and JSON Lines with
-a column mapping. A bad row (not UTF-8, empty text, missing column, broken JSON) is reported with
-its line number (or file name) and the rest are still imported; the same text imported twice is
-stored once.
+a column mapping. A bad row (unreadable bytes, empty text, missing column, broken JSON) is
+reported with its line number (or file name) and the rest are still imported; the same text
+imported twice is stored once.
+
+Files are read in the encoding they are in (:mod:`review.encodings`: UTF-8 with or without a
+byte-order mark, UTF-16 with its mark, GB18030); the encodings read are counted per run
+(``ImportRun.encodings``) and each document's language is detected as it is stored.
 """
 
 from __future__ import annotations
@@ -24,17 +28,17 @@ from typing import Any, BinaryIO
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.utils import timezone
 
 from contentstudio.html import html_to_text
 from generation.models import Draft
-from review import indexes
+from review import source_indexes
+from review.checks.language import detect_language
 from review.checks.plagiarism import split_passages
+from review.encodings import CODECS, UTF8, UTF8_BOM, UTF16, decode_bytes, file_encoding
 from review.models import (
     ArchiveDocument,
     ImportFormat,
     ImportRun,
-    ImportStatus,
     SourceKind,
     SourcePassage,
 )
@@ -52,6 +56,11 @@ class RawRow:
     where: str  # "line 12" or a file name: what the person fixes
     fields: dict[str, Any] | None = None
     error: str | None = None
+    encoding: str = ""  # how its bytes were read ("UTF-8", "GB18030"); "" for rows given as text
+
+
+class ClaimLost(Exception):
+    """The run is no longer this import's to write (another worker took it over)."""
 
 
 @dataclass
@@ -61,6 +70,7 @@ class Progress:
     imported: int = 0
     duplicates: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    encodings: dict[str, int] = field(default_factory=dict)
 
 
 def content_hash(text: str) -> str:
@@ -91,9 +101,9 @@ def parse_mapping(spec: str | dict[str, str] | None) -> dict[str, str]:
 # --- Readers -----------------------------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str | None:
+def _decode(raw: bytes, codec: str = "utf-8-sig") -> str | None:
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(codec)
     except UnicodeDecodeError:
         return None
 
@@ -114,14 +124,15 @@ def _map_fields(
 def read_text_files(paths: Iterable[tuple[str, bytes]]) -> Iterator[RawRow]:
     """One document per file: the title is the first line when short, else the file name."""
     for name, raw in paths:
-        text = _decode(raw)
+        decoded = decode_bytes(raw)
+        text = decoded.text
         if text is None:
-            yield RawRow(name, error="not valid UTF-8")
+            yield RawRow(name, error=decoded.error)
             continue
         first, _, rest = text.strip().partition("\n")
         title = first.strip() if 0 < len(first.strip()) <= 200 and rest.strip() else Path(name).stem
         body = rest.strip() if title == first.strip() else text
-        yield RawRow(name, {"title": title, "text": body})
+        yield RawRow(name, {"title": title, "text": body}, encoding=decoded.encoding)
 
 
 def text_files_in(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -141,9 +152,10 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
             yield info.filename, archive.read(info)
 
 
-def read_csv(stream: BinaryIO, mapping: dict[str, str]) -> Iterator[RawRow]:
+def read_csv(stream: BinaryIO, mapping: dict[str, str], encoding: str = UTF8) -> Iterator[RawRow]:
     # surrogateescape keeps undecodable bytes visible per row instead of aborting the file.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    codec = "utf-8-sig" if encoding in (UTF8, UTF8_BOM) else CODECS[encoding]
+    text = io.TextIOWrapper(stream, encoding=codec, errors="surrogateescape", newline="")
     reader = csv.DictReader(text)
     if reader.fieldnames is None:
         return
@@ -153,34 +165,40 @@ def read_csv(stream: BinaryIO, mapping: dict[str, str]) -> Iterator[RawRow]:
         start = reader.line_num + 1
         values = [v for v in record.values() if isinstance(v, str)]
         if any(_has_surrogates(v) for v in values):
-            yield RawRow(where, error="not valid UTF-8")
+            yield RawRow(where, error=f"not valid {encoding}")
             continue
         if None in record:
-            yield RawRow(where, error="more values than columns")
+            yield RawRow(where, error="more values than columns", encoding=encoding)
             continue
         fields, error = _map_fields(record, mapping)
-        yield RawRow(where, fields if error is None else None, error)
+        yield RawRow(where, fields if error is None else None, error, encoding=encoding)
 
 
-def read_jsonl(stream: BinaryIO, mapping: dict[str, str]) -> Iterator[RawRow]:
-    for number, raw in enumerate(stream, start=1):
+def read_jsonl(stream: BinaryIO, mapping: dict[str, str], encoding: str = UTF8) -> Iterator[RawRow]:
+    codec = "utf-8-sig" if encoding in (UTF8, UTF8_BOM) else CODECS[encoding]
+    # UTF-16 splits into lines only once decoded; the other encodings never put a newline byte
+    # inside a character, so a bad line is reported alone.
+    lines: Iterable[bytes | str] = (
+        io.TextIOWrapper(stream, encoding=codec, newline="") if encoding == UTF16 else stream
+    )
+    for number, raw in enumerate(lines, start=1):
         where = f"line {number}"
         if not raw.strip():
             continue
-        line = _decode(raw)
+        line = raw if isinstance(raw, str) else _decode(raw, codec)
         if line is None:
-            yield RawRow(where, error="not valid UTF-8")
+            yield RawRow(where, error=f"not valid {encoding}")
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield RawRow(where, error=f"not valid JSON ({exc.msg})")
+            yield RawRow(where, error=f"not valid JSON ({exc.msg})", encoding=encoding)
             continue
         if not isinstance(record, dict):
-            yield RawRow(where, error="not a JSON object")
+            yield RawRow(where, error="not a JSON object", encoding=encoding)
             continue
         fields, error = _map_fields(record, mapping)
-        yield RawRow(where, fields if error is None else None, error)
+        yield RawRow(where, fields if error is None else None, error, encoding=encoding)
 
 
 def _has_surrogates(value: str) -> bool:
@@ -200,11 +218,13 @@ def rows_from_path(path: Path, fmt: str, mapping: dict[str, str]) -> Iterator[Ra
     if fmt == ImportFormat.TEXT:
         yield from read_text_files(text_files_in(path))
     elif fmt == ImportFormat.CSV:
+        encoding = file_encoding(path)
         with path.open("rb") as handle:
-            yield from read_csv(handle, mapping)
+            yield from read_csv(handle, mapping, encoding)
     elif fmt == ImportFormat.JSONL:
+        encoding = file_encoding(path)
         with path.open("rb") as handle:
-            yield from read_jsonl(handle, mapping)
+            yield from read_jsonl(handle, mapping, encoding)
     else:
         raise ValueError(f"Unknown format {fmt!r}.")
 
@@ -249,32 +269,45 @@ def import_rows(
     run: ImportRun,
     rows: Iterable[RawRow],
     on_progress: Callable[[Progress], None] | None = None,
+    progress: Progress | None = None,
+    claim: dict[str, Any] | None = None,
 ) -> Progress:
     """Store the rows as documents with their passages, CHUNK rows per transaction.
+
+    ``progress``: the counters so far (a run resumed after ``progress.processed`` rows; the
+    rows given are the ones after those). Each chunk commits only while the run's stored
+    ``processed`` is still the chunk's start and the run still matches ``claim`` (its worker):
+    otherwise the chunk is rolled back and ClaimLost raised, so no row is stored twice.
 
     Side effects: ArchiveDocument and SourcePassage rows, the run's counters after every chunk,
     the project's index version (so the plagiarism indexes pick the passages up).
     """
-    progress = Progress(total=run.total)
+    progress = progress or Progress(total=run.total)
     defaults = run.defaults or {}
     chunk: list[RawRow] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= CHUNK:
-            _store_chunk(run, chunk, defaults, progress)
+            _store_chunk(run, chunk, defaults, progress, claim or {})
             chunk = []
             if on_progress:
                 on_progress(progress)
     if chunk:
-        _store_chunk(run, chunk, defaults, progress)
+        _store_chunk(run, chunk, defaults, progress, claim or {})
     if on_progress:
         on_progress(progress)
     return progress
 
 
 def _store_chunk(
-    run: ImportRun, chunk: list[RawRow], defaults: dict[str, Any], progress: Progress
+    run: ImportRun,
+    chunk: list[RawRow],
+    defaults: dict[str, Any],
+    progress: Progress,
+    claim: dict[str, Any],
 ) -> None:
+    start = progress.processed
+
     def error(where: str, message: str) -> None:
         if len(progress.errors) < MAX_ERRORS_KEPT:
             progress.errors.append({"line": where, "message": message})
@@ -282,6 +315,8 @@ def _store_chunk(
     candidates: list[tuple[RawRow, dict[str, Any], str]] = []
     for row in chunk:
         progress.processed += 1
+        if row.encoding:
+            progress.encodings[row.encoding] = progress.encodings.get(row.encoding, 0) + 1
         if row.error or row.fields is None:
             error(row.where, row.error or "unreadable")
             continue
@@ -297,7 +332,7 @@ def _store_chunk(
         if candidates:
             # Before reading what exists: a concurrent import of the same project waits here
             # until this chunk commits, then sees its documents as duplicates.
-            indexes.lock(run.project_id)
+            source_indexes.lock(run.project_id)
         existing = set(
             ArchiveDocument.objects.filter(
                 project_id=run.project_id, content_hash__in=[h for _, _, h in candidates]
@@ -311,7 +346,11 @@ def _store_chunk(
             existing.add(digest)
             documents.append(
                 ArchiveDocument(
-                    project_id=run.project_id, import_run=run, content_hash=digest, **values
+                    project_id=run.project_id,
+                    import_run=run,
+                    content_hash=digest,
+                    language=detect_language(values["text"]),
+                    **values,
                 )
             )
         ArchiveDocument.objects.bulk_create(documents)
@@ -327,14 +366,18 @@ def _store_chunk(
         ]
         SourcePassage.objects.bulk_create(passages, batch_size=1000)
         progress.imported += len(documents)
-        ImportRun.objects.filter(pk=run.pk).update(
+        # The rows' offset commits with their documents, and only from where it stood.
+        stored = ImportRun.objects.filter(pk=run.pk, processed=start, **claim).update(
             processed=progress.processed,
             imported=progress.imported,
             duplicates=progress.duplicates,
             errors=progress.errors,
+            encodings=progress.encodings,
         )
+        if stored != 1:
+            raise ClaimLost(f"import {run.pk} was taken over before row {start}")
         if documents:
-            indexes.bump(run.project_id)
+            source_indexes.bump(run.project_id)
 
 
 def _passages(text: str, *, project_id: int, kind: str, **source: Any) -> list[SourcePassage]:
@@ -353,42 +396,24 @@ def _passages(text: str, *, project_id: int, kind: str, **source: Any) -> list[S
     ]
 
 
-def finish_run(run: ImportRun, progress: Progress | None, *, error: str = "") -> None:
-    ImportRun.objects.filter(pk=run.pk).update(
-        status=ImportStatus.FAILED if error else ImportStatus.SUCCEEDED,
-        error=error,
-        finished_at=timezone.now(),
-        **(
-            {
-                "processed": progress.processed,
-                "imported": progress.imported,
-                "duplicates": progress.duplicates,
-                "errors": progress.errors,
-            }
-            if progress
-            else {}
-        ),
-    )
-
-
 def publication_add(draft: Draft) -> int:
     """A published draft becomes a source later drafts are compared against (call inside the
     publishing transaction)."""
     text = html_to_text(draft.body)
-    indexes.lock(draft.project_id)
+    source_indexes.lock(draft.project_id)
     old = SourcePassage.objects.filter(draft=draft)
     # A correction replaces the passages: the old ones go to the removal log, which every
     # process applies to its indexes (nothing is rebuilt); the new ones are caught up by id.
-    indexes.passages_removed(draft.project_id, indexes.passage_keys(old))
+    source_indexes.passages_removed(draft.project_id, source_indexes.passage_keys(old))
     old.delete()
     passages = _passages(text, project_id=draft.project_id, kind=SourceKind.PUBLISHED, draft=draft)
     SourcePassage.objects.bulk_create(passages)
-    indexes.bump(draft.project_id)
+    source_indexes.bump(draft.project_id)
     return len(passages)
 
 
 def publication_remove(draft: Draft) -> None:
-    indexes.lock(draft.project_id)
+    source_indexes.lock(draft.project_id)
     passages = SourcePassage.objects.filter(draft=draft)
-    indexes.passages_removed(draft.project_id, indexes.passage_keys(passages))
+    source_indexes.passages_removed(draft.project_id, source_indexes.passage_keys(passages))
     passages.delete()

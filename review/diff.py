@@ -1,11 +1,21 @@
-"""Word-level differences between two texts, for revision diffs and refused saves."""
+"""Word-level differences between two texts, for revision diffs and refused saves.
+
+Chinese has no spaces between words, so a Han character is a token of its own: an edit inside a
+Chinese sentence shows the characters that changed, not the whole line. (Characters rather than
+jieba's words: an edit can change how a segmenter cuts the words around it, and a diff of
+characters stays minimal.)
+"""
 
 from __future__ import annotations
 
 import difflib
 import re
 
-_TOKEN = re.compile(r"\s+|[^\s]+")
+from review.checks.text import HAN, segment_han
+
+_TOKEN = re.compile(rf"\s+|[{HAN}]|[^\s{HAN}]+")
+_HAN_RUN = re.compile(f"[{HAN}]+")
+_WORDISH = re.compile(r"\w")
 
 
 def _tokens(text: str) -> list[str]:
@@ -45,9 +55,16 @@ def word_diff(old: str, new: str) -> list[tuple[str, str]]:
     return out
 
 
+def _word_count(text: str) -> int:
+    """Whitespace-separated words (punctuation alone is none), with each run of Han characters
+    counted in jieba's words."""
+    han = sum(len(segment_han(run)) for run in _HAN_RUN.findall(text))
+    return han + sum(1 for w in _HAN_RUN.sub(" ", text).split() if _WORDISH.search(w))
+
+
 def change_stats(old: str, new: str) -> dict[str, int]:
     pieces = word_diff(old, new)
     return {
-        "words_added": sum(len(t.split()) for op, t in pieces if op == "insert"),
-        "words_removed": sum(len(t.split()) for op, t in pieces if op == "delete"),
+        "words_added": sum(_word_count(t) for op, t in pieces if op == "insert"),
+        "words_removed": sum(_word_count(t) for op, t in pieces if op == "delete"),
     }

@@ -53,6 +53,13 @@ def _ensure_first_revision(draft: Draft) -> None:
         )
 
 
+def text_revision(draft: Draft) -> int:
+    """The number of the draft's current text (1: the model's output, untouched). Unlike the
+    row's ``version``, which every move of the lifecycle bumps (the checks starting and
+    finishing included), it changes only when someone saves a text."""
+    return DraftRevision.objects.filter(draft=draft).count() or 1
+
+
 def draft_edit(
     *,
     draft: Draft,
@@ -61,6 +68,7 @@ def draft_edit(
     title: str | None = None,
     expected_version: int,
     note: str = "",
+    base_revision: int | None = None,
 ) -> Draft:
     """Save an editor's text as a new revision and check it again.
 
@@ -68,6 +76,11 @@ def draft_edit(
     changed since ``expected_version`` (the caller shows what changed), with InvalidTransition
     when the draft is not in an editable state. Side effects: the draft row, a revision, an
     audit event, then the checks start again (the draft moves to ``checking``).
+
+    ``base_revision``: the :func:`text_revision` the editor started from. When the version moved
+    on but the text did not (the checks ran, or the draft was held or passed, while the editor
+    was typing), nothing of anyone's would be overwritten: the edit is saved over the current
+    version instead of being refused, and the audit event says which version it was opened at.
     """
     require_role(user=user, project=draft.project, minimum=Role.EDITOR)
     clean = sanitize(body)
@@ -78,6 +91,14 @@ def draft_edit(
     new_title = (title if title is not None else draft.title).strip()[:300]
     with transaction.atomic():
         current = Draft.objects.select_for_update().get(pk=draft.pk)
+        opened_at_version = None
+        if (
+            current.version != expected_version
+            and base_revision is not None
+            and base_revision == text_revision(current)
+        ):
+            # Only the lifecycle moved (checks, a hold): the text is the one the editor edited.
+            opened_at_version, expected_version = expected_version, current.version
         if current.version != expected_version:
             raise Conflict(
                 f"{_changed_by(current)} changed this draft after you opened it "
@@ -115,9 +136,10 @@ def draft_edit(
             html_to_text(DraftRevision.objects.get(draft=current, number=number - 1).body),
             html_to_text(clean),
         )
-        lifecycle.draft_log(
-            draft=current, user=user, action="edit", data={"revision": number, **stats}
-        )
+        data: dict[str, Any] = {"revision": number, **stats}
+        if opened_at_version is not None:
+            data["opened_at_version"] = opened_at_version
+        lifecycle.draft_log(draft=current, user=user, action="edit", data=data)
         EditLock.objects.filter(draft=current, user=user).delete()
         _announce(current, "edit")
         moved = services.draft_checks_start(draft=current, user=user)

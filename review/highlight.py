@@ -8,12 +8,14 @@ from itertools import pairwise
 from typing import Any
 
 # Order of precedence for the segment's main colour when spans of several kinds overlap.
-KIND_ORDER = ("toxicity", "ethics", "plagiarism", "semantic")
+KIND_ORDER = ("toxicity", "ethics", "plagiarism", "semantic", "contradiction", "verify")
 KIND_LABELS = {
     "toxicity": "Toxicity",
     "ethics": "Ethics rule",
     "plagiarism": "Copied passage",
     "semantic": "Paraphrase",
+    "contradiction": "Contradicts the brief",
+    "verify": "Verify (not in the brief or sources)",
 }
 
 

@@ -20,8 +20,9 @@ from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition, PermissionDenied
 from contentstudio.models import Role, role_at_least
 from contentstudio.selectors import require_role
+from contentstudio.transitions import Lifecycle
 from generation.models import Draft
-from review import archive
+from review import archive, signals
 from review.models import DraftEvent
 
 
@@ -70,6 +71,8 @@ class Action:
     role: str | None
     moves: dict[str, str]
     needs_reason: bool = False
+    # False: never a button; taken only by its own control (the queue's Undo after ``a``).
+    offered: bool = True
 
 
 ACTIONS: dict[str, Action] = {
@@ -111,10 +114,37 @@ ACTIONS: dict[str, Action] = {
             Role.EDITOR,
             {S.APPROVED: S.AWAITING_REVIEW, S.REJECTED: S.AWAITING_REVIEW},
         ),
+        # Takes back one's own approval moments after it, while nothing else has happened to
+        # the draft (the queue's toast after ``a``); later, "Reopen" is the way back.
+        Action(
+            "undo_approve",
+            "Undo approval",
+            Role.EDITOR,
+            {S.APPROVED: S.AWAITING_REVIEW},
+            offered=False,
+        ),
         Action("publish", "Publish", Role.EDITOR, {S.APPROVED: S.PUBLISHED}),
         Action("unpublish", "Unpublish", Role.EDITOR, {S.PUBLISHED: S.UNPUBLISHED}),
     ]
 }
+
+
+def _state_moves() -> dict[str, frozenset[str]]:
+    moves: dict[str, set[str]] = {state: set() for state in DraftStatus.values}
+    for action in ACTIONS.values():
+        for source, target in action.moves.items():
+            moves[source].add(target)
+    return {state: frozenset(targets) for state, targets in moves.items()}
+
+
+# Every action's moves together: the table the transition helper checks.
+DRAFT_LIFECYCLE = Lifecycle(
+    name="draft",
+    model=Draft,
+    moves=_state_moves(),
+    event_model=DraftEvent,
+    event_fk="draft",
+)
 
 # States in which the text may be edited (an edit re-runs the checks).
 EDITABLE = frozenset({S.AWAITING_REVIEW, S.HELD, S.CHANGES_REQUESTED})
@@ -128,9 +158,28 @@ def allowed_actions(*, draft: Draft, role: str | None) -> list[Action]:
         action
         for action in ACTIONS.values()
         if action.role is not None
+        and action.offered
         and role_at_least(role, action.role)
         and draft.status in action.moves
     ]
+
+
+# How long after an approval its approver may still undo it. The queue offers Undo for 8 s;
+# the server allows more, so a click at the last moment over a slow network still counts.
+UNDO_APPROVAL_SECONDS = 60
+
+
+def _approval_to_undo(draft: Draft, user: AbstractBaseUser | None) -> DraftEvent:
+    """The approval an undo takes back: the draft's last event, by this user, moments ago.
+    Call with the draft's row locked."""
+    last = DraftEvent.objects.filter(draft=draft).order_by("-created_at", "-pk").first()
+    if last is None or last.action != "approve":
+        raise InvalidTransition("Nothing to undo: the draft changed since it was approved.")
+    if user is None or last.actor_id != user.pk:
+        raise InvalidTransition("Only the editor who approved the draft can undo the approval.")
+    if (timezone.now() - last.created_at).total_seconds() > UNDO_APPROVAL_SECONDS:
+        raise InvalidTransition("Too late to undo the approval: reopen the draft instead.")
+    return last
 
 
 def _describe(draft: Draft) -> dict[str, Any]:
@@ -150,7 +199,8 @@ def draft_transition(
 
     ``user`` None means the checks pipeline. ``expected_version`` (the version the person saw)
     makes a stale click fail with Conflict instead of acting on a draft that changed meanwhile.
-    Side effects: the row, an audit DraftEvent, and a project event on commit.
+    Side effects: the row, an audit DraftEvent, and a project event on commit; approve, publish
+    and unpublish are also announced on commit (``review.signals``) for the apps above review.
     """
     spec = ACTIONS.get(action)
     if spec is None:
@@ -180,38 +230,54 @@ def draft_transition(
                 f"Cannot {spec.label.lower()} a draft that is "
                 f"{status_label(current.status).lower()}."
             )
-        # Conditional update: exactly one concurrent mover wins, even without the row lock
-        # (SQLite ignores select_for_update).
-        updated = Draft.objects.filter(
-            pk=current.pk, status=current.status, version=current.version
-        ).update(status=target, version=F("version") + 1, updated_at=timezone.now())
-        if updated != 1:
+        approved_version = current.version
+        if action == "undo_approve":
+            data = {**(data or {}), "undoes": _approval_to_undo(current, user).pk}
+        # Conditional on (status, version): exactly one concurrent mover wins.
+        moved = DRAFT_LIFECYCLE.move(
+            current.pk,
+            to=target,
+            expected=current.status,
+            where={"version": current.version},
+            fields={"version": F("version") + 1, "updated_at": timezone.now()},
+            event={"actor": user, "action": action, "reason": reason, "data": data or {}},
+        )
+        if moved is None:
             latest = Draft.objects.get(pk=draft.pk)
             raise Conflict(
                 "Someone else changed the draft at the same moment.", current=_describe(latest)
             )
+        # A published draft is a plagiarism source for later drafts (review's own bookkeeping).
+        # Whoever publishes it writes what goes out with it in the transaction around this one
+        # (publishing's services); review only announces the move, on commit.
         if action == "publish":
             archive.publication_add(current)
         elif action == "unpublish":
             archive.publication_remove(current)
-        if action in {"publish", "unpublish"}:
-            # The immutable published version and its deliveries, in this transaction.
-            from review.publishing import services as publishing
-
-            if action == "publish":
-                publishing.on_draft_published(draft=current, user=user, data=data)
-            else:
-                publishing.on_draft_unpublished(draft=current, user=user, reason=reason)
-        DraftEvent.objects.create(
-            draft=current,
-            actor=user,
-            action=action,
-            from_status=current.status,
-            to_status=target,
-            reason=reason,
-            data=data or {},
-        )
         project_id, draft_id = current.project_id, current.pk
+        if action == "approve":
+            approved_at = timezone.now()
+            transaction.on_commit(
+                lambda: signals.draft_approved.send(
+                    sender=Draft, draft_id=draft_id, actor=user, approved_at=approved_at
+                )
+            )
+        elif action == "undo_approve":
+            transaction.on_commit(
+                lambda: signals.draft_approval_undone.send(
+                    sender=Draft, draft_id=draft_id, actor=user, approved_version=approved_version
+                )
+            )
+        elif action == "publish":
+            transaction.on_commit(
+                lambda: signals.draft_published.send(sender=Draft, draft_id=draft_id, actor=user)
+            )
+        elif action == "unpublish":
+            transaction.on_commit(
+                lambda: signals.draft_unpublished.send(
+                    sender=Draft, draft_id=draft_id, actor=user, reason=reason
+                )
+            )
         transaction.on_commit(
             lambda: realtime.publish_project_event(
                 project_id,

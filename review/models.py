@@ -1,3 +1,4 @@
+# Over 500 lines: the review app's tables in one module (each model short, one history).
 """The review half of a draft's life: the archive it is compared against, the automated checks,
 the project's policy, and everything people do to a draft (audit events, revisions, comments,
 assignments, edit locks)."""
@@ -52,12 +53,22 @@ class ImportRun(models.Model):
         max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
     )
     total = models.PositiveIntegerField(default=0)
+    # Rows read and stored: written in the same transaction as each batch of documents, so a
+    # worker that takes over a dead one's run resumes after it (review.services.imports).
     processed = models.PositiveIntegerField(default=0)
     imported = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     # [{"line": 12, "message": "empty text"}, ...]
     errors = models.JSONField(default=list, blank=True)
+    # The text encodings found, with the rows read in each: {"UTF-8": 12, "GB18030": 3}.
+    encodings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # The worker holding the run, and its heartbeat (a timer thread): a run silent for
+    # GENERATION_STALE_AFTER is taken over by another worker. Empty/None for an import run
+    # in-process (the management command, the demo).
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -73,12 +84,31 @@ class ImportRun(models.Model):
         return int(100 * self.processed / self.total) if self.total else 0
 
 
+class ImportEvent(models.Model):
+    """One move of an import (review.import_lifecycle), in the same transaction as the move."""
+
+    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    worker = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "pk"]
+
+    def __str__(self) -> str:
+        return f"Import {self.run_id}: {self.from_status} -> {self.to_status}"
+
+
 class ArchiveDocument(models.Model):
     """A text the project's drafts must not copy: earlier stories, licensed material."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="archive")
     title = models.CharField(max_length=500, blank=True)
     text = models.TextField()
+    # ISO 639-1 code detected at import ("und" when unsure; empty: imported before detection).
+    language = models.CharField(max_length=8, blank=True, default="")
     source_url = models.URLField(max_length=1000, blank=True)
     citation = models.CharField(max_length=1000, blank=True)
     author = models.CharField(max_length=300, blank=True)
@@ -210,7 +240,8 @@ class IndexState(models.Model):
 class SourceRemoval(models.Model):
     """A source passage that left the indexes (archive document deleted, publication withdrawn
     or corrected). Every process applies the rows above its own mark to its indexes, instead of
-    rebuilding them. Written under :func:`review.indexes.lock`, so ids grow in commit order."""
+    rebuilding them. Written under :func:`review.source_indexes.lock`, so ids grow in commit
+    order."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     # The index key of the passage: "a:<SourcePassage id>" or "p:<SourcePassage id>".
@@ -225,6 +256,13 @@ class SourceRemoval(models.Model):
 
 
 # --- Policy -------------------------------------------------------------------------------------
+
+
+class UnreadableLanguage(models.TextChoices):
+    """What a check that cannot read a draft's language does (review.holds.route)."""
+
+    HOLD = "hold", "Hold the draft"  # as any check that could not run
+    INFORM = "inform", "Send it to the queue with the reason shown"
 
 
 class Policy(models.Model):
@@ -245,15 +283,48 @@ class Policy(models.Model):
     semantic_source_share = models.FloatField(default=0.25)
     # Rule kinds whose hits hold a draft: blocked_term, regex, pii, disclosure, claim.
     blocking_rule_kinds = models.JSONField(default=list)
+    # Off by default: when on, a draft whose quality score (generation.quality) is under the
+    # floor, or that covers fewer than half of its brief's key terms, is held with the reason.
+    quality_hold = models.BooleanField(default=False)
+    quality_floor = models.FloatField(default=0.45)
     # The ethics rule set (see review.checks.ethics.RuleSet).
     rules = models.JSONField(default=dict)
+    unreadable_language = models.CharField(
+        max_length=10, choices=UnreadableLanguage.choices, default=UnreadableLanguage.HOLD
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
 
+    class Meta:
+        verbose_name_plural = "policies"
+
     def __str__(self) -> str:
         return f"Policy of {self.project}"
+
+
+class PolicyEvent(models.Model):
+    """The audit trail of a project's policy: who changed which fields, from what to what.
+
+    Written in the transaction that changes the policy (``review.services.policies``), one row
+    per save that changed something."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # {field: {"from": old, "to": new}}; a threshold or rule of a dict field is named
+    # "toxicity_thresholds.threat", "rules.blocked_terms".
+    changes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "created_at", "pk"]
+        indexes = [models.Index(fields=["policy", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Change of policy {self.policy_id} by {self.actor_id}"
 
 
 # --- Checks -------------------------------------------------------------------------------------
@@ -353,6 +424,7 @@ class CheckSummary(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "check summaries"
         indexes = [
             models.Index(fields=["toxicity_max"]),
             models.Index(fields=["lexical_max"]),

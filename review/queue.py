@@ -3,6 +3,7 @@ and paginated with a fixed number of queries whatever the page size (no N+1)."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -13,7 +14,9 @@ from django.http import QueryDict
 
 from contentstudio.models import Membership, Project, Role
 from contentstudio.selectors import project_list, request_token
-from generation.models import Draft, LanguageModel, PromptTemplate
+from generation.models import Draft, PromptTemplate
+from generation.selectors import models_listed
+from review.checks.language import language_name
 from review.lifecycle import NEEDS_ACTION, DraftStatus
 
 SORTS: dict[str, tuple[str, list[Any]]] = {
@@ -31,6 +34,24 @@ SORTS: dict[str, tuple[str, list[Any]]] = {
     "project": ("Project", [F("project__name").asc(), F("created_at").asc()]),
 }
 PAGE_SIZES = (10, 25, 50, 100)
+MAX_SEARCH = 200  # characters of a search
+
+
+def search_condition(search: str) -> Q:
+    """Every word of ``search`` in the title or the text, any case.
+
+    Substrings rather than PostgreSQL's full-text search: its parser does not split Chinese
+    (a Chinese word inside a sentence would never be found) and its stemming would make the
+    two databases disagree; this finds the same drafts on SQLite and PostgreSQL."""
+    condition = Q()
+    for word in search.split():
+        # The text is stored as HTML: "keeper's" may be there as "keeper&#x27;s".
+        forms = {word, html.escape(word, quote=False), html.escape(word, quote=True)}
+        either = Q(title__icontains=word)
+        for form in forms:
+            either |= Q(body__icontains=form)
+        condition &= either
+    return condition
 
 
 @dataclass
@@ -40,6 +61,8 @@ class QueueFilters:
     assignee: str = ""  # "" anyone, "me", "none", or a username
     template: str = ""  # template id
     model: str = ""  # model name
+    language: str = ""  # ISO 639-1 code of the draft's detected language ("und": undetermined)
+    search: str = ""  # words that must all appear in the title or the text
     tox_min: float | None = None
     tox_max: float | None = None
     plag_min: float | None = None
@@ -55,6 +78,8 @@ class QueueFilters:
             "assignee",
             "template",
             "model",
+            "language",
+            "search",
             "tox_min",
             "tox_max",
             "plag_min",
@@ -106,12 +131,18 @@ def parse_filters(query: QueryDict) -> QueueFilters:
     if template and not template.isdigit():
         errors.append(f"template: {template!r} is not a template id.")
         template = ""
+    language = query.get("language", "").strip().lower()
+    if language and not (language == "und" or (len(language) == 2 and language.isalpha())):
+        errors.append(f"language: {language[:20]!r} is not a language code (such as en or zh).")
+        language = ""
     return QueueFilters(
         projects=[p for p in query.getlist("project") if p],
         states=states or sorted(NEEDS_ACTION),
         assignee=query.get("assignee", "").strip(),
         template=template,
         model=query.get("model", "").strip(),
+        language=language,
+        search=" ".join(query.get("search", "").split())[:MAX_SEARCH],
         tox_min=_number(query.get("tox_min"), "tox_min", errors, 0, 1),
         tox_max=_number(query.get("tox_max"), "tox_max", errors, 0, 1),
         plag_min=_number(query.get("plag_min"), "plag_min", errors, 0, 100),
@@ -148,6 +179,10 @@ def queue_drafts(*, user: AbstractBaseUser, filters: QueueFilters) -> QuerySet[D
         drafts = drafts.filter(template_version__template_id=int(filters.template))
     if filters.model:
         drafts = drafts.filter(model_name=filters.model)
+    if filters.language:
+        drafts = drafts.filter(language=filters.language)
+    if filters.search:
+        drafts = drafts.filter(search_condition(filters.search))
     if filters.tox_min is not None:
         drafts = drafts.filter(check_summary__toxicity_max__gte=filters.tox_min)
     if filters.tox_max is not None:
@@ -164,6 +199,8 @@ def queue_drafts(*, user: AbstractBaseUser, filters: QueueFilters) -> QuerySet[D
         )
     return drafts.select_related(
         "project",
+        "job",  # "candidate 2 of 4"
+        "candidate",
         "template_version__template",
         "check_summary",
         "assignment__assignee",
@@ -184,7 +221,17 @@ def filter_choices(*, user: AbstractBaseUser) -> dict[str, Any]:
         "templates": PromptTemplate.objects.filter(project__in=projects)
         .select_related("project")
         .order_by("project__name", "name"),
-        "models": LanguageModel.objects.order_by("name").values_list("name", flat=True),
+        # Shared models and those of the projects shown, never another project's tuned model.
+        "models": models_listed(projects=projects).values_list("name", flat=True),
+        # The languages the visible projects' drafts are in, with their names.
+        "languages": [
+            (code, language_name(code))
+            for code in Draft.objects.filter(project__in=projects)
+            .exclude(language="")
+            .values_list("language", flat=True)
+            .distinct()
+            .order_by("language")
+        ],
         "assignees": get_user_model().objects.filter(pk__in=member_ids).order_by("username"),
         "sorts": [(key, label) for key, (label, _) in SORTS.items()],
         "page_sizes": PAGE_SIZES,

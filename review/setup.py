@@ -45,26 +45,23 @@ def sotu_rows() -> list[archive.RawRow]:
 
 def ensure_toxicity_model(stdout: Any) -> None:
     """Say which toxicity model scores drafts. Nothing is built any more: without a configured
-    Detoxify model the committed stand-in (``review.checks.toxicity_head``) is used."""
+    Detoxify model the committed stand-in (``review.checks.toxicity.head``) is used."""
     if settings.TOXICITY_MODEL or settings.TOXICITY_CHECKPOINT:
         return
-    from review.checks import toxicity_head
+    from review.checks.toxicity import head as toxicity_head
 
     metrics = toxicity_head.load_metrics()
     stdout.write(
         "Toxicity: no Detoxify model configured; using the offline stand-in "
-        f"{metrics.get('model', toxicity_head.ENGINE)} (precision {metrics.get('precision')}, "
-        f"recall {metrics.get('recall')} on held-out labelled sentences)."
+        f"{metrics.get('model', toxicity_head.ENGINE)} (recall {metrics.get('recall')} of "
+        f"{metrics.get('toxic')} toxic, false holds {metrics.get('false_hold_rate')} of "
+        f"{metrics.get('harmless')} harmless texts of a test split never trained on)."
     )
 
 
-# The demo's first archive: the addresses since this year (1,134 paragraphs, about 4,100
-# sentences), so the first drafts of a fresh `make run` are fully checked within minutes.
-# Measured from the server answering to three first drafts with every check finished (the
-# semantic one over the whole archive) on a 2-core machine shared with other work: with the
-# addresses since 2010 (1,698 paragraphs, 6,500 sentences), 204 s at load average 10 and 304 s
-# at 12.7, nearly all of it embedding the archive; with this slice, 165 s at load 10. All 237
-# addresses (22,559 paragraphs, about 20 minutes to index) come with
+# The demo's first archive: the addresses since this year, so the first drafts of a fresh
+# `make run` are fully checked within minutes (nearly all of the wait is embedding the archive;
+# the timings are in docs/review.md). All 237 addresses come with
 # `manage.py studio_setup --full-archive`, later, in the background.
 DEMO_ARCHIVE_SINCE = 2016
 

@@ -22,9 +22,17 @@ def checks_sweep() -> dict[str, int]:
     return services.checks_sweep()
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def archive_import(run_id: int) -> None:
-    services.import_run_execute(run_id=run_id)
+@shared_task(acks_late=True, ignore_result=True, bind=True)
+def archive_import(self: Task, run_id: int) -> None:
+    # The worker's name goes on the claim: its heartbeat and every stored batch are its own.
+    worker = getattr(self.request, "hostname", None) or "worker"
+    services.import_run_execute(run_id=run_id, worker=worker)
+
+
+@shared_task(ignore_result=True)
+def imports_sweep() -> dict[str, int]:
+    """Periodic (settings.CELERY_BEAT_SCHEDULE): resend imports whose worker died."""
+    return services.imports_sweep()
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -50,9 +58,20 @@ def passages_embed_sweep() -> None:
 def semantic_compact(project_id: int) -> None:
     # Builds the new segment beside the live one and swaps; a duplicate message finds the lease
     # taken or the delta already folded, and does nothing.
-    from review import indexes
+    from review import source_indexes
 
-    indexes.semantic_compact(project_id=project_id)
+    if source_indexes.semantic_compact(project_id=project_id):
+        # The new segment serves at once by the exact scan; its IVF index follows.
+        semantic_ann_build.delay(project_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def semantic_ann_build(project_id: int) -> None:
+    # Builds the live segment's IVF index beside its vectors; a duplicate finds it built or
+    # being built (a file lock), and does nothing.
+    from review.services import semantic_ann
+
+    semantic_ann.semantic_ann_build(project_id=project_id)
 
 
 @shared_task(ignore_result=True)
@@ -60,6 +79,10 @@ def semantic_compact_sweep() -> None:
     # Periodic (CELERY_BEAT_SCHEDULE): a delta grown by publications (no embedding chain end
     # to notice it) or left by a dead worker is folded within one period.
     embedding.compact_sweep()
+    # A segment whose IVF index was never built, was killed half-way or is stale.
+    from review.services import semantic_ann
+
+    semantic_ann.ann_sweep()
 
 
 @worker_ready.connect
@@ -68,3 +91,11 @@ def _resume_pending(**kwargs: object) -> None:
     # crashed worker: pick up what the database says is still to do. Every task claims its
     # row, so a message that does exist twice runs once.
     services.resume_pending()
+
+
+@worker_ready.connect
+def _tune_host(**kwargs: object) -> None:
+    # A quick measurement of this host's settings when none is recorded (generation.tuning).
+    from review.management.commands.studio_tune import tune_at_start
+
+    tune_at_start()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from review.checks.toxicity import Detector, load_detector
-from review.checks.toxicity_build import (
+from review.tools.toxicity_build import (
     LabelledExample,
     build_checkpoint,
     load_examples,
@@ -33,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.EMBEDDED_WORKER_AUTOSTART = False
+    # No host measurement at a test worker's start, and none recorded in the data directory
+    # applied: tests that measure or apply a choice say so (tests/test_tuning.py).
+    settings.TUNING = False
+    settings.TUNE_AT_START = False
     # Hashing the cast's passwords properly costs about a second per test: not what is tested.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Worker and server threads must not keep connections open past their task or request:
@@ -159,6 +163,13 @@ def celery_worker_thread(django_db_setup: None, django_db_blocker: Any) -> Itera
         for _ in range(expected):
             # Receivers run in the order they connected: the app's start-up handlers first.
             assert ready.acquire(timeout=60), "a Celery worker did not start"
+        # On Redis this in-process worker is not `make worker`: its heartbeat thread would
+        # write a WorkerBeat row into whichever test holds the database when it beats (a test
+        # counting make worker's processes, a test saying no worker serves a queue).
+        from contentstudio import embedded, liveness
+
+        for supervised in list(embedded._supervised):
+            liveness.worker_stopped(name=supervised.hostname)
     worker_ready.disconnect(on_ready)
     yield
     stop_embedded_worker()
@@ -223,13 +234,13 @@ def worker(celery_worker_thread: None, transactional_db: None) -> Iterator[None]
 
 @pytest.fixture
 def hold_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Keep generation jobs out of the broker: the test runs job_execute itself. (In a
+    """Keep generation jobs out of the broker: the test runs job_claim_and_generate itself. (In a
     transactional test on_commit fires at once, so capturing callbacks would not hold them.)"""
     from generation import tasks
     from review import tasks as review_tasks
 
     held: list[Any] = []
-    monkeypatch.setattr(tasks.job_run, "delay_on_commit", held.append)
+    monkeypatch.setattr(tasks.job_generate, "delay_on_commit", held.append)
     monkeypatch.setattr(review_tasks.draft_check, "delay_on_commit", lambda *a: held.append(a))
     monkeypatch.setattr(review_tasks.draft_check, "delay", lambda *a: held.append(a))
     monkeypatch.setattr(review_tasks.passages_embed, "delay", lambda *a: held.append(a))
@@ -348,3 +359,19 @@ def _toxicity_settings(tiny_toxicity_model: TinyToxicityModel) -> None:
     settings.TOXICITY_MODEL = ""
     settings.TOXICITY_CHECKPOINT = tiny_toxicity_model.checkpoint
     settings.TOXICITY_CONFIG_DIR = tiny_toxicity_model.config_dir
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Any]]:
+    """Receivers a test starts (tests.publishing_helpers.start): stopped when it ends."""
+    started: list[Any] = []
+    yield started
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def local_receivers_allowed(settings: Any) -> None:
+    """Destinations may point at the tests' receivers on 127.0.0.1 (refused by default: the
+    studio does not send to its own network unless a host is allowed by name)."""
+    settings.DESTINATION_ALLOW_HOSTS = ["127.0.0.1"]

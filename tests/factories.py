@@ -107,9 +107,9 @@ def reset_indexes() -> None:
     """
     from django.conf import settings
 
-    from review import indexes
+    from review import source_indexes
 
-    indexes.forget_all()
+    source_indexes.forget_all()
     if settings.REDIS_URL:
         import redis
 

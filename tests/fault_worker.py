@@ -24,7 +24,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
 django.setup()
 
 from contentstudio.celery import app  # noqa: E402
-from generation import engine as engine_mod  # noqa: E402
 from generation import runner  # noqa: E402
 from generation.models import Draft, GenerationJob  # noqa: E402
 from review.services import pipeline  # noqa: E402
@@ -42,21 +41,21 @@ def _step(job_id: int | None) -> str:
     return ""
 
 
-_job_execute = runner.job_execute
+_job_claim_and_generate = runner.job_claim_and_generate
 
 
-def job_execute(*, job_id: int, worker_name: str) -> None:
+def job_claim_and_generate(*, job_id: int, worker_name: str) -> None:
     _current.job_id = job_id
-    _job_execute(job_id=job_id, worker_name=worker_name)
+    _job_claim_and_generate(job_id=job_id, worker_name=worker_name)
 
 
-_get_engine = engine_mod.get_engine
+_get_backend = runner.get_backend
 
 
-def get_engine(*args: Any, **kwargs: Any) -> Any:
+def get_backend(*args: Any, **kwargs: Any) -> Any:
     if _step(getattr(_current, "job_id", None)) == "load":
         time.sleep(FOREVER)
-    return _get_engine(*args, **kwargs)
+    return _get_backend(*args, **kwargs)
 
 
 _on_step = runner._Recorder.on_step
@@ -87,8 +86,8 @@ def _held_semantic(original: Any) -> Any:
     return run
 
 
-runner.job_execute = job_execute
-engine_mod.get_engine = get_engine
+runner.job_claim_and_generate = job_claim_and_generate
+runner.get_backend = get_backend
 runner._Recorder.on_step = on_step
 # Only the on-commit start (the receiver calls the package's name) is held; the sweep's own
 # start is the recovery under test (the test gives this worker a long start grace).

@@ -120,3 +120,57 @@ def required_settings(worker_env: dict[str, str]) -> dict[str, str]:
         "TOXICITY_MODEL": "",
         "CONTENTSTUDIO_TORCH_THREADS": "1",
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_studio(*, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The embedded studio as ``make serve`` runs it: uvicorn serving the ASGI application, whose
+    import starts the embedded workers and beat in the same process. Returns it and its URL once
+    it answers (or has exited: the caller looks at ``poll()``)."""
+    import urllib.request
+
+    port = free_port()
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "contentstudio.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets-sansio",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
+        env={
+            **env,
+            "CONTENTSTUDIO_EMBEDDED_WORKER": "1",
+            "CONTENTSTUDIO_EMBEDDED_BEAT": "1",
+        },
+        cwd=ROOT,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/login/", timeout=5) as response:  # noqa: S310
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    return proc, url

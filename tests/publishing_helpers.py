@@ -44,7 +44,8 @@ def approved_draft(cast: dict[str, Any], *, title: str = "Chess club turns 100",
 
 class Receiver:
     """A real HTTP server on 127.0.0.1 in a thread. ``respond(handler, body) -> (status, json)``
-    decides each answer; every request is kept in ``requests`` (method, path, headers, body).
+    (or ``(status, json, headers)``) decides each answer; every request is kept in
+    ``requests`` (method, path, headers, body).
     ``stop()`` closes the port (a receiver that is down); ``start()`` opens it again on the same
     port."""
 
@@ -76,9 +77,12 @@ class Receiver:
                             "body": body,
                         }
                     )
-                status, payload = receiver.respond(self, body)
+                # (status, json) or (status, json, extra headers) such as a redirect's location
+                status, payload, *extra = receiver.respond(self, body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -108,3 +112,19 @@ class Receiver:
     def bodies(self, method: str = "POST") -> list[dict[str, Any]]:
         with self.lock:
             return [json.loads(r["body"]) for r in self.requests if r["method"] == method]
+
+
+def sources_indexed(project: Any) -> None:
+    """Embed every published text and archive passage of ``project`` now (the worker's
+    embedding chain, run inline), so a correction's semantic check covers them all."""
+    from review.services.embedding import passages_embed
+
+    while passages_embed(project_id=project.pk):
+        pass
+
+
+def start(receivers: list[Receiver], respond: Callable[[Any, bytes], tuple[int, Any]]) -> Receiver:
+    """A receiver started and kept in the ``receivers`` fixture's list (stopped at the end)."""
+    receiver = Receiver(respond).start()
+    receivers.append(receiver)
+    return receiver

@@ -132,7 +132,7 @@ def test_cancel_of_a_finished_job_is_a_409(
         },
         format="json",
     ).json()["id"]
-    runner.job_execute(job_id=job_id, worker_name="w")
+    runner.job_claim_and_generate(job_id=job_id, worker_name="w")
     response = api.post(f"/api/v1/jobs/{job_id}/cancel/")
     assert response.status_code == 409
     assert "succeeded" in response.json()["detail"]

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from generation.models import Draft
-from review import archive, indexes, services, tasks
+from review import archive, services, source_indexes, tasks
 from review.checks import plagiarism, semantic
 from review.lifecycle import DraftStatus
 from review.models import (
@@ -109,7 +109,11 @@ def test_a_folder_of_text_files_is_imported_one_document_per_file(
     assert run.status == ImportStatus.SUCCEEDED
     assert (run.total, run.processed, run.imported, run.duplicates) == (4, 4, 2, 0)
     # the file names tell which files to fix; the picture is not a text file
-    assert errors_of(run) == [("blank.txt", "empty text"), ("latin1.txt", "not valid UTF-8")]
+    # (the message ends with the encoding the bytes look like: "(it looks like cp1250)")
+    assert [(where, message.split(" (")[0]) for where, message in errors_of(run)] == [
+        ("blank.txt", "empty text"),
+        ("latin1.txt", "not valid UTF-8 or GB18030"),
+    ]
     by_title = {d.title: d for d in ArchiveDocument.objects.filter(project=cast["newsroom"])}
     # a short first line followed by more text is the title; otherwise the file name is
     assert set(by_title) == {doc(HARBOUR)["title"], "flood-story"}
@@ -136,7 +140,11 @@ def test_a_zip_of_text_files_and_a_single_file_import_the_same_way(
                 zf.write(file, file.relative_to(folder).as_posix())
     run = import_file(cast["newsroom"], bundle, "text")
     assert (run.imported, run.total) == (2, 4)
-    assert errors_of(run) == [("blank.txt", "empty text"), ("latin1.txt", "not valid UTF-8")]
+    # (the message ends with the encoding the bytes look like: "(it looks like cp1250)")
+    assert [(where, message.split(" (")[0]) for where, message in errors_of(run)] == [
+        ("blank.txt", "empty text"),
+        ("latin1.txt", "not valid UTF-8 or GB18030"),
+    ]
     single = import_file(cast["other"], folder / "bridge.txt", "text")
     assert (single.imported, single.errors) == (1, [])
     assert ArchiveDocument.objects.get(project=cast["other"]).title == doc(HARBOUR)["title"]
@@ -428,6 +436,7 @@ def test_an_admin_upload_is_imported_by_the_worker_and_the_status_endpoint_follo
         ],
         "error_count": 1,
         "error": "",
+        "encodings": {"UTF-8": 5},
     }
     assert set(ArchiveDocument.objects.values_list("license", flat=True)) == {"© Port Herald"}
     run.refresh_from_db()
@@ -590,7 +599,7 @@ def test_a_deleted_document_is_logged_as_removed_and_no_longer_matches(
     assert newest.scores["paraphrased_sentences"] == 0
     assert draft.status == DraftStatus.AWAITING_REVIEW
     # and the index holds the other documents
-    assert len(indexes.indexes_for(project.pk).lexical) == len(ARCHIVE) - 1
+    assert len(source_indexes.indexes_for(project.pk).lexical) == len(ARCHIVE) - 1
 
 
 def check_held(draft: Draft, held: list) -> Draft:
@@ -636,7 +645,7 @@ def test_documents_imported_after_the_index_was_built_are_found(
     assert draft.checks.get(kind="semantic").scores["paraphrased_sentences"] == 4
     # and a process that starts now builds the same index from the database (or, with Redis,
     # finds the lexical one already shared)
-    indexes.forget_all()
+    source_indexes.forget_all()
     assert lexical_best(check(make_draft(project, cast["bob"], text), hold_queue)) == 100.0
 
 
@@ -693,7 +702,7 @@ def test_passages_embed_stores_sentence_vectors_in_batches_and_the_index_finds_t
         assert all(len(bytes(r.vector)) == 384 * 2 for r in rows)  # float16
         assert passage.embedded_at is not None
     # the semantic index of this process holds them, and a sentence finds itself
-    project_indexes = indexes.indexes_for(project.pk)
+    project_indexes = source_indexes.indexes_for(project.pk)
     assert len(project_indexes.semantic) == PassageSentence.objects.count()
     embedder = services.get_embedder()
     flood_passage = SourcePassage.objects.get(document__title=doc(FLOOD)["title"])
@@ -707,22 +716,25 @@ def test_drafts_checked_before_the_archive_is_embedded_say_so(cast: dict, hold_q
     make_archive(project, embed=False)
     draft = check(make_draft(project, cast["bob"], UNRELATED), hold_queue)
     semantic_result = draft.checks.get(kind="semantic")
-    # a partial run is not a pass: stored as not run, saying how much it covered
-    assert semantic_result.status == "not_run"
-    assert semantic_result.reason.startswith("The semantic check covered 0% of the archive")
+    # a partial run is a real result against what is indexed, saying how much it covered
+    assert semantic_result.status == "ok"
+    assert semantic_result.reason.startswith("Checked against 0% of the archive: import running")
     assert semantic_result.scores["passages_pending"] == len(ARCHIVE)
     assert semantic_result.scores["coverage"] == 0.0
     assert semantic_result.details["partial"] is True
-    assert draft.status == DraftStatus.HELD
-    # when indexing finishes, the draft's checks run again by themselves and it is released
+    # so an unrelated draft is not held for it
+    assert draft.status == DraftStatus.AWAITING_REVIEW
+    # when indexing finishes, the draft's checks run again by themselves, against everything
     from review.services import embedding
 
     hold_queue.clear()
     while embedding.embed_chain_step(project_id=project.pk).again:
         pass
+    assert any(isinstance(item, tuple) and item[0] == draft.pk for item in hold_queue)
     draft = check_held(draft, hold_queue)
     rerun = CheckResult.objects.filter(draft=draft, kind="semantic").latest("draft_version")
     assert rerun.status == "ok" and rerun.scores["coverage"] == 1.0
+    assert rerun.details["partial"] is False and not rerun.reason
     assert draft.status == DraftStatus.AWAITING_REVIEW
 
 
@@ -741,10 +753,10 @@ def test_concurrent_imports_commit_in_id_order_so_the_index_misses_nothing(
         pytest.skip("SQLite serialises writers: commits cannot overtake each other there")
     project = cast["newsroom"]
     make_archive(project, ARCHIVE[3:], embed=False)
-    indexes.indexes_for(project.pk)
+    source_indexes.indexes_for(project.pk)
     inserted, release, second_done = threading.Event(), threading.Event(), threading.Event()
     failures: list[BaseException] = []
-    original_bump = indexes.bump
+    original_bump = source_indexes.bump
 
     def slow_bump(project_id: int, **kwargs: Any) -> None:
         # The first import pauses after writing its rows, before it records the change.
@@ -753,7 +765,7 @@ def test_concurrent_imports_commit_in_id_order_so_the_index_misses_nothing(
             assert release.wait(timeout=60)
         original_bump(project_id, **kwargs)
 
-    monkeypatch.setattr(indexes, "bump", slow_bump)
+    monkeypatch.setattr(source_indexes, "bump", slow_bump)
 
     def run_import(documents: list[dict[str, str]]) -> None:
         try:
@@ -783,7 +795,7 @@ def test_concurrent_imports_commit_in_id_order_so_the_index_misses_nothing(
     second.start()
     wait_for(lambda: second_done.is_set() or blocked_on_a_lock())
     # a check happens now and catches up with whatever is committed
-    indexes.indexes_for(project.pk)
+    source_indexes.indexes_for(project.pk)
     release.set()
     first.join(timeout=60)
     second.join(timeout=60)
@@ -791,8 +803,8 @@ def test_concurrent_imports_commit_in_id_order_so_the_index_misses_nothing(
     passages = SourcePassage.objects.filter(
         document__title__in=[doc(HARBOUR)["title"], doc(LIBRARY)["title"]]
     )
-    keys = [indexes.passage_key_of(p.kind, p.pk) for p in passages]
-    lexical = indexes.indexes_for(project.pk).lexical
+    keys = [source_indexes.passage_key_of(p.kind, p.pk) for p in passages]
+    lexical = source_indexes.indexes_for(project.pk).lexical
     assert len(keys) == 2 and all(key in lexical for key in keys), keys
 
 

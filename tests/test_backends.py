@@ -1,6 +1,6 @@
 """Generation backends through the whole path: job -> stream -> drafts -> checks, per backend.
 
-Real engines only: the tiny GPT-2 through transformers; a tiny Llama converted to ONNX Runtime
+Real models only: the tiny GPT-2 through transformers; a tiny Llama converted to ONNX Runtime
 GenAI at test time by the studio's own conversion (the builder does not take GPT-2); and a real
 ``transformers serve`` process on 127.0.0.1 serving the tiny GPT-2 for the OpenAI-compatible
 backend. The only stand-in is a bare socket server for the failures a real server will not
@@ -31,8 +31,8 @@ from django.urls import reverse
 from generation import runner, services, stream
 from generation.backends import BackendConfig, forget_backends, load_backend
 from generation.backends.sampling import RowSampler
-from generation.engine import SamplingSettings
-from generation.model_backends import model_convert_onnx
+from generation.backends.types import SamplingSettings
+from generation.model_runtime import model_convert_onnx
 from generation.models import Candidate, Draft, GenerationJob, JobStatus, LanguageModel
 from review.models import CheckResult
 from tests.conftest import _free_port, wait_for
@@ -41,7 +41,7 @@ VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Mo
 SETTINGS = SamplingSettings(max_new_tokens=12, temperature=0.9, top_p=0.95, top_k=50)
 
 
-# --- Fixtures: the three engines --------------------------------------------------------------
+# --- Fixtures: the three backends -------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +202,7 @@ def test_each_backend_runs_the_whole_path_job_stream_drafts_checks(
     live = stream.live_state(job.pk)
     assert live is not None and live["seq"] > 0
     assert [live["texts"][str(i)] for i in range(2)] == [d.model_output for d in drafts]
-    # each draft names the engine that wrote it
+    # each draft names the backend that wrote it (its provenance, stored as ``engine``)
     for draft in drafts:
         assert draft.engine["backend"] == model.backend
         assert draft.engine["version"]
@@ -237,7 +237,7 @@ def test_each_backend_runs_the_whole_path_job_stream_drafts_checks(
 def test_same_seed_settings_and_backend_give_the_same_candidates(
     model_fixture: str, request: pytest.FixtureRequest, transactional_db: None
 ) -> None:
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     model = request.getfixturevalue(model_fixture)
     backend = load_backend(backend_config(model), cache_root=Path("/nonexistent"))
@@ -414,7 +414,7 @@ def test_a_server_that_fails_fails_the_job_with_its_reason(
     )
     try:
         job = create(cast, news_template, n_candidates=1)
-        runner.job_execute(job_id=job.pk, worker_name="w")
+        runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
     finally:
         if fake is not None:
             fake.close()
@@ -549,7 +549,7 @@ def test_onnx_steps_through_the_studio_loop_and_writes_what_the_python_module_wr
 ) -> None:
     from generation.backends.onnx_genai import OnnxGenAIBackend
     from generation.backends.ort_loop import LoopModel
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     # given the backend as the worker loads it on CPU: its forward passes go through the
     # studio's loop on ONNX Runtime, which releases the GIL (the Python module's do not)
@@ -616,7 +616,7 @@ def test_a_preamble_is_prefilled_once_per_model_and_changes_no_candidate(
     onnx_model: LanguageModel,
 ) -> None:
     from generation.backends.ort_loop import LoopModel
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
     loop = backend.native
@@ -656,7 +656,7 @@ def test_a_preamble_is_prefilled_once_per_model_and_changes_no_candidate(
 def test_spinning_threads_are_a_setting_and_change_no_candidate(
     onnx_model: LanguageModel, settings: Any
 ) -> None:
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     def load(spin: bool) -> Any:
         settings.GENERATION_ONNX_SPIN = spin
@@ -700,7 +700,7 @@ def test_jobs_of_one_template_share_its_preamble_and_write_what_they_would_alone
     onnx_model: LanguageModel, worker: None, cast: dict, news_template: Any
 ) -> None:
     from generation.backends import get_backend
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     # given two jobs of the same template (system text "You are a careful news writer.")
     jobs = []
@@ -729,7 +729,7 @@ def test_a_graph_the_loop_does_not_know_runs_on_onnx_runtime_genai_with_the_same
 ) -> None:
     from generation.backends import ort_loop
     from generation.backends.oga_native import NativeModel
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
     assert isinstance(backend.native, ort_loop.LoopModel) and "studio loop" in backend.version
@@ -776,7 +776,7 @@ def _hold_after_first_step(
 def test_jobs_on_one_model_step_in_one_batch_and_write_what_each_writes_alone(
     onnx_model: LanguageModel, settings: Any
 ) -> None:
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
     settings.GENERATION_MERGE_JOBS = True
@@ -823,9 +823,9 @@ def test_jobs_on_one_model_step_in_one_batch_and_write_what_each_writes_alone(
 def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason(
     onnx_model: LanguageModel, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generation.backends import ort_loop
-    from generation.backends.base import BackendError
-    from generation.model_backends import backend_config
+    from generation.backends import ort_batch
+    from generation.backends.types import BackendError
+    from generation.model_runtime import backend_config
 
     settings.GENERATION_MERGE_JOBS = True
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
@@ -833,14 +833,14 @@ def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason
     # given: a job in the batch, held after its first step
     thread, _, release, result = _hold_after_first_step(backend, prompt, [1, 2])
     # when: the next pass fails (as a session that runs out of memory would)
-    original = ort_loop._Cache.step
+    original = ort_batch._Cache.step
     failures = []
 
     def broken(self: Any, members: Any, tokens: Any) -> Any:
         failures.append(len(tokens))
         raise RuntimeError("out of memory in the attention")
 
-    monkeypatch.setattr(ort_loop._Cache, "step", broken)
+    monkeypatch.setattr(ort_batch._Cache, "step", broken)
     errors = []
 
     def second() -> None:
@@ -861,7 +861,7 @@ def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason
     assert isinstance(result[0], BackendError) and "out of memory" in str(result[0])
     assert errors and "out of memory in the attention" in errors[0]
     # and the batch serves the next job once the fault is gone
-    monkeypatch.setattr(ort_loop._Cache, "step", original)
+    monkeypatch.setattr(ort_batch._Cache, "step", original)
     out = backend.generate(prompt=prompt, n=2, seeds=[1, 2], settings=SETTINGS)
     assert all(o.completion_tokens for o in out)
 
@@ -870,7 +870,7 @@ def test_a_failed_pass_of_the_shared_batch_fails_every_job_in_it_with_the_reason
 def two_sessions(onnx_model: LanguageModel, settings: Any) -> tuple[Any, str]:
     """The ONNX backend with jobs not merged, on two cores with two job slots: a wide session
     (every core) beside the narrow one (a slot's); and a prompt."""
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     settings.TORCH_THREADS, settings.GENERATION_CONCURRENCY = 2, 2
     settings.GENERATION_MERGE_JOBS = False
@@ -881,7 +881,7 @@ def two_sessions(onnx_model: LanguageModel, settings: Any) -> tuple[Any, str]:
 def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
     onnx_model: LanguageModel, settings: Any, two_sessions: tuple[Any, str]
 ) -> None:
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     # given the backend with its wide session (every core) beside the narrow one (a slot's)
     backend, prompt = two_sessions
@@ -910,14 +910,14 @@ def test_a_lone_job_takes_the_wide_session_unless_it_is_turned_off(
 def test_a_job_claimed_beside_another_that_has_not_started_generating_takes_its_share(
     two_sessions: tuple[Any, str],
 ) -> None:
-    from generation.backends.base import local_job, local_jobs
+    from generation.backends.reservations import reserve, reserved
 
     backend, prompt = two_sessions
-    before = local_jobs()
+    before = reserved()
     # given this job claimed by the runner, and another one claimed just after it that is
     # still loading or rendering its prompt (not generating yet)
-    with local_job(), local_job() as other:
-        assert local_jobs() == before + 2
+    with reserve(), reserve() as other:
+        assert reserved() == before + 2
         # when this one starts generating
         out = backend.generate(prompt=prompt, n=2, seeds=[7, 8], settings=SETTINGS)
         # then it takes its share of the cores, not every core the other is about to need
@@ -925,17 +925,17 @@ def test_a_job_claimed_beside_another_that_has_not_started_generating_takes_its_
         # and once the other is done (released twice: idempotent), a job alone takes them all
         other.release()
         other.release()
-        assert local_jobs() == before + 1
+        assert reserved() == before + 1
         alone = backend.generate(prompt=prompt, n=2, seeds=[7, 8], settings=SETTINGS)
         assert [o.threads for o in alone] == [2, 2]
         assert [o.token_ids for o in alone] == [o.token_ids for o in out]
-    assert local_jobs() == before
+    assert reserved() == before
 
 
 def test_two_generators_on_threads_write_what_each_writes_alone(
     onnx_model: LanguageModel,
 ) -> None:
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     backend = load_backend(backend_config(onnx_model), cache_root=Path("/nonexistent"))
     prompts = [
@@ -1018,7 +1018,7 @@ def test_admin_checks_each_backend_and_never_shows_the_key(
 
 
 def test_half_precision_is_refused_on_a_device_without_it(tiny_model_dir: Path) -> None:
-    from generation.engine import ModelLoadError
+    from generation.backends.types import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="float16 needs a CUDA device"):
         load_backend(
@@ -1042,7 +1042,7 @@ def test_openai_backend_reuses_its_connection_and_reconnects_after_the_server_cl
     settings: Any,
 ) -> None:
     from generation.backends import get_backend
-    from generation.model_backends import backend_config
+    from generation.model_runtime import backend_config
 
     # given a served model with no retries: a stale connection must not count as a failure
     openai_model.server_max_retries = 0
@@ -1051,7 +1051,7 @@ def test_openai_backend_reuses_its_connection_and_reconnects_after_the_server_cl
 
     def run() -> tuple[GenerationJob, int]:
         job = create(cast, news_template, n_candidates=2)
-        runner.job_execute(job_id=job.pk, worker_name="w")
+        runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
         job.refresh_from_db()
         assert job.status == JobStatus.SUCCEEDED, job.error
         # (the stream thread hands its connection back after the job has its text)

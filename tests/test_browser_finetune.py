@@ -19,15 +19,15 @@ pytestmark = pytest.mark.browser
 def slow_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slow every progress report down (the real model still trains every step), so the page is
     seen while the run is going."""
-    from generation.finetune import services
+    from finetune import runner
 
-    original = services._Reporter.on_progress
+    original = runner.Reporter.on_progress
 
     def on_progress(self: Any, progress: Any) -> None:
         time.sleep(0.25)
         original(self, progress)
 
-    monkeypatch.setattr(services._Reporter, "on_progress", on_progress)
+    monkeypatch.setattr(runner.Reporter, "on_progress", on_progress)
 
 
 def test_an_admin_watches_a_run_live_and_generates_with_the_tuned_model(
@@ -39,7 +39,7 @@ def test_an_admin_watches_a_run_live_and_generates_with_the_tuned_model(
     settings: Any,
     tmp_path: Path,
 ) -> None:
-    from generation.finetune.models import FineTuneRun
+    from finetune.models import FineTuneRun
     from generation.models import Draft
     from generation.tiny import corpus_sample
     from review.models import ArchiveDocument

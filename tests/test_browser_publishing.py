@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from publishing.models import Delivery, Destination
 from review.lifecycle import DraftStatus
-from review.publishing.models import Delivery, Destination
 from tests.factories import make_draft
 from tests.publishing_helpers import STORY, Receiver
 from tests.test_browser_review import _orm_beside_playwright, browser, login  # noqa: F401
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("local_receivers_allowed")]
 
 
 @pytest.fixture
@@ -89,8 +89,8 @@ def test_an_editor_publishes_and_sees_deliveries_arrive_even_after_the_receiver_
 
     # The receiver goes down; a correction waits, with the reason and its next try shown.
     receiver.stop()
-    page.click("#correct summary")
-    page.fill("#c-body", "<p>The chess club marked one hundred years of play.</p>")
+    # the correction is written in the editor (the form is open, the text below its toolbar)
+    page.locator("#c-editor").fill("The chess club marked one hundred years of play.")
     page.fill("#c-note", "The club is a century old, not the hall.")
     with page.expect_navigation():
         page.click("#correct button[type=submit]")

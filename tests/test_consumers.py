@@ -58,7 +58,7 @@ def run_job(job_id: int) -> None:
     from django.db import connections
 
     try:
-        runner.job_execute(job_id=job_id, worker_name="t")
+        runner.job_claim_and_generate(job_id=job_id, worker_name="t")
     finally:
         connections.close_all()
 

@@ -14,8 +14,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from generation.finetune import services, trainer
-from generation.finetune.models import EditPair, FineTuneEvent, FineTuneRun
+from finetune import rules, runner, services
+from finetune.models import EditPair, FineTuneEvent, FineTuneRun
+from finetune.training import evaluation, examples, loop
 
 # A small run: about 2-4 s on one core with the tiny model.
 SMALL = {
@@ -69,7 +70,7 @@ def settings_fast(settings: Any, tmp_path: Path) -> Any:
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Runs stay out of the broker: the test plays the worker (run_execute) itself."""
-    from generation.finetune import tasks
+    from finetune import tasks
 
     held: list[int] = []
     monkeypatch.setattr(tasks.finetune_run, "delay_on_commit", held.append)
@@ -94,12 +95,12 @@ def test_training_lowers_the_loss_and_early_stopping_keeps_the_best_checkpoint(
 ) -> None:
     # given eight training paragraphs and a high learning rate: the model first learns, then
     # overfits them, so the validation loss falls and then rises
-    split = trainer.Split(
-        train=[trainer.Example(text=t) for t in paragraphs[20:28]],
-        validation=[trainer.Example(text=t) for t in paragraphs[:10]],
-        test=[trainer.Example(text=t) for t in paragraphs[10:20]],
+    split = examples.Split(
+        train=[examples.Example(text=t) for t in paragraphs[20:28]],
+        validation=[examples.Example(text=t) for t in paragraphs[:10]],
+        test=[examples.Example(text=t) for t in paragraphs[10:20]],
     )
-    settings, errors = trainer.parse_settings(
+    settings, errors = rules.parse_settings(
         {
             "learning_rate": 1e-2,
             "epochs": 40,
@@ -110,10 +111,10 @@ def test_training_lowers_the_loss_and_early_stopping_keeps_the_best_checkpoint(
         }
     )
     assert not errors
-    model, tokenizer = trainer.load_for_training(str(tiny_model_dir), device="cpu")
+    model, tokenizer = loop.load_for_training(str(tiny_model_dir), device="cpu")
 
     # when
-    result = trainer.train(
+    result = loop.train(
         model=model, tokenizer=tokenizer, split=split, settings=settings, output_dir=tmp_path / "m"
     )
 
@@ -128,9 +129,9 @@ def test_training_lowers_the_loss_and_early_stopping_keeps_the_best_checkpoint(
     assert result.best_val_loss < evals[0][1]
     assert evals[-1][1] > result.best_val_loss
     # the directory holds the best weights, not the last ones
-    saved, _ = trainer.load_for_training(str(tmp_path / "m"), device="cpu")
-    enc = trainer.encode_examples(split.validation, tokenizer, max_length=64, chat=False)
-    reloaded = trainer.evaluate(
+    saved, _ = loop.load_for_training(str(tmp_path / "m"), device="cpu")
+    enc = examples.encode_examples(split.validation, tokenizer, max_length=64, chat=False)
+    reloaded = evaluation.evaluate(
         saved, enc, batch_size=8, pad_id=tokenizer.pad_token_id, device="cpu"
     )
     assert reloaded == pytest.approx(result.best_val_loss, abs=1e-4)
@@ -142,12 +143,12 @@ def test_training_lowers_the_loss_and_early_stopping_keeps_the_best_checkpoint(
 def test_lora_trains_an_adapter_and_saves_a_plain_merged_model(
     tiny_model_dir: Path, paragraphs: list[str], tmp_path: Path
 ) -> None:
-    split = trainer.Split(
-        train=[trainer.Example(text=t) for t in paragraphs[20:60]],
-        validation=[trainer.Example(text=t) for t in paragraphs[:8]],
-        test=[trainer.Example(text=t) for t in paragraphs[8:16]],
+    split = examples.Split(
+        train=[examples.Example(text=t) for t in paragraphs[20:60]],
+        validation=[examples.Example(text=t) for t in paragraphs[:8]],
+        test=[examples.Example(text=t) for t in paragraphs[8:16]],
     )
-    settings, _ = trainer.parse_settings(
+    settings, _ = rules.parse_settings(
         {
             "lora": True,
             "lora_r": 4,
@@ -158,8 +159,8 @@ def test_lora_trains_an_adapter_and_saves_a_plain_merged_model(
             "max_steps": 8,
         }
     )
-    model, tokenizer = trainer.load_for_training(str(tiny_model_dir), device="cpu")
-    result = trainer.train(
+    model, tokenizer = loop.load_for_training(str(tiny_model_dir), device="cpu")
+    result = loop.train(
         model=model, tokenizer=tokenizer, split=split, settings=settings, output_dir=tmp_path / "m"
     )
     # only the adapter trained, and it helped
@@ -168,31 +169,33 @@ def test_lora_trains_an_adapter_and_saves_a_plain_merged_model(
     # the saved directory is a plain transformers model (merged; no adapter files) that gives
     # the measured test perplexity
     assert not (tmp_path / "m" / "adapter_config.json").exists()
-    saved, _ = trainer.load_for_training(str(tmp_path / "m"), device="cpu")
+    saved, _ = loop.load_for_training(str(tmp_path / "m"), device="cpu")
     assert not hasattr(saved, "peft_config")
-    enc = trainer.encode_examples(split.test, tokenizer, max_length=64, chat=False)
-    loss = trainer.evaluate(saved, enc, batch_size=8, pad_id=tokenizer.pad_token_id, device="cpu")
+    enc = examples.encode_examples(split.test, tokenizer, max_length=64, chat=False)
+    loss = evaluation.evaluate(
+        saved, enc, batch_size=8, pad_id=tokenizer.pad_token_id, device="cpu"
+    )
     assert loss == pytest.approx(result.test_loss, abs=1e-4)
 
 
 def test_padding_and_prompts_are_never_learned(tiny_model_dir: Path) -> None:
-    _, tokenizer = trainer.load_for_training(str(tiny_model_dir), device="cpu")
-    enc = trainer.encode_examples(
+    _, tokenizer = loop.load_for_training(str(tiny_model_dir), device="cpu")
+    enc = examples.encode_examples(
         [
-            trainer.Example(text="A short answer.", prompt="Write something:"),
-            trainer.Example(text="A much longer text that needs more tokens than the other one."),
+            examples.Example(text="A short answer.", prompt="Write something:"),
+            examples.Example(text="A much longer text that needs more tokens than the other one."),
         ],
         tokenizer,
         max_length=64,
         chat=False,
     )
     prompt_len = len(tokenizer("Write something:")["input_ids"])
-    assert enc.labels[0][:prompt_len] == [trainer.IGNORE_INDEX] * prompt_len
+    assert enc.labels[0][:prompt_len] == [examples.IGNORE_INDEX] * prompt_len
     assert enc.labels[0][prompt_len:] == enc.ids[0][prompt_len:]
-    [(_ids, mask, labels)] = trainer.batches(
+    [(_ids, mask, labels)] = examples.batches(
         enc, batch_size=2, pad_id=tokenizer.pad_token_id, shuffle_seed=None
     )
-    assert (labels[mask == 0] == trainer.IGNORE_INDEX).all()
+    assert (labels[mask == 0] == examples.IGNORE_INDEX).all()
     assert int(mask.sum()) == enc.tokens
 
 
@@ -203,7 +206,7 @@ def test_padding_and_prompts_are_never_learned(tiny_model_dir: Path) -> None:
 def test_a_run_registers_a_tuned_model_that_generates_through_the_job_path(
     cast: dict, language_model: Any, captured: list[int]
 ) -> None:
-    from generation import runner
+    from generation import runner as generation_runner
     from generation import services as gen_services
     from generation.models import Draft
 
@@ -213,7 +216,7 @@ def test_a_run_registers_a_tuned_model_that_generates_through_the_job_path(
     assert run.estimate["seconds"] > 0 and run.estimate["steps"] == run.total_steps
 
     # when the worker runs it
-    services.run_execute(run_id=run.pk, worker_name="test")
+    runner.run_execute(run_id=run.pk, worker_name="test")
 
     # then
     run.refresh_from_db()
@@ -239,7 +242,7 @@ def test_a_run_registers_a_tuned_model_that_generates_through_the_job_path(
         seed_text="The nation",
         n_candidates=1,
     )
-    runner.job_execute(job_id=job.pk, worker_name="test")
+    generation_runner.job_execute(job_id=job.pk, worker_name="test")
     draft = Draft.objects.get(job=job)
     assert draft.model == tuned and draft.completion_tokens > 0
     # another project may not use it
@@ -256,11 +259,11 @@ def test_cancel_stops_a_running_run_and_keeps_the_best_checkpoint(
 ) -> None:
     run = create_run(cast, language_model, epochs=5, eval_every=2, patience=50)
 
-    def cancel_at_step_five(progress: trainer.Progress) -> None:
+    def cancel_at_step_five(progress: loop.Progress) -> None:
         if progress["step"] == 5 and progress["phase"] == "training":
             services.run_cancel(run=run, user=cast["alice"])
 
-    services.run_execute(run_id=run.pk, worker_name="test", on_progress=cancel_at_step_five)
+    runner.run_execute(run_id=run.pk, worker_name="test", on_progress=cancel_at_step_five)
 
     run.refresh_from_db()
     assert run.status == "cancelled"
@@ -351,8 +354,8 @@ def test_out_of_memory_fails_the_run_naming_the_batch_size(
     def exhausted(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB")
 
-    monkeypatch.setattr(trainer, "evaluate", exhausted)
-    services.run_execute(run_id=run.pk, worker_name="test")
+    monkeypatch.setattr(loop, "evaluate", exhausted)
+    runner.run_execute(run_id=run.pk, worker_name="test")
     run.refresh_from_db()
     assert run.status == "failed" and run.error_field == "settings.batch_size"
     assert "Out of memory" in run.error and run.result_model is None
@@ -401,10 +404,10 @@ def test_the_command_runs_with_a_progress_bar_and_refuses_bad_settings(
 
 
 def test_approval_keeps_the_pair_which_exports_and_trains(
-    cast: dict, client: Any, language_model: Any
+    cast: dict, client: Any, language_model: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     from contentstudio.html import text_to_html
-    from generation.finetune import data as data_mod
+    from finetune import data as data_mod
     from generation.models import Draft
     from review import lifecycle
     from tests.factories import make_draft
@@ -421,8 +424,9 @@ def test_approval_keeps_the_pair_which_exports_and_trains(
     )
     draft.refresh_from_db()
 
-    # when the editor approves it
-    lifecycle.draft_transition(draft=draft, action="approve", user=cast["bob"])
+    # when the editor approves it (and the approval commits)
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.draft_transition(draft=draft, action="approve", user=cast["bob"])
 
     # then the pair is kept with its diff and distance
     pair = EditPair.objects.get(draft=draft)
@@ -450,7 +454,7 @@ def test_approval_keeps_the_pair_which_exports_and_trains(
 
 
 def services_acceptance(cast: dict) -> list[Any]:
-    from generation.finetune import selectors
+    from finetune import selectors
 
     return selectors.acceptance(project=cast["newsroom"])
 
@@ -529,7 +533,7 @@ def test_the_sweep_fails_a_run_whose_worker_died_and_resends_a_lost_one(
 ) -> None:
     from django.utils import timezone
 
-    from generation.finetune import tasks
+    from finetune import tasks
 
     resent: list[int] = []
     monkeypatch.setattr(tasks.finetune_run, "delay", resent.append)
@@ -550,7 +554,7 @@ def test_the_sweep_fails_a_run_whose_worker_died_and_resends_a_lost_one(
         heartbeat_at=timezone.now(),
     )
 
-    assert services.runs_sweep() == {"failed": 1, "resent": 1}
+    assert runner.runs_sweep() == {"failed": 1, "resent": 1}
 
     dead.refresh_from_db()
     assert dead.status == "failed" and "gone@host" in dead.error

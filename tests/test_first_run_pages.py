@@ -10,7 +10,7 @@ from typing import Any
 from django.test import Client
 
 from generation import services as generation
-from review import lifecycle, policy
+from review import holds, lifecycle
 from review.models import CheckResult, CheckStatus
 from tests.factories import make_draft
 from tests.test_review_pages import checked
@@ -57,7 +57,7 @@ def test_a_score_over_its_threshold_is_marked_over_and_not_drawn_as_fine(
     )
     page = logged_in(cast["bob"]).get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
     row = re.search(r'<tr class="over"><th>toxicity</th>(.*?)</tr>', page, re.S)
-    limit = policy.DEFAULT_TOXICITY_THRESHOLDS["toxicity"]
+    limit = holds.DEFAULT_TOXICITY_THRESHOLDS["toxicity"]
     assert row is not None and f"over {limit:.2f}" in row.group(1)
     # the meter knows where "bad" starts, so the browser draws 0.99 as bad, not green
     assert re.search(rf'<meter[^>]*high="{limit:g}"[^>]*optimum="0"[^>]*value="0.99"', row.group(1))

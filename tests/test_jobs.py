@@ -72,7 +72,7 @@ def test_job_run_in_the_worker_saves_each_candidate_as_a_draft_with_provenance(
     assert job.prompt == first.prompt
 
 
-def test_job_execute_is_idempotent(
+def test_job_claim_and_generate_is_idempotent(
     transactional_db: None,
     cast: dict,
     language_model: LanguageModel,
@@ -80,8 +80,8 @@ def test_job_execute_is_idempotent(
     hold_queue: list,
 ) -> None:
     job = create(cast, news_template, settings={"max_new_tokens": 6}, n_candidates=1)
-    runner.job_execute(job_id=job.pk, worker_name="w1")
-    runner.job_execute(job_id=job.pk, worker_name="w2")  # a redelivered message
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w1")
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w2")  # a redelivered message
     assert Draft.objects.filter(job=job).count() == 1
     assert GenerationJob.objects.get(pk=job.pk).worker == "w1"
 
@@ -95,8 +95,8 @@ def test_same_seed_gives_the_same_drafts(
 ) -> None:
     a = create(cast, news_template, settings={"max_new_tokens": 8})
     b = create(cast, news_template, settings={"max_new_tokens": 8})
-    runner.job_execute(job_id=a.pk, worker_name="w")
-    runner.job_execute(job_id=b.pk, worker_name="w")
+    runner.job_claim_and_generate(job_id=a.pk, worker_name="w")
+    runner.job_claim_and_generate(job_id=b.pk, worker_name="w")
     texts = lambda job: list(  # noqa: E731
         Draft.objects.filter(job=job)
         .order_by("candidate__index")
@@ -156,7 +156,7 @@ def test_cancelling_a_queued_job_cancels_it_at_once(
     services.job_cancel(job=job, user=cast["bob"])
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
-    runner.job_execute(job_id=job.pk, worker_name="w")  # the message arrives later
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")  # the message arrives later
     assert GenerationJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 
 
@@ -168,7 +168,7 @@ def test_cancelling_a_finished_job_is_refused(
     hold_queue: list,
 ) -> None:
     job = create(cast, news_template, settings={"max_new_tokens": 4}, n_candidates=1)
-    runner.job_execute(job_id=job.pk, worker_name="w")
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
     with pytest.raises(InvalidTransition, match="succeeded"):
         services.job_cancel(job=job, user=cast["bob"])
     assert Draft.objects.filter(job=job).count() == 1
@@ -182,7 +182,7 @@ def test_finished_candidates_stay_drafts_when_others_are_cancelled(
     hold_queue: list,
 ) -> None:
     from generation import stream
-    from generation.engine import CandidateOutput
+    from generation.backends.types import CandidateOutput
 
     job = create(cast, news_template)
     GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
@@ -260,7 +260,7 @@ def test_a_prompt_too_long_for_the_model_fails_the_job_saying_why(
         variables={**VARS, "lede": "word " * 600},
         settings={"max_new_tokens": 200},
     )
-    runner.job_execute(job_id=job.pk, worker_name="w")
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "context" in job.error
 
@@ -274,7 +274,7 @@ from generation import runner, services
 # Slow each step down so the test can kill the process mid-job (the model still runs).
 original = runner._Recorder.on_step
 runner._Recorder.on_step = lambda self, deltas: (time.sleep(0.02), original(self, deltas))
-runner.job_execute(job_id=int(sys.argv[1]), worker_name="crashy@test")
+runner.job_claim_and_generate(job_id=int(sys.argv[1]), worker_name="crashy@test")
 """
 
 

@@ -46,6 +46,10 @@ EXPECTED_MOVES: dict[str, dict[str, str]] = {
     "publish": {S.APPROVED: S.PUBLISHED},
     "unpublish": {S.PUBLISHED: S.UNPUBLISHED},
 }
+# Taken only by its own control (the queue's Undo moments after an approval), never offered as a
+# button; its rules (approver only, nothing since, within the window) are in
+# tests/test_queue_search_undo.py.
+UNOFFERED_MOVES: dict[str, dict[str, str]] = {"undo_approve": {S.APPROVED: S.AWAITING_REVIEW}}
 SYSTEM_ACTIONS = {"check", "pass", "hold"}
 # Editors decide; admins can do everything editors can; reviewers and viewers never move a draft.
 PEOPLE = {"alice": Role.ADMIN, "bob": Role.EDITOR, "charlie": Role.REVIEWER, "dave": Role.VIEWER}
@@ -78,7 +82,11 @@ def expected_outcome(status: str, action: str, actor: str) -> str:
 
 
 def test_the_table_has_exactly_the_actions_and_moves_the_workflow_needs() -> None:
-    assert {name: dict(a.moves) for name, a in lifecycle.ACTIONS.items()} == EXPECTED_MOVES
+    assert {name: dict(a.moves) for name, a in lifecycle.ACTIONS.items()} == {
+        **EXPECTED_MOVES,
+        **UNOFFERED_MOVES,
+    }
+    assert {name for name, a in lifecycle.ACTIONS.items() if not a.offered} == set(UNOFFERED_MOVES)
     assert {name for name, a in lifecycle.ACTIONS.items() if a.role is None} == SYSTEM_ACTIONS
     assert [name for name, a in lifecycle.ACTIONS.items() if a.needs_reason] == ["release"]
 

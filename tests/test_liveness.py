@@ -15,8 +15,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from generation import engine as engine_mod
 from generation import runner, services
+from generation.backends.hf_transformers import load_weights
+from generation.model_runtime import backend_config
 from generation.models import Draft, GenerationJob, JobStatus, LanguageModel
 from review import services as review_services
 from review.lifecycle import DraftStatus
@@ -45,7 +46,7 @@ def _sweep_until(stop: threading.Event, results: list[dict[str, int]]) -> None:
         connection.close()
 
 
-def test_a_job_waiting_on_the_engine_lock_for_many_stale_periods_is_not_failed(
+def test_a_job_waiting_on_the_model_lock_for_many_stale_periods_is_not_failed(
     transactional_db: None,
     cast: dict,
     language_model: LanguageModel,
@@ -53,17 +54,15 @@ def test_a_job_waiting_on_the_engine_lock_for_many_stale_periods_is_not_failed(
     hold_queue: list,
     fast_liveness: None,
 ) -> None:
-    # given the engine busy (its lock held) and a job that must wait for it
-    engine = engine_mod.get_engine(
-        runner.model_spec(language_model), cache_root=settings.MODEL_CACHE_DIR
-    )
+    # given the model busy (its weights' lock held) and a job that must wait for it
+    weights = load_weights(backend_config(language_model), cache_root=settings.MODEL_CACHE_DIR)
     job = create(cast, news_template, settings={"max_new_tokens": 8})
-    engine.lock.acquire()
+    weights.lock.acquire()
     stop = threading.Event()
     sweeps: list[dict[str, int]] = []
     sweeper = threading.Thread(target=_sweep_until, args=(stop, sweeps))
     worker = threading.Thread(
-        target=lambda: runner.job_execute(job_id=job.pk, worker_name="busy@host")
+        target=lambda: runner.job_claim_and_generate(job_id=job.pk, worker_name="busy@host")
     )
     try:
         sweeper.start()
@@ -77,11 +76,11 @@ def test_a_job_waiting_on_the_engine_lock_for_many_stale_periods_is_not_failed(
         assert len(sweeps) > 10 and not any(s["failed"] for s in sweeps)
         assert (timezone.now() - job.heartbeat_at).total_seconds() < 0.5
     finally:
-        engine.lock.release()
+        weights.lock.release()
         worker.join(timeout=60)
         stop.set()
         sweeper.join(timeout=10)
-    # and once the engine is free it finishes with its drafts
+    # and once the model is free it finishes with its drafts
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     assert job.drafts.count() == 2
@@ -99,12 +98,10 @@ def test_a_job_failed_by_the_sweep_gets_no_drafts_when_its_worker_finishes_later
     # given a worker whose heartbeat thread is silenced (a frozen process looks like this)
     monkeypatch.setattr(runner, "Heartbeat", _SilentHeartbeat)
     job = create(cast, news_template, settings={"max_new_tokens": 8})
-    engine = engine_mod.get_engine(
-        runner.model_spec(language_model), cache_root=settings.MODEL_CACHE_DIR
-    )
-    engine.lock.acquire()
+    weights = load_weights(backend_config(language_model), cache_root=settings.MODEL_CACHE_DIR)
+    weights.lock.acquire()
     worker = threading.Thread(
-        target=lambda: runner.job_execute(job_id=job.pk, worker_name="frozen@host")
+        target=lambda: runner.job_claim_and_generate(job_id=job.pk, worker_name="frozen@host")
     )
     try:
         worker.start()
@@ -113,7 +110,7 @@ def test_a_job_failed_by_the_sweep_gets_no_drafts_when_its_worker_finishes_later
         time.sleep(0.7)
         assert services.jobs_sweep()["failed"] == 1
     finally:
-        engine.lock.release()
+        weights.lock.release()
         worker.join(timeout=60)
     # then the worker's late finish changes nothing: failed, with the reason, and no drafts
     job.refresh_from_db()
@@ -146,7 +143,7 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again_once(
     from generation import tasks
 
     sent: list[int] = []
-    monkeypatch.setattr(tasks.job_run, "delay", sent.append)
+    monkeypatch.setattr(tasks.job_generate, "delay", sent.append)
     settings.GENERATION_REQUEUE_AFTER = 60
     job = create(cast, news_template)
     # a fresh job is left alone

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from generation import runner
+from generation import model_runtime
 from generation.models import LanguageModel
 from tests.conftest import wait_for
 
@@ -17,7 +17,7 @@ from tests.conftest import wait_for
 def test_model_check_reports_load_time_and_a_test_output(
     db: None, language_model: LanguageModel
 ) -> None:
-    checked = runner.model_check(model_id=language_model.pk)
+    checked = model_runtime.model_check(model_id=language_model.pk)
     assert checked.last_check_ok is True
     assert checked.last_check_load_seconds is not None
     assert "Loaded in" in checked.last_check_message
@@ -28,7 +28,7 @@ def test_model_check_reports_the_exact_error(db: None, tmp_path: Path) -> None:
     broken = LanguageModel.objects.create(
         name="broken", source_kind="local", source=str(tmp_path / "nowhere")
     )
-    checked = runner.model_check(model_id=broken.pk)
+    checked = model_runtime.model_check(model_id=broken.pk)
     assert checked.last_check_ok is False
     assert str(tmp_path / "nowhere") in checked.last_check_message
     assert "does not exist" in checked.last_check_message
@@ -62,6 +62,7 @@ def test_the_admin_check_action_runs_in_the_worker(
         "/admin/review/archivedocument/",
         "/admin/review/importrun/",
         "/admin/review/policy/",
+        "/admin/review/policyevent/",
         "/admin/review/checkresult/",
         "/admin/review/draftevent/",
         "/admin/review/comment/",

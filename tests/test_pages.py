@@ -173,7 +173,7 @@ def test_model_text_and_variables_are_escaped_on_the_job_and_draft_pages(
         settings={"max_new_tokens": 3},
         n_candidates=1,
     )
-    runner.job_execute(job_id=job.pk, worker_name="w")
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
     Candidate.objects.filter(job=job).update(text=evil)
     Draft.objects.filter(job=job).update(body=evil)
     draft = Draft.objects.get(job=job)

@@ -10,11 +10,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
-from review import lifecycle
-from review.lifecycle import DraftStatus
-from review.models import DraftEvent, IndexState, SourcePassage
-from review.publishing import provenance, services
-from review.publishing.models import (
+from publishing import provenance, services
+from publishing.models import (
     ImmutableError,
     Publication,
     PublicationEvent,
@@ -22,6 +19,9 @@ from review.publishing.models import (
     PublicationVersion,
     VersionKind,
 )
+from review import lifecycle
+from review.lifecycle import DraftStatus
+from review.models import DraftEvent, IndexState, SourcePassage
 from tests.publishing_helpers import approved_draft
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,8 @@ def test_publishing_writes_an_immutable_first_version_with_provenance(cast: dict
     assert prov["seed"] == draft.seed
     assert {c["kind"] for c in prov["checks"]} == {"toxicity", "lexical"}
     assert {"name": "detoxify", "version": "0.5.4", "check": "toxicity"} in prov["scorers"]
-    assert [d["action"] for d in prov["decisions"]] == ["approve"]
+    # The publish decision itself is part of the record (the audit row is written first).
+    assert [d["action"] for d in prov["decisions"]] == ["approve", "publish"]
     assert prov["decisions"][0]["by"] == "bob"
     # and it is audited on both sides
     assert PublicationEvent.objects.filter(publication=publication, action="publish").exists()
@@ -71,12 +72,37 @@ def test_publishing_writes_an_immutable_first_version_with_provenance(cast: dict
         version.delete()
 
 
-def test_the_lifecycle_publish_move_from_any_caller_creates_the_publication(cast: dict) -> None:
+def test_a_draft_published_by_reviews_own_move_gets_its_publication_on_commit(
+    cast: dict, django_capture_on_commit_callbacks: Any
+) -> None:
+    # given an approved draft, published by review's own move (the draft page's button, its
+    # API), which knows nothing of publishing
     draft = approved_draft(cast)
-    lifecycle.draft_transition(draft=draft, action="publish", user=cast["alice"])
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.draft_transition(draft=draft, action="publish", user=cast["alice"])
+    # then publishing heard the announcement and wrote version 1 and its audit row
     publication = Publication.objects.get(draft=draft)
     assert publication.current_version == 1
     assert publication.versions.get().byline == "bob, with AI assistance"  # the approver
+    event = publication.events.get()
+    assert (event.action, event.from_status, event.to_status) == ("publish", "", "published")
+    # and unpublishing the same way sends the kill version
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.draft_transition(
+            draft=draft, action="unpublish", user=cast["bob"], reason="Legal"
+        )
+    publication.refresh_from_db()
+    assert (publication.status, publication.current_version) == ("unpublished", 2)
+    assert publication.versions.get(number=2).kind == VersionKind.KILL
+
+
+def test_a_publication_written_with_the_move_is_not_written_again_on_commit(
+    cast: dict, django_capture_on_commit_callbacks: Any
+) -> None:
+    draft = approved_draft(cast)
+    with django_capture_on_commit_callbacks(execute=True):
+        publication = services.publication_publish(draft=draft, user=cast["bob"])
+    assert publication.versions.count() == 1 and publication.events.count() == 1
 
 
 def test_a_correction_is_a_new_version_and_updates_the_plagiarism_sources(cast: dict) -> None:
@@ -127,7 +153,10 @@ def test_unpublishing_writes_a_kill_version_and_leaves_the_plagiarism_sources(ca
     assert not SourcePassage.objects.filter(draft=draft).exists()
     with pytest.raises(InvalidTransition):
         services.publication_correct(
-            publication=publication, user=cast["bob"], body="<p>New</p>", note="x"
+            publication=publication,
+            user=cast["bob"],
+            body="<p>The club elected a new treasurer this spring.</p>",
+            note="x",
         )
 
 
@@ -163,7 +192,7 @@ def test_a_schedule_in_the_past_or_on_an_unapproved_draft_is_refused_with_the_re
 def test_the_periodic_task_publishes_what_is_due_and_refuses_a_draft_no_longer_approved(
     cast: dict,
 ) -> None:
-    from review.publishing import tasks
+    from publishing import tasks
 
     due = approved_draft(cast, title="Due")
     later = approved_draft(cast, title="Later")
@@ -191,7 +220,7 @@ def test_the_periodic_task_publishes_what_is_due_and_refuses_a_draft_no_longer_a
 
 def test_the_beat_schedule_names_the_publishing_tasks(settings: Any) -> None:
     from contentstudio.celery import app
-    from review.publishing import tasks as publishing_tasks
+    from publishing import tasks as publishing_tasks
 
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     mine = {publishing_tasks.publications_due.name, publishing_tasks.deliveries_due.name}

@@ -13,9 +13,9 @@ from django.conf import settings
 
 from contentstudio import tokens
 from contentstudio.models import TokenScope
-from review.publishing import services
-from review.publishing.models import Publication
-from tests.publishing_helpers import approved_draft
+from publishing import services
+from publishing.models import Publication
+from tests.publishing_helpers import approved_draft, sources_indexed
 
 SCHEMAS = Path(settings.BASE_DIR).parent / "shared" / "schemas" / "ninjs"
 
@@ -116,9 +116,15 @@ def test_keyset_pagination_survives_changes_and_filters_narrow_the_list(
         api, params={"ordering": "updated_at", "page_size": 3}, headers=bearer(key), timeout=10
     ).json()
     seen += [p["id"] for p in page["results"]]
-    # meanwhile an item already seen is corrected and a new one is published
+    # meanwhile an item already seen is corrected (new text, checked against the others) and
+    # a new one is published
+    sources_indexed(cast["newsroom"])
     services.publication_correct(
-        publication=pubs[0], user=cast["bob"], body="<p>Corrected text.</p>", note="Fix"
+        publication=pubs[0],
+        user=cast["bob"],
+        body="<p>The youngest entrant is eleven years old.</p>",
+        summary="A correction of the entrant's age.",
+        note="Fix",
     )
     late = published(cast, "Late story", tags=["odd"])
     while page["next"]:
@@ -148,8 +154,13 @@ def test_keyset_pagination_survives_changes_and_filters_narrow_the_list(
     etag = first.headers["ETag"]
     again = requests.get(detail, headers={**bearer(key), "If-None-Match": etag}, timeout=10)
     assert again.status_code == 304 and again.content == b""
+    sources_indexed(cast["newsroom"])
     services.publication_correct(
-        publication=pubs[1], user=cast["bob"], body="<p>New text.</p>", note="Update"
+        publication=pubs[1],
+        user=cast["bob"],
+        body="<p>The final was decided in a rapid game.</p>",
+        summary="How the final was decided.",
+        note="Update",
     )
     changed = requests.get(detail, headers={**bearer(key), "If-None-Match": etag}, timeout=10)
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
@@ -162,8 +173,13 @@ def test_exports_are_valid_ninjs_json_feed_and_atom(asgi_server: str, cast: dict
     )
     first = published(cast, "Harbour festival", tags=["culture"])
     second = published(cast, "Market day", tags=["local"])
+    sources_indexed(cast["newsroom"])
     services.publication_correct(
-        publication=second, user=cast["bob"], body="<p>Edited by a person.</p>", note="Rewrite"
+        publication=second,
+        user=cast["bob"],
+        body="<p>The club's founder was a schoolteacher.</p>",
+        summary="Who founded the club.",
+        note="Rewrite",
     )
     api = f"{asgi_server}/api/v1"
     schema_dir = _schemas_dir()

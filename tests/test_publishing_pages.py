@@ -13,11 +13,11 @@ from django.utils import timezone
 
 from contentstudio import tokens
 from contentstudio.models import ApiToken
-from review.publishing import services
-from review.publishing.models import Publication, PublicationStatus
+from publishing import services
+from publishing.models import Publication, PublicationStatus
 from tests.publishing_helpers import approved_draft
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_receivers_allowed")]
 
 
 def as_user(user: Any) -> Client:

@@ -2,8 +2,9 @@
 
 Sets (kept apart from any training data): ``bench/data/plagiarism_set.jsonl`` (copies at 100%,
 10% edited, reordered and ~30% partial, unrelated texts; ``bench/make_plagiarism_set.py``),
-``bench/data/paraphrases.jsonl`` (written by the default model; ``bench/make_paraphrases.py``),
-``tests/data/toxicity_heldout.jsonl`` and ``tests/data/benign_package_summaries.jsonl``.
+``bench/data/paraphrases.jsonl`` (dev) and ``paraphrases_test.jsonl`` (test, another process),
+the toxicity test split (``train_toxicity_head.TEST_FILES``), kept apart from training and
+calibration by the near-duplicate guard (``review.tools.splits``).
 The benchmark runs the whole sets against a large archive; this runs a slice through the real
 pipeline (database, indexes, MiniLM, the toxicity stand-in).
 """
@@ -18,10 +19,11 @@ import pytest
 
 from generation.models import Draft
 from review import tasks
-from review.checks import toxicity_eval, toxicity_head
+from review.checks.toxicity import head as toxicity_head
+from review.holds import DEFAULT_TOXICITY_THRESHOLDS
 from review.lifecycle import DraftStatus
-from review.policy import DEFAULT_TOXICITY_THRESHOLDS
 from review.services import pipeline
+from review.tools import splits, toxicity_eval, train_toxicity_head
 from tests.factories import make_draft
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,33 +116,40 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
         assert draft.status == DraftStatus.AWAITING_REVIEW, _reasons(draft)
 
 
-def test_the_toxicity_stand_in_on_the_held_out_sets() -> None:
-    # given: the committed stand-in and the held-out labelled sentences
-    thresholds = DEFAULT_TOXICITY_THRESHOLDS
-    detector = toxicity_head.get_head_detector()
-    toxic_and_news = toxicity_eval.read_labelled(
-        TESTS / "toxicity_heldout.jsonl", known=toxicity_head.CATEGORIES
-    )
-    packages = toxicity_eval.read_labelled(
-        TESTS / "benign_package_summaries.jsonl", known=toxicity_head.CATEGORIES
-    )
-    # when: scored at the default thresholds
-    hard = toxicity_eval.evaluate(
-        toxicity_eval.score_rows(detector, toxic_and_news),
-        toxic_and_news,
-        DEFAULT_TOXICITY_THRESHOLDS,
-    )
-    benign = toxicity_eval.evaluate(
-        toxicity_eval.score_rows(detector, packages), packages, thresholds
-    )
-    # then: threats, insults, obscenity and identity attacks are caught; news passes
-    assert hard["recall"] >= 0.9
-    for category in ("threat", "insult", "obscene", "identity_attack"):
-        assert hard["categories"][category]["recall"] >= 0.85, category
-    assert hard["false_hold_rate"] <= 0.1
-    assert benign["false_hold_rate"] <= 0.01
-    scores = detector.score_texts(["Police said the attack killed three people."])[0]
+@pytest.fixture(scope="module")
+def test_split_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The committed stand-in measured now on the test split (what ``measure`` writes)."""
+    out = tmp_path_factory.mktemp("head") / "toxicity_head.json"
+    return train_toxicity_head.measure_head(toxicity_head.get_head_detector(), out=out)
+
+
+def test_the_stand_in_shows_the_figures_its_weights_measure_on_the_test_split(
+    test_split_figures: dict[str, Any],
+) -> None:
+    # given: the committed head and the figures committed beside it (the stand-in label)
+    committed = toxicity_head.load_metrics()
+    # when: the head is measured again on the test split (never trained or calibrated on)
+    measured = test_split_figures
+    # then: the label shows exactly what the weights measure, on a set of the issue's size
+    assert measured == committed
+    assert measured["measured_on"] == [p.name for p in train_toxicity_head.TEST_FILES]
+    assert measured["toxic"] >= 200
+    low, high = splits.wilson(round(measured["recall"] * measured["toxic"]), measured["toxic"])
+    assert measured["recall_ci95"] == [round(low, 4), round(high, 4)]
+    # and news about crime and war passes
+    scores = toxicity_head.get_head_detector().score_texts(
+        ["Police said the attack killed three people."]
+    )[0]
     assert all(v < DEFAULT_TOXICITY_THRESHOLDS[c] for c, v in scores.items())
+
+
+def test_the_stand_in_holds_at_most_one_harmless_test_text_in_a_hundred(
+    test_split_figures: dict[str, Any],
+) -> None:
+    # the goal of the issue, on the test split: harmless news and ad sentences, package
+    # summaries and the default model's drafts of briefs no calibration used
+    assert test_split_figures["harmless"] >= 600
+    assert test_split_figures["false_hold_rate"] <= 0.01
 
 
 def test_toxicity_eval_prints_figures_per_category_and_names_a_bad_field(
@@ -179,13 +188,14 @@ def test_toxicity_eval_prints_figures_per_category_and_names_a_bad_field(
         call_command("toxicity_eval", str(bad), stdout=StringIO())
 
 
-def test_the_toxicity_stand_in_passes_the_default_models_drafts_of_the_starter_templates() -> None:
+def test_the_default_models_unseen_drafts_are_held_at_most_one_in_a_hundred() -> None:
     from review.checks import toxicity
 
-    # given: the drafts the default model wrote from the starter templates (never trained on),
-    # news about shootings, fighting and a murder charge among them
-    drafts = _lines(BENCH / "template_drafts.jsonl")
+    # given: 300 drafts the default model wrote from briefs that no training or calibration
+    # step used (news about shootings, war and disasters among them)
+    drafts = _lines(BENCH / "unseen_drafts.jsonl")
     assert {d["template"] for d in drafts} == {"news_report", "ad_copy", "article"}
+    assert len(drafts) >= 300
     detector = toxicity_head.get_head_detector()
     # when: each is checked as the pipeline checks a draft (whole text and every sentence)
     held = [
@@ -196,13 +206,53 @@ def test_the_toxicity_stand_in_passes_the_default_models_drafts_of_the_starter_t
             for category, score in toxicity.check_toxicity(d["text"], detector)["overall"].items()
         )
     ]
-    # then: at most the 6 of 84 held when the committed head was measured. The issue's goal
-    # (at most 1% of harmless texts held) is NOT met by the stand-in yet: this bound guards
-    # against a head that does worse, it does not say the drafts pass as they should.
-    assert len(held) <= 6, [d["text"][:80] for d in held]
-    # ...and most news drafts about shootings, fighting and a murder charge do pass
-    news = [d for d in drafts if d["template"] == "news_report"]
-    assert sum(d in held for d in news) <= 3
+    # then: the issue's goal, counted here, not read from a file
+    assert len(held) / len(drafts) <= 0.01, [d["text"][:80] for d in held]
+
+
+def test_the_near_duplicate_guard_catches_reworded_and_reordered_copies() -> None:
+    # given: the leak the issue found, a reordered copy, and sentences that merely share words
+    leak = (
+        "Damn, this fucking app crashes every time.",
+        "This damn app crashes every fucking time.",
+    )
+    unrelated = ("Police said the attack killed three people.", "Fresh bread delivered daily.")
+    # when / then: the reworded pair is a near duplicate (every word shared), the others not
+    assert splits.jaccard(*leak) == 1.0
+    assert splits.jaccard(*leak, k=3) < 0.4  # longer shingles alone would miss it
+    assert [tuple(p)[:2] for p in splits.near_duplicates([leak[0]], [*unrelated, leak[1]])] == [
+        (0, 2)
+    ]
+    assert splits.near_duplicates(list(unrelated[:1]), list(unrelated[1:])) == []
+    # and the check between named splits names both texts
+    [(first, text, second, other, score)] = splits.check_apart(
+        {"train": [leak[0], unrelated[1]], "test": [leak[1], unrelated[0]]}
+    )
+    assert (first, text, second, other, score) == ("train", leak[0], "test", leak[1], 1.0)
+
+
+def test_the_shipped_toxicity_splits_are_apart() -> None:
+    # train (labelled files and the State of the Union sentences drawn as negatives),
+    # calibration (dev) and test: no near duplicate crosses them
+    assert train_toxicity_head.splits_apart() == []
+
+
+def test_the_shipped_paraphrase_splits_are_apart() -> None:
+    dev = _lines(BENCH / "paraphrases.jsonl")
+    test = _lines(BENCH / "paraphrases_test.jsonl") + _lines(BENCH / "paraphrases_test_b.jsonl")
+    assert sum(bool(p["is_paraphrase"]) for p in test) >= 100
+    # other source paragraphs, other process
+    assert not {p["source_title"] for p in dev} & {p["source_title"] for p in test}
+    assert {p["settings"] for p in dev}.isdisjoint({p["settings"] for p in test})
+    assert (
+        splits.check_apart(
+            {
+                "dev": [p["paraphrase"] for p in dev] + [p["source_text"] for p in dev],
+                "test": [p["paraphrase"] for p in test] + [p["source_text"] for p in test],
+            }
+        )
+        == []
+    )
 
 
 def test_the_stand_in_refuses_to_train_on_a_held_out_text(
@@ -215,32 +265,73 @@ def test_the_stand_in_refuses_to_train_on_a_held_out_text(
     train = tmp_path / "train.jsonl"
     labels = dict.fromkeys(toxicity_head.CATEGORIES, 0)
     train.write_text(json.dumps({"text": leaked, "labels": labels}) + "\n", encoding="utf-8")
-    monkeypatch.setattr(toxicity_head, "TRAIN_FILES", (train,))
+    monkeypatch.setattr(train_toxicity_head, "TRAIN_FILES", (train,))
     # when / then: training stops before it reads anything else, naming the text
     with pytest.raises(ValueError, match="held-out set"):
-        toxicity_head.training_texts()
+        train_toxicity_head.training_texts()
 
 
-def test_the_default_thresholds_are_the_ones_calibrate_chooses() -> None:
-    # given: the committed stand-in and its calibration set (neither trained nor evaluated on)
+def test_the_default_thresholds_are_the_ones_calibrate_chooses_on_dev() -> None:
+    # given: the committed stand-in and the whole dev split (never trained or measured on)
     detector = toxicity_head.get_head_detector()
-    # when: thresholds are chosen on the calibration set
-    chosen = toxicity_head.calibrate(detector)
-    # then: they are the policy's defaults, and none of its harmless texts is held by them
+    # when: thresholds are chosen there within the budgets (``calibrate --candidate``)
+    chosen = train_toxicity_head.calibrate_candidate(detector)
+    # then: they are the policy's defaults, within both budgets
     assert chosen["thresholds"] == DEFAULT_TOXICITY_THRESHOLDS
-    assert chosen["false_hold_rate"] == 0.0 and chosen["recall"] >= 0.9
+    assert chosen["false_hold_rate"] <= train_toxicity_head.DEV_FALSE_HOLD_BUDGET
+    drafts_held = sum(
+        int(chosen["harmless_held_per_file"][name].split("/")[0])
+        for name in train_toxicity_head.DEV_DRAFT_FILES
+    )
+    drafts = sum(
+        int(chosen["harmless_held_per_file"][name].split("/")[1])
+        for name in train_toxicity_head.DEV_DRAFT_FILES
+    )
+    assert drafts_held <= train_toxicity_head.DEV_DRAFT_HOLD_BUDGET * drafts
+
+
+def test_thresholds_are_lowered_where_they_hold_toxic_texts_within_the_false_hold_budget() -> None:
+    import numpy as np
+
+    # given: four toxic texts (two score only on threat, one only on insult, one nowhere) and
+    # harmless texts, one of which scores high on insult
+    columns = {c: i for i, c in enumerate(toxicity_head.CATEGORIES)}
+    scores = np.zeros((8, len(columns)))
+    scores[0, columns["threat"]] = scores[1, columns["threat"]] = 0.62
+    scores[2, columns["insult"]] = 0.71
+    scores[4, columns["insult"]] = 0.80  # harmless
+    scores[5, columns["threat"]] = 0.2  # harmless, under the floor
+    toxic = np.array([True] * 4 + [False] * 4)
+    # when: thresholds are chosen with no harmless text allowed over them, then with one
+    strict = train_toxicity_head.choose_thresholds(scores, toxic, budget=0)
+    loose = train_toxicity_head.choose_thresholds(scores, toxic, budget=1)
+    # then: threat drops to the step under the toxic texts; insult stays over the harmless
+    # text's score (plus the margin) unless the budget allows holding it; a category that holds
+    # no more toxic texts lower stays at the ceiling
+    assert strict["threat"] == 0.6 and strict["insult"] == train_toxicity_head.CANDIDATE_CEILING
+    assert loose["insult"] == 0.7 and loose["threat"] == 0.6
+    assert strict["toxicity"] == loose["toxicity"] == train_toxicity_head.CANDIDATE_CEILING
+    # and when the harmless text over insult is of a genre allowed none (the default model's
+    # drafts), the pooled budget of one no longer lets insult hold it
+    genre = np.array([False] * 4 + [True] + [False] * 3)
+    kept = train_toxicity_head.choose_thresholds(
+        scores, toxic, budget=1, genre=genre, genre_budget=0
+    )
+    assert kept["insult"] == train_toxicity_head.CANDIDATE_CEILING and kept["threat"] == 0.6
 
 
 def test_training_keeps_the_calibration_and_template_draft_sets_apart() -> None:
-    held_out = toxicity_head.held_out_texts()
-    for path in toxicity_head.CALIBRATION_FILES:
+    held_out = train_toxicity_head.held_out_texts()
+    for path in train_toxicity_head.CALIBRATION_FILES:
         first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])["text"]
         assert first in held_out, path.name
-    texts, labels, _ = toxicity_head.training_texts(negatives=50, short_negatives=10, docstrings=10)
+    texts, labels, _ = train_toxicity_head.training_texts(
+        negatives=50, short_negatives=10, docstrings=10
+    )
     assert not set(texts) & held_out
     # the training drafts (other template inputs) and their sentences are harmless examples
     drafts = toxicity_eval.read_labelled(
-        toxicity_head.DATA_DIR / "toxicity_train_drafts.jsonl", known=toxicity_head.CATEGORIES
+        train_toxicity_head.DATA_DIR / "toxicity_train_drafts.jsonl", known=toxicity_head.CATEGORIES
     )
     row = texts.index(drafts[0]["text"])
     assert not labels[row].any()

@@ -18,7 +18,7 @@ from django.test import Client
 
 from contentstudio.routing import websocket_urlpatterns
 from generation.models import Draft
-from review import archive, policy, services, tasks
+from review import archive, holds, services, tasks
 from review.checks.text import sentences
 from review.models import ArchiveDocument, ImportRun, Policy
 from tests.factories import (
@@ -112,7 +112,7 @@ def test_the_draft_page_shows_scores_highlights_reasons_and_sources_side_by_side
     assert legend == {"toxicity": "1", "ethics": "1", "plagiarism": "1", "semantic": "7"}
     # scores of every toxicity category, three decimals
     tox = draft.checks.get(kind="toxicity")
-    for category in policy.DEFAULT_TOXICITY_THRESHOLDS:
+    for category in holds.DEFAULT_TOXICITY_THRESHOLDS:
         assert f"<th>{category}</th>" in page
     assert f'<td>{tox.scores["toxicity"]:.3f} <span class="badge status-failed">over' in page
     # the reasons for the hold
@@ -251,13 +251,13 @@ def test_markup_in_policy_fields_is_shown_as_text(cast: dict) -> None:
 
 def _policy_form(**changes: str) -> dict[str, Any]:
     form: dict[str, Any] = {
-        f"tox_{c}": str(v) for c, v in policy.DEFAULT_TOXICITY_THRESHOLDS.items()
+        f"tox_{c}": str(v) for c, v in holds.DEFAULT_TOXICITY_THRESHOLDS.items()
     } | {
         "lexical_threshold": "50",
         "semantic_threshold": "0.8",
         "semantic_share": "0.25",
         "semantic_source_share": "0.25",
-        "blocking_rule_kinds": list(policy.DEFAULT_BLOCKING_RULE_KINDS),
+        "blocking_rule_kinds": list(holds.DEFAULT_BLOCKING_RULE_KINDS),
         "blocked_terms": "fuck\nshit",
         "regexes": "",
         "required_disclosures": "",
@@ -274,7 +274,9 @@ def test_an_admin_saves_the_policy_and_it_applies_to_the_next_check(
 ) -> None:
     client = logged_in(cast["alice"])
     page = client.get("/p/newsroom/policy/").content.decode()
-    assert 'name="lexical_threshold" type="number" step="1" min="1" max="100" value="50.0"' in page
+    assert (
+        'name="lexical_threshold" type="number" step="any" min="1" max="100" value="50.0"' in page
+    )
     assert "<fieldset disabled>" not in page and "Save policy" in page
     response = client.post(
         "/p/newsroom/policy/",
@@ -297,9 +299,14 @@ def test_an_admin_saves_the_policy_and_it_applies_to_the_next_check(
     assert saved.rules == {
         "blocked_terms": ["embargo", "scoop"],
         "regexes": [{"name": "date", "pattern": "\\b2099\\b"}],
-        "pii": {"email": True, "phone": False, "card": True},
+        "pii": {"email": True, "phone": False, "card": True, "id_number": False},
         "required_disclosures": ["Written with AI assistance."],
-        "claims": {"percentages": True, "statistics": False, "quotations": False},
+        "claims": {
+            "percentages": True,
+            "statistics": False,
+            "quotations": False,
+            "research": False,
+        },
     }
     assert saved.updated_by == cast["alice"]
     page = client.get("/p/newsroom/policy/").content.decode()
@@ -334,22 +341,25 @@ def test_bad_policy_input_is_refused_with_errors_named_by_field(cast: dict) -> N
     assert response.status_code == 400
     page = response.content.decode()
     summary = page.split('class="error-summary"')[1].split("</div>")[0]
-    named = dict(re.findall(r"<li><strong>([\w.]+)</strong>: (.*?)</li>", summary))
+    # named by the labels the page shows, never by internal keys ("lexical_threshold")
+    named = dict(re.findall(r"<li><strong>(.*?)</strong>: (.*?)</li>", summary))
     assert set(named) == {
-        "toxicity_thresholds.insult",
-        "toxicity_thresholds.threat",
-        "lexical_threshold",
-        "semantic_threshold",
-        "semantic_share",
-        "semantic_source_share",
-        "blocking_rule_kinds",
-        "rules",
+        "Toxicity: insult",
+        "Toxicity: threat",
+        "Share of a source passage in the draft (%)",
+        "Cosine at which a sentence restates a source",
+        "Share of the draft&#x27;s sentences restating one source",
+        "Share of that source&#x27;s sentences restated",
+        "Hold a draft on hits of",
+        "Ethics rules",
     }
-    assert named["toxicity_thresholds.insult"] == "Must be between 0 and 1."
-    assert named["semantic_source_share"] == "Must be between 0 and 1."
-    assert named["lexical_threshold"] == "&#x27;lots&#x27; is not a number."
-    assert named["blocking_rule_kinds"] == "Unknown rule kinds: gossip."
-    assert "broken" in named["rules"]
+    assert named["Toxicity: insult"] == "Must be between 0 and 1."
+    assert named["Share of that source&#x27;s sentences restated"] == "Must be between 0 and 1."
+    assert named["Share of a source passage in the draft (%)"] == (
+        "&#x27;lots&#x27; is not a number."
+    )
+    assert named["Hold a draft on hits of"] == "Unknown rule kinds: gossip."
+    assert "broken" in named["Ethics rules"]
     # nothing was saved
     assert services.policy_get(project=cast["newsroom"]).lexical_threshold == 50.0
 

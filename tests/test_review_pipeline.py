@@ -19,7 +19,7 @@ from contentstudio.errors import InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text
 from generation.models import Draft
 from generation.signals import draft_created
-from review import policy, services, tasks
+from review import holds, services, tasks
 from review.checks import ethics, plagiarism, toxicity
 from review.checks.semantic import index_passages
 from review.lifecycle import DraftStatus
@@ -145,7 +145,7 @@ def test_a_clean_unrelated_draft_is_checked_by_every_check_and_goes_to_the_queue
     assert set(stored) == KINDS
     assert all(r.status == "ok" and r.draft_version == 2 for r in stored.values())
     tox = stored["toxicity"]
-    assert tox.engine == "detoxify" and set(tox.scores) == set(policy.DEFAULT_TOXICITY_THRESHOLDS)
+    assert tox.engine == "detoxify" and set(tox.scores) == set(holds.DEFAULT_TOXICITY_THRESHOLDS)
     assert max(tox.scores.values()) < 0.1 and tox.spans == []
     assert stored["ethics"].engine == "ethics"
     assert [h["rule_kind"] for h in stored["ethics"].details["hits"]] == []
@@ -368,12 +368,35 @@ def test_a_paraphrase_of_an_archive_story_is_held_by_the_semantic_check_alone(
         (text.index(s), text.index(s) + len(s)) for s in draft_sentences
     }
     assert draft.status == DraftStatus.HELD
+    # the shares decided (the pair classifier is off by default)
+    assert "pair_probability" not in semantic.scores
     assert reasons(draft) == [
         f"Paraphrase: 3 of 6 sentences restate {ARCHIVE[FLOOD]['title']} (60% of its sentences; "
         "cosine ≥ 0.70, threshold 30% of the draft)"
     ]
     assert semantic.scores["best_source"] == ARCHIVE[FLOOD]["title"]
     assert (semantic.scores["source_draft_share"], semantic.scores["source_share"]) == (0.5, 0.6)
+
+
+def test_with_the_pair_classifier_on_it_decides_and_the_reason_shows_what_it_read(
+    cast: dict, archive: Any, hold_queue: list, settings: Any
+) -> None:
+    settings.PARAPHRASE_PAIR_CLASSIFIER = True
+    text = f"{FLOOD_PARAPHRASE} {UNRELATED}"
+    draft = checked(make_draft(cast["newsroom"], cast["bob"], text), hold_queue)
+    semantic = results(draft)["semantic"]
+    assert draft.status == DraftStatus.HELD
+    features = semantic.scores["pair_features"]
+    assert features["source_share"] == 0.6 and features["in_order"] == 1.0
+    assert semantic.scores["pair_probability"] >= semantic.scores["pair_threshold"]
+    assert reasons(draft) == [
+        f"Paraphrase: 3 of 6 sentences restate {ARCHIVE[FLOOD]['title']} (paraphrase "
+        f"probability {semantic.scores['pair_probability']:.2f}, threshold "
+        f"{semantic.scores['pair_threshold']:.2f}; cosine {features['mean_score']:.2f}, 50% of "
+        f"the draft, 60% of the source, content words {features['content_overlap']:.0%}, "
+        f"names/numbers {features['entity_overlap']:.0%}, in order 100%)"
+    ]
+    assert semantic.scores["best_source"] == ARCHIVE[FLOOD]["title"]
 
 
 def test_a_published_draft_becomes_a_source_for_later_drafts(
@@ -434,12 +457,11 @@ def test_without_detoxify_the_labelled_stand_in_scores_and_names_itself(
     tox = results(news)["toxicity"]
     assert tox.status == "ok" and tox.engine == "contentstudio-toxicity-head"
     assert tox.details["model"].startswith("contentstudio-toxicity-head sha256:")
-    assert tox.details["stand_in"]["recall"] >= 0.9
-    # measured since this stop on 434 harmless texts (84 of them drafts of the starter
-    # templates) beside 80 toxic ones: 9 false holds among so many harmless texts already bring
-    # precision under 0.9, so the false-hold rate is the figure an editor meets
-    assert tox.details["stand_in"]["precision"] >= 0.85
-    assert tox.details["stand_in"]["false_hold_rate"] <= 0.03
+    # the figures shown are the ones measured for these very weights (the test split's
+    # measurement itself is recomputed in tests/test_review_labelled.py)
+    model_checksum = tox.details["model"].rpartition("sha256:")[2]
+    assert tox.details["stand_in"]["checksum"] == model_checksum
+    assert tox.details["stand_in"]["toxic"] > 0 and tox.details["stand_in"]["harmless"] > 0
     assert not [r for r in reasons(news) if "toxic" in r.lower() or "threat" in r.lower()]
     assert threat.status == DraftStatus.HELD
     assert any("threat" in r for r in reasons(threat))
@@ -519,29 +541,29 @@ def test_resume_pending_re_enqueues_drafts_left_checking(
 
 # --- Policy ---------------------------------------------------------------------------------------
 
-POLICY = policy.default_policy()
+POLICY = holds.default_policy()
 
 
 def ok(kind: str, scores: dict | None = None, details: dict | None = None) -> dict:
     return {"kind": kind, "status": "ok", "scores": scores or {}, "details": details or {}}
 
 
-@pytest.mark.parametrize(("category", "threshold"), policy.DEFAULT_TOXICITY_THRESHOLDS.items())
+@pytest.mark.parametrize(("category", "threshold"), holds.DEFAULT_TOXICITY_THRESHOLDS.items())
 def test_route_holds_at_each_toxicity_threshold_and_passes_just_below(
     category: str, threshold: float
 ) -> None:
-    below = dict.fromkeys(policy.DEFAULT_TOXICITY_THRESHOLDS, 0.0) | {category: threshold - 0.01}
+    below = dict.fromkeys(holds.DEFAULT_TOXICITY_THRESHOLDS, 0.0) | {category: threshold - 0.01}
     at = below | {category: threshold}
-    assert policy.route([ok("toxicity", below)], POLICY) == []
+    assert holds.route([ok("toxicity", below)], POLICY) == []
     label = category.replace("_", " ")
-    assert policy.route([ok("toxicity", at)], POLICY) == [
+    assert holds.route([ok("toxicity", at)], POLICY) == [
         f"Toxicity: {label} {threshold:.2f} ≥ {threshold:.2f}"
     ]
 
 
 def test_route_ignores_toxicity_categories_the_policy_does_not_name() -> None:
     view = POLICY | {"toxicity_thresholds": {"threat": 0.3}}
-    assert policy.route([ok("toxicity", {"toxicity": 0.99, "threat": 0.1})], view) == []
+    assert holds.route([ok("toxicity", {"toxicity": 0.99, "threat": 0.1})], view) == []
 
 
 def _hit(kind: str) -> dict:
@@ -554,13 +576,13 @@ def test_route_holds_on_a_hit_of_each_blocking_rule_kind_only(kind: str) -> None
     blocking = POLICY | {"blocking_rule_kinds": [kind]}
     others = POLICY | {"blocking_rule_kinds": [k for k in ethics.RULE_KINDS if k != kind]}
     label = kind.replace("_", " ")
-    assert policy.route([check], blocking) == [f"Ethics rule ({label}): a {kind} hit"]
-    assert policy.route([check], others) == []
+    assert holds.route([check], blocking) == [f"Ethics rule ({label}): a {kind} hit"]
+    assert holds.route([check], others) == []
 
 
 def test_route_by_default_holds_every_rule_kind_but_claims() -> None:
     check = ok("ethics", details={"hits": [_hit(k) for k in ethics.RULE_KINDS]})
-    held = policy.route([check], POLICY)
+    held = holds.route([check], POLICY)
     assert len(held) == 4 and not any("claim" in r for r in held)
 
 
@@ -568,8 +590,8 @@ def test_route_holds_at_the_lexical_threshold_and_passes_below() -> None:
     view = POLICY | {"lexical_threshold": 60.0}
     below = ok("lexical", {"max_similarity": 59.9, "best_source": "Story"})
     at = ok("lexical", {"max_similarity": 60.0, "best_source": "Story"})
-    assert policy.route([below], view) == []
-    assert policy.route([at], view) == [
+    assert holds.route([below], view) == []
+    assert holds.route([at], view) == [
         "Plagiarism: 60% of Story appears in the draft (threshold 60%)"
     ]
 
@@ -587,12 +609,12 @@ def test_route_judges_a_result_stored_before_sources_were_aligned_as_it_was() ->
             },
         )
 
-    assert policy.route([sem(4, 9)], view) == []
-    assert policy.route([sem(5, 10)], view) == [
+    assert holds.route([sem(4, 9)], view) == []
+    assert holds.route([sem(5, 10)], view) == [
         "Paraphrase: 5 of 10 sentences closely match sources (cosine ≥ 0.80)"
     ]
     # a share of 0 never holds, even when the policy's share is 0
-    assert policy.route([sem(0, 10)], view | {"semantic_share": 0.0}) == []
+    assert holds.route([sem(0, 10)], view | {"semantic_share": 0.0}) == []
 
 
 def test_route_holds_a_paraphrase_of_one_source_on_both_shares() -> None:
@@ -611,22 +633,22 @@ def test_route_holds_a_paraphrase_of_one_source_on_both_shares() -> None:
             },
         )
 
-    assert policy.route([sem(0.3, 0.25)], POLICY) == [
+    assert holds.route([sem(0.3, 0.25)], POLICY) == [
         "Paraphrase: 3 of 10 sentences restate Story (25% of its sentences; cosine ≥ 0.70, "
         "threshold 30% of the draft)"
     ]
     # sentences scattered over sources, or one sentence of a long source: not held
-    assert policy.route([sem(0.29, 1.0)], POLICY) == []
-    assert policy.route([sem(1.0, 0.24)], POLICY) == []
-    assert policy.route([sem(1.0, 1.0)], POLICY | {"semantic_source_share": 1.01}) == []
+    assert holds.route([sem(0.29, 1.0)], POLICY) == []
+    assert holds.route([sem(1.0, 0.24)], POLICY) == []
+    assert holds.route([sem(1.0, 1.0)], POLICY | {"semantic_source_share": 1.01}) == []
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_route_holds_a_draft_whose_check_did_not_run(kind: str) -> None:
     check = {"kind": kind, "status": "not_run", "reason": "no model"}
-    assert policy.route([check], POLICY) == [f"The {kind} check could not run: no model"]
+    assert holds.route([check], POLICY) == [f"The {kind} check could not run: no model"]
     check_without_reason = {"kind": kind, "status": "not_run"}
-    assert policy.route([check_without_reason], POLICY) == [
+    assert holds.route([check_without_reason], POLICY) == [
         f"The {kind} check could not run: unknown"
     ]
 
@@ -638,8 +660,8 @@ def test_route_lists_every_reason_once() -> None:
         ok("ethics", details={"hits": [hit, hit]}),
         ok("lexical", {"max_similarity": 80.0, "best_source": "Story"}),
     ]
-    assert policy.route(checks, POLICY) == [
-        "Toxicity: toxicity 0.90 ≥ 0.80",
+    assert holds.route(checks, POLICY) == [
+        "Toxicity: toxicity 0.90 ≥ 0.85",
         "Ethics rule (pii): a pii hit",
         "Plagiarism: 80% of Story appears in the draft (threshold 50%)",
     ]
@@ -747,7 +769,7 @@ def test_raised_toxicity_thresholds_let_a_toxic_draft_pass(cast: dict, hold_queu
     _update(
         project,
         cast["alice"],
-        toxicity_thresholds=dict.fromkeys(policy.DEFAULT_TOXICITY_THRESHOLDS, 1.0),
+        toxicity_thresholds=dict.fromkeys(holds.DEFAULT_TOXICITY_THRESHOLDS, 1.0),
     )
     draft = checked(make_draft(project, cast["bob"], f"{UNRELATED} {THREAT}"), hold_queue)
     assert results(draft)["toxicity"].scores["toxicity"] >= 0.9
@@ -824,15 +846,17 @@ def test_only_editors_may_ask_for_the_checks_again_and_not_while_checking(
 def test_the_toxicity_model_is_loaded_once_for_many_drafts(
     cast: dict, hold_queue: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from review.checks.toxicity import detoxify_model
+
     loads: list[Any] = []
-    original = toxicity.load_detector
+    original = detoxify_model.load_detector
 
     def counting(**kwargs: Any) -> Any:
         loads.append(kwargs)
         return original(**kwargs)
 
     toxicity.clear_detector_cache()
-    monkeypatch.setattr(toxicity, "load_detector", counting)
+    monkeypatch.setattr(detoxify_model, "load_detector", counting)
     for n in range(3):
         checked(make_draft(cast["newsroom"], cast["bob"], f"{UNRELATED} Draft {n}."), hold_queue)
     assert len(loads) == 1
@@ -904,11 +928,11 @@ def test_the_lead_source_is_the_one_that_holds_else_the_one_restated_most() -> N
     # best first by share of the draft: a long source met by many sentences, then a short one
     aligned = [source("long", 0.6, 0.05), source("short", 0.4, 0.5)]
     titles = {"long": "Long story", "short": "Short story"}
-    lead = policy.semantic_lead_scores(aligned, POLICY, name=titles.get)
+    lead = holds.semantic_lead_scores(aligned, POLICY, name=titles.get)
     assert (lead["best_source"], lead["source_share"]) == ("Short story", 0.5)
-    assert policy.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
+    assert holds.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
     # none holds: the first is shown, and it does not hold
-    lead = policy.semantic_lead_scores(aligned[:1], POLICY, name=titles.get)
+    lead = holds.semantic_lead_scores(aligned[:1], POLICY, name=titles.get)
     assert lead["best_source"] == "Long story"
-    assert not policy.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
-    assert policy.semantic_lead_scores([], POLICY)["best_source"] is None
+    assert not holds.semantic_holds({"paraphrased_sentences": 2, **lead}, POLICY)
+    assert holds.semantic_lead_scores([], POLICY)["best_source"] is None

@@ -41,6 +41,8 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             "CONTENTSTUDIO_GENERATION_WIDE_SESSION",
         ),
         ({"CONTENTSTUDIO_SAVE_INTERVAL": "-1"}, "CONTENTSTUDIO_SAVE_INTERVAL"),
+        ({"TOXICITY_LANGUAGES": "english,fr"}, "TOXICITY_LANGUAGES"),
+        ({"EMBEDDING_MODEL_LANGUAGES": "en;zh"}, "EMBEDDING_MODEL_LANGUAGES"),
     ],
 )
 def test_a_bad_setting_fails_the_start_naming_it(env: dict[str, str], named: str) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from review import indexes, services
-from review.checks import semantic, vector_store
+from review import services, source_indexes
+from review.checks import semantic
+from review.checks.semantic import store as vector_store
 from review.models import ArchiveDocument, IndexState, PassageSentence, SourcePassage
 from tests.factories import ARCHIVE, FLOOD, HARBOUR, LIBRARY, make_archive
 
@@ -122,19 +123,19 @@ def test_import_and_delete_change_the_store_incrementally_without_touching_the_b
     # given: an archive folded into a base segment
     project = cast["newsroom"]
     make_archive(project, [doc(HARBOUR), doc(FLOOD)])
-    name = indexes.semantic_compact(project_id=project.pk, force=True)
+    name = source_indexes.semantic_compact(project_id=project.pk, force=True)
     state = IndexState.objects.get(project=project)
     assert name and state.segment == name
     assert state.segment_upto == PassageSentence.objects.latest("pk").pk
     segment = index_dir / f"project-{project.pk}" / name
     before = _digest(segment)
-    store = indexes.indexes_for(project.pk).semantic
+    store = source_indexes.indexes_for(project.pk).semantic
     assert store.base is not None and store.base.size == PassageSentence.objects.count()
     assert len(store.delta) == 0
     # when: a document is imported and embedded
     make_archive(project, [doc(LIBRARY)])
     library_key, library_vector = _first_sentence(doc(LIBRARY)["title"])
-    store = indexes.indexes_for(project.pk).semantic
+    store = source_indexes.indexes_for(project.pk).semantic
     # then: it is found, from the delta; the base segment is the same file, unchanged
     [[(key, score), *_]] = store.search(library_vector, k=3)
     assert (key, round(score, 2)) == (library_key, 1.0)
@@ -143,7 +144,7 @@ def test_import_and_delete_change_the_store_incrementally_without_touching_the_b
     harbour_key, harbour_vector = _first_sentence(doc(HARBOUR)["title"])
     harbour = ArchiveDocument.objects.get(title=doc(HARBOUR)["title"])
     services.document_delete(document=harbour, user=cast["alice"])
-    project_indexes = indexes.indexes_for(project.pk)
+    project_indexes = source_indexes.indexes_for(project.pk)
     # then: it no longer matches, lexically or semantically; nothing was rebuilt
     hits = project_indexes.semantic.search(harbour_vector, k=10)[0]
     assert all(not key.startswith(harbour_key.split("#")[0] + "#") for key, _ in hits)
@@ -161,7 +162,7 @@ def test_publish_and_unpublish_change_the_store_incrementally(
 
     project = cast["newsroom"]
     make_archive(project, ARCHIVE[:2])
-    name = indexes.semantic_compact(project_id=project.pk, force=True)
+    name = source_indexes.semantic_compact(project_id=project.pk, force=True)
     # a publication becomes a source: embedded, it joins the delta
     text = doc(LIBRARY)["text"]
     draft = make_draft(project, cast["bob"], text)
@@ -170,20 +171,20 @@ def test_publish_and_unpublish_change_the_store_incrementally(
     passage = SourcePassage.objects.get(draft=draft)
     sentence = semantic.index_passages(passage.text)[0]
     vector = services.get_embedder().encode([sentence.text])
-    store = indexes.indexes_for(project.pk).semantic
+    store = source_indexes.indexes_for(project.pk).semantic
     assert store.search(vector, k=1)[0][0][0] == f"p:{passage.pk}#{sentence.number}"
     # folded into a new base by a compaction, then unpublished: a tombstone hides it
-    second = indexes.semantic_compact(project_id=project.pk, force=True)
+    second = source_indexes.semantic_compact(project_id=project.pk, force=True)
     assert second and second != name
-    store = indexes.indexes_for(project.pk).semantic
+    store = source_indexes.indexes_for(project.pk).semantic
     assert store.segment_name == second and len(store.delta) == 0
     assert store.search(vector, k=1)[0][0][0] == f"p:{passage.pk}#{sentence.number}"
     archive.publication_remove(draft)
-    store = indexes.indexes_for(project.pk).semantic
+    store = source_indexes.indexes_for(project.pk).semantic
     assert store.segment_name == second  # not rebuilt
     hits = store.search(vector, k=10)[0]
     assert all(not key.startswith(f"p:{passage.pk}#") for key, _ in hits)
-    assert f"p:{passage.pk}" not in indexes.indexes_for(project.pk).lexical
+    assert f"p:{passage.pk}" not in source_indexes.indexes_for(project.pk).lexical
     # old segments beyond the one just replaced are removed
     folders = {p.name for p in (index_dir / f"project-{project.pk}").iterdir()}
     assert folders == {name, second}
@@ -195,11 +196,11 @@ def test_a_check_during_a_rebuild_always_searches_a_complete_index(
     # given: an archive with a delta and a removal, so the old and the new store differ in shape
     project = cast["newsroom"]
     make_archive(project, ARCHIVE[:2])
-    indexes.semantic_compact(project_id=project.pk, force=True)
+    source_indexes.semantic_compact(project_id=project.pk, force=True)
     make_archive(project, [doc(LIBRARY)])
     key, vector = _first_sentence(doc(LIBRARY)["title"])
     expected = PassageSentence.objects.count()
-    indexes.indexes_for(project.pk)
+    source_indexes.indexes_for(project.pk)
     seen: list[tuple[int, str, str | None, float]] = []
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -209,7 +210,7 @@ def test_a_check_during_a_rebuild_always_searches_a_complete_index(
 
         try:
             while not stop.is_set():
-                store = indexes.indexes_for(project.pk).semantic
+                store = source_indexes.indexes_for(project.pk).semantic
                 hits = store.search(vector, k=1)[0]
                 seen.append((len(store), store.segment_name, hits[0][0], hits[0][1]))
         except BaseException as exc:
@@ -221,7 +222,9 @@ def test_a_check_during_a_rebuild_always_searches_a_complete_index(
     thread.start()
     try:
         # when: the index is rebuilt (beside the live one, then swapped) three times meanwhile
-        names = [indexes.semantic_compact(project_id=project.pk, force=True) for _ in range(3)]
+        names = [
+            source_indexes.semantic_compact(project_id=project.pk, force=True) for _ in range(3)
+        ]
     finally:
         import time
 
@@ -291,7 +294,7 @@ def test_two_worker_processes_check_drafts_against_one_mapped_store(
     # given: an archive folded into a base segment, then one more document imported after it
     project = cast["newsroom"]
     make_archive(project, [d for i, d in enumerate(ARCHIVE) if i != LIBRARY])
-    name = indexes.semantic_compact(project_id=project.pk, force=True)
+    name = source_indexes.semantic_compact(project_id=project.pk, force=True)
     make_archive(project, [doc(LIBRARY)])
     vectors = index_dir / f"project-{project.pk}" / name / "vectors.bf16"
     broker = processes.side_redis_url()
@@ -382,17 +385,20 @@ def test_a_check_during_an_import_hashes_at_most_its_budget_says_so_and_runs_aga
     draft = make_draft(project, cast["bob"], doc(LIBRARY)["text"], status="checking")
     # when: a draft is checked meanwhile
     pipeline.draft_checks_run(draft_id=draft.pk, version=draft.version, worker="t")
-    # then: its lexical check covered two passages, says so, and counts as not run
+    # then: its lexical check ran against the two passages it hashed and says so
     lexical = CheckResult.objects.get(draft=draft, kind="lexical")
-    assert lexical.status == "not_run" and lexical.details["partial"] is True
+    assert lexical.status == "ok" and lexical.details["partial"] is True
     assert lexical.scores["indexed_passages"] == 2
+    assert lexical.scores["coverage"] == round(2 / total, 4)
+    assert lexical.reason.startswith(f"Checked against {2 / total:.0%} of the archive")
     assert f"(2 of {total} passages indexed so far)" in lexical.reason
-    assert Draft.objects.get(pk=draft.pk).status == "held"
+    assert lexical.scores["max_similarity"] < 100.0  # its source was not indexed yet
+    assert Draft.objects.get(pk=draft.pk).status == "awaiting_review"
     # when: the embedding chain runs to the end (it hashes the rest between its batches)
     hold_queue.clear()
     while embedding.embed_chain_step(project_id=project.pk).again:
         pass
-    assert len(indexes.indexes_for(project.pk, lexical_budget=1).lexical) == total
+    assert len(source_indexes.indexes_for(project.pk, lexical_budget=1).lexical) == total
     for item in list(hold_queue):
         if isinstance(item, tuple) and len(item) == 2:
             tasks.draft_check(*item)

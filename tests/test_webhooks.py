@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,31 +17,17 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from review.publishing import delivery, services
-from review.publishing.models import (
+from publishing import flush, services
+from publishing.models import (
     Delivery,
     DeliveryStatus,
     Destination,
     DestinationKind,
     RemoteObject,
 )
-from tests.publishing_helpers import Receiver, approved_draft
+from tests.publishing_helpers import Receiver, approved_draft, start
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        receiver.stop()
-
-
-def start(receivers: list[Receiver], respond: Any) -> Receiver:
-    receiver = Receiver(respond).start()
-    receivers.append(receiver)
-    return receiver
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_receivers_allowed")]
 
 
 def make_due() -> None:
@@ -61,7 +46,7 @@ def generic(cast: dict, url: str) -> tuple[Destination, str]:
 def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplicates(
     cast: dict, receivers: list[Receiver], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from review.publishing import tasks
+    from publishing import tasks
 
     settings.PUBLISHING_READ_TIMEOUT = 0.5
     scheduled: list[float] = []
@@ -95,7 +80,7 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
 
     # first try: 500, the delivery waits with its next try set
-    assert delivery.destination_flush(destination.pk) == 0
+    assert flush.destination_flush(destination.pk) == 0
     first = Delivery.objects.get(version__number=1)
     assert (first.status, first.attempts, first.last_status_code) == ("pending", 1, 500)
     assert first.next_attempt_at > timezone.now() + timedelta(seconds=5)
@@ -103,11 +88,14 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     assert 9 < scheduled[-1] <= 10.1
     # a correction meanwhile waits behind it (in order), even once due
     services.publication_correct(
-        publication=publication, user=cast["bob"], body="<p>Fixed.</p>", note="Typo"
+        publication=publication,
+        user=cast["bob"],
+        body="<p>The tournament had forty players, not thirty.</p>",
+        note="Typo",
     )
     make_due()
     # second try: the receiver hangs past the read timeout
-    assert delivery.destination_flush(destination.pk) == 0
+    assert flush.destination_flush(destination.pk) == 0
     release.set()
     first.refresh_from_db()
     assert first.attempts == 2 and "Timed out" in first.last_error
@@ -115,7 +103,7 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     assert Delivery.objects.get(version__number=2).attempts == 0
     # third try: both go, the publication before its correction
     make_due()
-    assert delivery.destination_flush(destination.pk) == 2
+    assert flush.destination_flush(destination.pk) == 2
     assert list(Delivery.objects.values_list("status", flat=True)) == ["delivered"] * 2
     key1 = publication.versions.get(number=1).idempotency_key
     key2 = publication.versions.get(number=2).idempotency_key
@@ -124,11 +112,11 @@ def test_signed_deliveries_retry_after_500s_and_timeouts_in_order_without_duplic
     assert list(processed) == [key1, key2]
     assert processed[key1]["type"] == "publication.published"
     assert processed[key2]["type"] == "publication.corrected"
-    assert processed[key2]["data"]["body_text"] == "Fixed."
+    assert processed[key2]["data"]["body_text"] == "The tournament had forty players, not thirty."
     assert processed[key2]["data"]["correction_note"] == "Typo"
     # a kill propagates too
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Legal")
-    assert delivery.destination_flush(destination.pk) == 1
+    assert flush.destination_flush(destination.pk) == 1
     assert processed[publication.versions.get(number=3).idempotency_key]["type"] == (
         "publication.unpublished"
     )
@@ -148,20 +136,23 @@ def test_a_receiver_that_is_down_gets_everything_in_order_when_it_is_back(
     destination, _ = generic(cast, receiver.url)
     receiver.stop()
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
-    delivery.destination_flush(destination.pk)
+    flush.destination_flush(destination.pk)
     services.publication_correct(
-        publication=publication, user=cast["bob"], body="<p>Second text.</p>", note="Update"
+        publication=publication,
+        user=cast["bob"],
+        body="<p>The second round was played on Sunday morning.</p>",
+        note="Update",
     )
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Pulled")
     head = Delivery.objects.order_by("sequence").first()
     assert head.last_error == "Could not connect to the receiver."
     assert Delivery.objects.filter(status="pending").count() == 3
     # the periodic task finds nothing due while the head waits for its retry
-    assert delivery.due_destinations() == []
+    assert flush.due_destinations() == []
     receiver.start()  # back, on the same port
     make_due()
-    assert delivery.due_destinations() == [destination.pk]
-    assert delivery.destination_flush(destination.pk) == 3
+    assert flush.due_destinations() == [destination.pk]
+    assert flush.destination_flush(destination.pk) == 3
     assert got == ["publication.published", "publication.corrected", "publication.unpublished"]
 
 
@@ -176,10 +167,10 @@ def test_a_disabled_destination_keeps_its_deliveries_until_it_is_enabled(
     services.destination_set_enabled(destination=destination, user=cast["alice"], enabled=False)
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Pulled")
-    assert delivery.destination_flush(destination.pk) == 0 and got == []
-    assert delivery.due_destinations() == []
+    assert flush.destination_flush(destination.pk) == 0 and got == []
+    assert flush.due_destinations() == []
     services.destination_set_enabled(destination=destination, user=cast["alice"], enabled=True)
-    assert delivery.destination_flush(destination.pk) == 2
+    assert flush.destination_flush(destination.pk) == 2
     assert got == ["publication.published", "publication.unpublished"]
 
 
@@ -191,15 +182,15 @@ def test_retries_run_out_into_failed_and_retry_now_sends_again(
     receiver = start(receivers, lambda h, b: (answers.pop(0), {}))
     destination, _ = generic(cast, receiver.url)
     services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
-    delivery.destination_flush(destination.pk)
+    flush.destination_flush(destination.pk)
     make_due()
-    delivery.destination_flush(destination.pk)
+    flush.destination_flush(destination.pk)
     failed = Delivery.objects.get()
     assert (failed.status, failed.attempts, failed.next_attempt_at) == ("failed", 2, None)
     with pytest.raises(Exception, match="role"):
         services.delivery_retry_now(delivery=failed, user=cast["charlie"])
     services.delivery_retry_now(delivery=failed, user=cast["bob"])
-    assert delivery.destination_flush(destination.pk) == 1
+    assert flush.destination_flush(destination.pk) == 1
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == ("delivered", 3)
     assert list(failed.attempt_log.values_list("status_code", flat=True)) == [503, 503, 200]
@@ -261,9 +252,9 @@ def test_wordpress_posts_are_created_then_updated_by_their_remote_id_and_never_t
     publication = services.publication_publish(
         draft=approved_draft(cast), user=cast["bob"], tags=["chess"]
     )
-    delivery.destination_flush(destination.pk)  # the post is made, the answer lost (502)
+    flush.destination_flush(destination.pk)  # the post is made, the answer lost (502)
     make_due()
-    delivery.destination_flush(destination.pk)  # the retry finds it by slug and updates it
+    flush.destination_flush(destination.pk)  # the retry finds it by slug and updates it
     assert len(site.posts) == 1 and not site.errors
     remote = RemoteObject.objects.get(destination=destination, publication=publication)
     post_id = int(remote.remote_id)
@@ -271,12 +262,17 @@ def test_wordpress_posts_are_created_then_updated_by_their_remote_id_and_never_t
     assert site.posts[post_id]["title"] == "Chess club turns 100"
     assert "AI language model" in site.posts[post_id]["content"]
     services.publication_correct(
-        publication=publication, user=cast["bob"], body="<p>Corrected.</p>", note="Fix"
+        publication=publication,
+        user=cast["bob"],
+        body="<p>The chess club first met in 1926, not 1925.</p>",
+        note="Fix",
     )
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Legal")
-    assert delivery.destination_flush(destination.pk) == 2
+    assert flush.destination_flush(destination.pk) == 2
     assert len(site.posts) == 1
-    assert site.posts[post_id]["content"].startswith("<p>Corrected.</p>")
+    assert site.posts[post_id]["content"].startswith(
+        "<p>The chess club first met in 1926, not 1925.</p>"
+    )
     assert site.posts[post_id]["status"] == "draft"
 
 
@@ -334,11 +330,16 @@ def test_ghost_posts_use_the_admin_jwt_and_carry_updated_at_on_updates(
         draft=approved_draft(cast), user=cast["bob"], tags=["chess", "club"]
     )
     services.publication_correct(
-        publication=publication, user=cast["bob"], body="<p>Better.</p>", note="Rewrite"
+        publication=publication,
+        user=cast["bob"],
+        body="<p>The chess club meets every Tuesday in the old town hall.</p>",
+        note="Rewrite",
     )
-    assert delivery.destination_flush(destination.pk) == 2
+    assert flush.destination_flush(destination.pk) == 2
     (post,) = site.posts.values()
-    assert post["status"] == "published" and post["html"].startswith("<p>Better.</p>")
+    assert post["status"] == "published" and post["html"].startswith(
+        "<p>The chess club meets every Tuesday in the old town hall.</p>"
+    )
     assert [t["name"] for t in post["tags"]] == ["chess", "club"]
     remote = RemoteObject.objects.get(destination=destination)
     assert (remote.remote_id, remote.remote_updated_at) == (post["id"], post["updated_at"])
@@ -346,7 +347,7 @@ def test_ghost_posts_use_the_admin_jwt_and_carry_updated_at_on_updates(
     # is fetched and the next version still lands
     post["updated_at"] = "2026-02-02T00:00:00.000Z"
     services.publication_unpublish(publication=publication, user=cast["bob"], reason="Pulled")
-    assert delivery.destination_flush(destination.pk) == 1
+    assert flush.destination_flush(destination.pk) == 1
     assert post["status"] == "draft"
     assert Delivery.objects.filter(status="delivered").count() == 3
     assert [r["method"] for r in receiver.requests][-3:] == ["PUT", "GET", "PUT"]
@@ -369,7 +370,7 @@ def test_secrets_are_encrypted_never_shown_again_nor_logged(
     assert password not in destination.secret_encrypted
     services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
     with caplog.at_level(logging.DEBUG):
-        delivery.destination_flush(destination.pk)
+        flush.destination_flush(destination.pk)
     failed = Delivery.objects.get()
     assert failed.status == "failed" and failed.last_status_code == 401  # not worth retrying
     assert password not in caplog.text

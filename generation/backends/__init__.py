@@ -1,7 +1,8 @@
 """Generation backends behind one interface (``base.Backend``), one module per backend.
 
 ``get_backend(config)`` returns the backend loaded in this process for a ``BackendConfig``,
-loading it on first use; the same object then serves every job (several at once).
+loading it on first use; the same object then serves every call (several at once). The shared
+types are in ``types``, the interface in ``base``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from generation.backends.base import Backend, BackendConfig, BackendError
+from generation.backends.base import Backend
+from generation.backends.types import BackendConfig, BackendError
 
 BACKEND_NAMES = ("transformers", "onnx", "openai")
 
@@ -36,10 +38,10 @@ def load_backend(config: BackendConfig, *, cache_root: Path) -> Backend:
 
 
 def get_backend(config: BackendConfig, *, cache_root: Path) -> Backend:
-    """The loaded backend for ``config``; loads once per process even when jobs race for it."""
+    """The loaded backend for ``config``; loads once per process even when calls race for it."""
     if config.backend == "transformers":
-        # A thin wrapper over generation.engine's per-process cache, which holds the weights
-        # (and which every transformers path, old or new, goes through): built per call.
+        # A thin object over the per-process weights cache (``hf_transformers.load_weights``):
+        # built per call, the weights loaded once.
         return load_backend(config, cache_root=cache_root)
     with _registry_lock:
         backend = _loaded.get(config.key)

@@ -1,8 +1,8 @@
-"""The one interface every generation backend implements, and what they share.
+"""The one interface every generation backend implements, and the helpers they share.
 
-No ORM here: the runner copies a ``BackendConfig`` off a ``LanguageModel`` row, asks
-``generation.backends.get_backend`` for the loaded backend and calls ``generate``. Whatever the
-backend, the runner's streaming, saving, cancelling, provenance and review paths are the same.
+A backend is given a ``BackendConfig`` (``generation.backends.types``) and knows tokens, not
+jobs or Django models: the caller loads it through ``generation.backends.get_backend`` and calls
+``generate``; whatever the backend, the caller's streaming, saving and cancelling are the same.
 """
 
 from __future__ import annotations
@@ -10,154 +10,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from generation.engine import (
+from generation.backends.types import (
     CandidateOutput,
-    ModelLoadError,
-    PromptTooLong,
+    OnDelta,
+    Provenance,
     SamplingSettings,
+    ShouldStop,
+    TextScore,
     clean_text,
 )
 
-__all__ = [
-    "Backend",
-    "BackendConfig",
-    "BackendError",
-    "CandidateOutput",
-    "IncrementalDecoder",
-    "ModelLoadError",
-    "OnDelta",
-    "PromptTooLong",
-    "Provenance",
-    "SamplingSettings",
-    "ShouldStop",
-    "file_checksum",
-    "local_job",
-    "local_jobs",
-]
-
-# Jobs this process has claimed and not yet finished generating, counted from the claim (the
-# runner's ``local_job``), so that a backend choosing a session per job sees a job that is about
-# to start beside it, not only one already generating: two jobs submitted together were claimed
-# within milliseconds, but the first reached ``generate`` before the second, took every core
-# and then shared them with the second (three threads on two cores).
-_local_jobs = 0
-_local_jobs_lock = threading.Lock()
-
-
-class LocalJob:
-    """One claimed job's place in the count; ``release`` (idempotent) gives it up, when the job
-    stops generating or turns out to compute elsewhere (a remote server)."""
-
-    def __init__(self) -> None:
-        global _local_jobs
-        with _local_jobs_lock:
-            _local_jobs += 1
-        self._held = True
-
-    def release(self) -> None:
-        global _local_jobs
-        with _local_jobs_lock:
-            if self._held:
-                _local_jobs -= 1
-                self._held = False
-
-
-@contextlib.contextmanager
-def local_job() -> Any:
-    slot = LocalJob()
-    try:
-        yield slot
-    finally:
-        slot.release()
-
-
-def local_jobs() -> int:
-    """How many jobs this process has claimed that have not finished generating."""
-    with _local_jobs_lock:
-        return _local_jobs
-
-
-# Per step, per candidate: the new text ("" while a character is incomplete or at the end),
-# or None when that candidate wrote nothing in this step (finished, or not its turn).
-OnDelta = Callable[[list[str | None]], None]
-ShouldStop = Callable[[], bool]
-
-
-class BackendError(Exception):
-    """Generation failed for a reason people can act on; the message is shown as it is."""
-
-
-class Provenance(TypedDict, total=False):
-    backend: str  # transformers | onnx | openai
-    version: str  # e.g. "onnxruntime-genai 0.18.0"
-    weights: str  # "sha256:..." of the weights file, a hub revision, or the server's model id
-    precision: str
-    device: str
-    sampler: str  # how a seed becomes tokens (see generation.backends.sampling)
-    threads: int
-    server: str  # the OpenAI-compatible base URL (never the key)
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    """What a worker needs to load a backend, copied off a LanguageModel row."""
-
-    backend: str  # transformers | onnx | openai
-    source_kind: str = "local"
-    source: str = ""
-    revision: str = ""
-    device: str = "auto"
-    dtype: str = "auto"
-    # onnx: the converted model directory and the precision it was built with.
-    onnx_dir: str = ""
-    onnx_precision: str = ""
-    # openai: the server, the model name it serves, the key (never logged), the API flavour.
-    base_url: str = ""
-    remote_model: str = ""
-    api_key: str = field(default="", repr=False)
-    api_mode: str = "completions"  # completions | chat
-    timeout: float = 60.0
-    max_retries: int = 2
-    server_honours_n: bool = False
-    server_sampling_extras: bool = False
-    server_concurrent_requests: bool = True
-    model_name: str = ""
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        # The key's digest, not the key: two configs differing only by key are two backends.
-        digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16] if self.api_key else ""
-        return (
-            self.backend,
-            self.source_kind,
-            self.source,
-            self.revision,
-            self.device,
-            self.dtype,
-            self.onnx_dir,
-            self.base_url,
-            self.remote_model,
-            digest,
-            self.api_mode,
-            self.timeout,
-            self.max_retries,
-            self.server_honours_n,
-            self.server_sampling_extras,
-            self.server_concurrent_requests,
-        )
-
 
 class Backend(ABC):
-    """A loaded model behind one interface. Instances live for the worker process and are used
-    by several jobs at once (each call of ``generate`` keeps its own state)."""
+    """A loaded model behind one interface. Instances live for the worker process and serve
+    several calls at once (each call of ``generate`` keeps its own state)."""
 
     name: str = ""
     load_seconds: float = 0.0
@@ -204,6 +76,32 @@ class Backend(ABC):
         text (the chat template's system turn). "" for a backend that gains nothing from it."""
         return ""
 
+    def score_text(self, *, prompt: str, text: str, max_tokens: int | None = None) -> TextScore:
+        """The log-likelihood of ``text`` written after ``prompt`` (a rendered prompt), token by
+        token as the model would have had to write it (teacher-forced): the perplexity of a real
+        document under the model. The text is tokenised on its own; at most ``max_tokens`` of
+        its tokens (and what fits the context) are scored. Raises NotImplementedError where the
+        backend cannot tell (a remote server returns no log-probabilities of a given text)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:
+            raise NotImplementedError(f"the {self.name} backend returns no log-probabilities")
+        prompt_ids = self.encode(prompt)  # type: ignore[attr-defined]
+        ids, truncated = text_ids_to_score(
+            tokenizer,
+            prompt_ids=prompt_ids,
+            text=text,
+            context_length=self.context_length,
+            max_tokens=max_tokens,
+        )
+        score = self.score_ids(prompt_ids=prompt_ids, ids=ids)
+        score.truncated = truncated
+        return score
+
+    def score_ids(self, *, prompt_ids: list[int], ids: list[int]) -> TextScore:
+        """The summed log-probability of the tokens ``ids`` after ``prompt_ids`` (teacher-forced,
+        raw logits: the same values the sampler records for a written token)."""
+        raise NotImplementedError(f"the {self.name} backend returns no log-probabilities")
+
     def check(self) -> str:
         """Generate a few tokens; a one-line report for the admin's check action."""
         prompt = self.render_prompt(system="", user="Write one sentence about the weather.")
@@ -222,6 +120,25 @@ class Backend(ABC):
             f"({out.completion_tokens} tokens in {time.monotonic() - started:.1f} s): "
             f"{out.text.strip()[:300]!r}"
         )
+
+
+def render_chat_prompt(tokenizer: Any, *, system: str, user: str) -> str:
+    """The exact text a local model sees: its chat template where the tokenizer has one, else
+    the system and user texts joined by blank lines."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = []
+        if system.strip():
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": user})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    parts = [p.strip() for p in (system, user) if p.strip()]
+    return "\n\n".join(parts) + "\n\n"
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a rendered prompt (the chat template already holds the special tokens)."""
+    add_special = not getattr(tokenizer, "chat_template", None)
+    return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
 
 class IncrementalDecoder:
@@ -247,6 +164,30 @@ class IncrementalDecoder:
 
     def text(self) -> str:
         return clean_text(self._decode(self.ids))
+
+
+def finish_outputs(
+    outputs: list[CandidateOutput],
+    decoders: list[IncrementalDecoder],
+    *,
+    prompt_tokens: int,
+    cancelled: bool,
+    sampler: Any = None,
+) -> list[CandidateOutput]:
+    """Each candidate's final text and counts; one still writing when the loop ended stopped at
+    ``max_new_tokens`` ("length") or was stopped ("cancelled"). ``sampler`` (a ``RowSampler``)
+    gives each its mean token log-probability."""
+    now = time.monotonic()
+    for out, decoder in zip(outputs, decoders, strict=True):
+        if sampler is not None:
+            out.mean_logprob = sampler.mean_logprob(out.index)
+        out.text = decoder.text()
+        out.completion_tokens = len(out.token_ids)
+        out.prompt_tokens = prompt_tokens
+        if not out.finished:
+            out.finished, out.finished_at = True, now
+            out.finish_reason = "cancelled" if cancelled else "length"
+    return outputs
 
 
 def file_checksum(path: Path, *, chunk: int = 1 << 22) -> str:
@@ -294,3 +235,24 @@ def weights_checksum(directory: Path) -> str:
     with contextlib.suppress(OSError):
         sidecar.write_text(json.dumps({"files": [list(x) for x in stamp], "checksum": checksum}))
     return checksum
+
+
+def text_ids_to_score(
+    tokenizer: Any,
+    *,
+    prompt_ids: list[int],
+    text: str,
+    context_length: int | None,
+    max_tokens: int | None,
+) -> tuple[list[int], bool]:
+    """The tokens of ``text`` to score after ``prompt_ids``: what fits the context (and the cap),
+    and whether some were left out. The text is tokenised on its own (no special tokens), as
+    the model would have written it after the prompt."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    limit = len(ids)
+    if context_length is not None:
+        limit = min(limit, context_length - len(prompt_ids))
+    if max_tokens is not None:
+        limit = min(limit, max_tokens)
+    limit = max(0, limit)
+    return ids[:limit], limit < len(ids)

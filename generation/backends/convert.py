@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from generation.backends.base import ModelLoadError, weights_checksum
+from generation.backends.base import weights_checksum
+from generation.backends.types import ModelLoadError
 
 CONVERSION_FILE = "studio_conversion.json"
 MAX_PERPLEXITY_RATIO = 1.05

@@ -1,13 +1,9 @@
 """ONNX Runtime GenAI's C API through ctypes, so that a forward pass does not hold the GIL.
 
 Why: the ``onnxruntime_genai`` Python module (0.18) keeps the GIL for the whole of
-``get_logits`` / ``generate_next_token``, where the forward pass runs. Measured here: a plain
-Python loop in another thread ran at 7% of its speed while a generator stepped, so two jobs in
-two worker threads could never compute at the same time, and every other thread of the worker
-(heartbeats, the stream, the web server of an embedded studio) waited for each forward pass.
-ctypes releases the GIL around every foreign call, so here the forward passes of two jobs run
-on two cores at once while Python samples, streams and saves for whichever job is between
-steps.
+``get_logits`` / ``generate_next_token``, where the forward pass runs, so two calls in two worker
+threads could never compute at the same time and every other thread of the worker waited for
+each pass (measured: docs/generation.md). ctypes releases the GIL around every foreign call.
 
 Only the calls the backend needs are bound: a model from a config directory (with the
 session-option overlay), generator parameters, a generator, and its append / logits / next
@@ -136,7 +132,7 @@ class NativeGenerator:
 
     The same four calls as ``onnxruntime_genai.Generator`` (append_tokens, get_logits,
     set_logits, generate_next_token), each releasing the GIL while ONNX Runtime works. Not
-    thread-safe itself: one job's thread steps it.
+    thread-safe itself: one caller's thread steps it.
     """
 
     def __init__(self, model: NativeModel, *, batch_size: int, max_length: int) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from generation.backends.base import (
-    Backend,
+from generation.backends.base import Backend
+from generation.backends.types import (
     BackendConfig,
     BackendError,
     CandidateOutput,
@@ -36,8 +36,8 @@ from generation.backends.base import (
     Provenance,
     SamplingSettings,
     ShouldStop,
+    clean_text,
 )
-from generation.engine import clean_text
 
 USER_AGENT = "ContentStudio"
 # Idle kept-alive connections per backend (one per concurrent candidate stream is enough).

@@ -2,10 +2,10 @@
 GenAI's builder wrote, with the KV cache held here.
 
 Why not ONNX Runtime GenAI's generator: its 0.18 API cannot copy one row's cache into others or
-drop a row, so a job of n candidates prefilled its prompt n times (the n identical rows of the
-first pass) and a candidate that had finished was computed until the last one ended. Holding the
-cache here, a job prefills its prompt once, copies that cache into its n rows, and drops a row
-when its candidate ends.
+drop a row, so a call of n candidates prefilled its prompt n times and computed a finished
+candidate until the last one ended. Holding the cache here, a call prefills its prompt once,
+copies that cache into its n rows, and drops a row when its candidate ends; the logits were
+bit-identical to the generator's, so no candidate changed (figures: docs/generation.md).
 
 The graph (the builder's decoder, CPU): ``input_ids`` and ``attention_mask`` (int64),
 ``past_key_values.<i>.key/value`` in, ``logits`` and ``present.<i>.key/value`` out, one
@@ -13,13 +13,7 @@ The graph (the builder's decoder, CPU): ``input_ids`` and ``attention_mask`` (in
 applies the rotary embedding itself. As ONNX Runtime GenAI does on CPU
 (``past_present_share_buffer``), each layer's past and present are one buffer of
 ``max_length`` positions, bound as both input and output, which the attention writes in place.
-
-Measured on this machine (default SmolLM2-135M int8, 4 candidates of 64 forced tokens after a
-47-token prompt): the logits were bit-identical to ONNX Runtime GenAI's generator at every step
-(max abs difference 0.0), so candidates do not change with the loop; 0.671 s against 0.762 s on
-2 threads and 1.013 s against 1.163 s on 1 (prefill once: 35 ms instead of about 127 ms at batch
-4). ONNX Runtime's ``run_with_iobinding`` releases the GIL: two jobs on 1 thread each took 1.12 s
-together against 2.17 s one after another.
+Calls that share one batch are in ``ort_batch``.
 """
 
 from __future__ import annotations
@@ -48,10 +42,9 @@ def _last_position_graph(graph_file: Path, logits: str) -> bytes | None:
     where the graph is not the expected shape (then the whole graph runs as it is).
 
     The loop reads only the last position's logits, but the builder's graph computes the head
-    (576 x 49,152 for SmolLM2) for every position of a pass: for a 47-token prompt that is 47
-    rows of logits, 9 MB, of which one is used. A ``Slice`` of the last position before the head
-    gives the same logits (bit-identical here) for 13-16 ms less of the 91 ms prefill on 2
-    threads. Decoding passes have one position and do not change."""
+    for every position of a pass (a prefill's many rows of logits, of which one is used). A
+    ``Slice`` of the last position before the head gives the same logits for less prefill time
+    (docs/generation.md). Decoding passes have one position and do not change."""
     try:
         import onnx
         from onnx import TensorProto, helper
@@ -86,14 +79,15 @@ def _last_position_graph(graph_file: Path, logits: str) -> bytes | None:
 
 class PrefixCache:
     """The KV cache of prompt preambles, per model: a template's system text and the chat
-    template's opening, which every job of that template (or every job without a system text)
-    starts with. A job prefills its preamble and the rest of its prompt in two passes, always,
-    whether the preamble's KV comes from here or is computed now: so a candidate's logits do not
-    depend on what ran before (the two passes gave logits bit-identical to one pass over the
-    whole prompt here, and the tests check that a job writes the same candidates either way).
+    template's opening, which every prompt of that template (or every prompt without a system
+    text) starts with. A call prefills its preamble and the rest of its prompt in two passes,
+    always, whether the preamble's KV comes from here or is computed now: so a candidate's logits
+    do not depend on what ran before (the two passes gave logits bit-identical to one pass over
+    the whole prompt here, and the tests check that a call writes the same candidates either
+    way).
 
     Bounded: at most ``max_entries`` preambles and ``max_bytes`` of cache (least recently used
-    go first); SmolLM2-135M holds 23 KB per position (fp32), so a 24-token preamble is 0.55 MB.
+    go first).
     """
 
     def __init__(
@@ -126,9 +120,9 @@ class PrefixCache:
         model = self.model
         shape = (1, model.kv_heads, len(key), model.head_size)
         buffers = [np.zeros(shape, dtype=model.cache_dtype) for _ in model.cache_names]
-        _BoundCache(model, buffers).run(np.asarray([key]), np.ones((1, len(key)), dtype=np.int64))
+        BoundCache(model, buffers).run(np.asarray([key]), np.ones((1, len(key)), dtype=np.int64))
         for buffer in buffers:
-            buffer.setflags(write=False)  # shared by every job that starts with it
+            buffer.setflags(write=False)  # shared by every call that starts with it
         size = sum(b.nbytes for b in buffers)
         with self._lock:
             if size <= self.max_bytes and key not in self._entries:
@@ -141,7 +135,7 @@ class PrefixCache:
 
 
 class LoopModel:
-    """One ONNX Runtime session of a converted model (CPU), shared by every job's state."""
+    """One ONNX Runtime session of a converted model (CPU), shared by every call's state."""
 
     def __init__(self, path: Path, *, threads: int, options: dict[str, str] | None = None) -> None:
         import onnxruntime as ort
@@ -216,7 +210,7 @@ class LoopModel:
         return LoopGenerator(self, batch_size=batch_size, max_length=max_length)
 
 
-class _BoundCache:
+class BoundCache:
     """Cache buffers bound to the session for the passes to come: each layer's past and present
     are one buffer (the attention writes the new position in place); a pass then binds only its
     tokens and mask, and the logits go into a buffer of ours (reading them back through
@@ -262,7 +256,7 @@ class _BoundCache:
 
 
 class LoopGenerator:
-    """One job's cache and position: prefill once, step, drop rows. One thread steps it.
+    """One call's cache and position: prefill once, step, drop rows. One thread steps it.
 
     The same calls as ONNX Runtime GenAI's generator where the backend needs them
     (``append_tokens``, ``get_logits``), plus ``set_next_tokens`` (the token each row takes,
@@ -274,7 +268,7 @@ class LoopGenerator:
         self.rows = batch_size
         self.max_length = max_length
         self.length = 0  # positions filled in the cache
-        self._cache: _BoundCache | None = None
+        self._cache: BoundCache | None = None
         self._pending: np.ndarray | None = None  # (rows, tokens) to run at the next get_logits
         self._logits: np.ndarray | None = None
         self.passes = 0  # forward passes run (a prefill counts once)
@@ -300,11 +294,11 @@ class LoopGenerator:
         if start:
             for buffer, part in zip(buffers, self.model.prefixes.kv(ids[0, :start]), strict=True):
                 buffer[:, :, :start] = part
-        self._cache = _BoundCache(self.model, buffers)
+        self._cache = BoundCache(self.model, buffers)
         logits = self._run(ids[:1, start:] if shared else ids, ids.shape[1])
         if shared and self.rows > 1:
             first = np.zeros(self.rows, dtype=np.intp)  # row 0, once per candidate
-            self._cache = _BoundCache(
+            self._cache = BoundCache(
                 self.model, [self._copy_rows(b, first, ids.shape[1]) for b in self.buffers]
             )
             logits = np.repeat(logits, self.rows, axis=0)
@@ -342,7 +336,7 @@ class LoopGenerator:
         if not rows or rows == list(range(self.rows)):
             return
         index = np.asarray(rows, dtype=np.intp)
-        self._cache = _BoundCache(
+        self._cache = BoundCache(
             self.model, [self._copy_rows(b, index, self.length) for b in self.buffers]
         )
         if self._pending is not None:
@@ -355,252 +349,10 @@ class LoopGenerator:
     def _copy_rows(buffer: np.ndarray, index: np.ndarray, used: int) -> np.ndarray:
         """A new cache buffer holding ``buffer``'s rows ``index`` (repeats allowed): only the
         ``used`` positions are copied, the rest is fresh zeroed memory (the cache is sized for
-        the whole job, most of it not written yet)."""
+        the whole call, most of it not written yet)."""
         out = np.zeros((len(index), *buffer.shape[1:]), dtype=buffer.dtype)
         out[:, :, :used] = buffer[index, :, :used]
         return out
 
     def close(self) -> None:
         self._cache = None
-
-
-class _Member:
-    """One job's rows in a :class:`SharedBatch`.
-
-    The job's thread sees the calls of :class:`LoopGenerator`: ``append_tokens`` (joins the
-    batch; its prompt is prefilled once), ``get_logits`` (waits for the pass that computes them,
-    or runs it), ``set_next_tokens``, ``keep_rows`` and ``close`` (leaves the batch).
-    """
-
-    def __init__(self, batch: SharedBatch, *, rows: int, max_length: int) -> None:
-        self.batch = batch
-        self.rows = rows
-        self.max_length = max_length
-        self.prompt: list[int] = []
-        self.prefix = 0  # the prompt's preamble, in tokens (LoopGenerator.append_tokens)
-        self.length = 0  # positions of each row in the cache (the same for every row)
-        self.logits: np.ndarray | None = None  # delivered, not yet read
-        self.next_tokens: list[int] | None = None
-        self.keep: list[int] | None = None
-        self.left = False
-        self.error: BaseException | None = None
-
-    def append_tokens(self, ids: np.ndarray, *, prefix: int = 0) -> None:
-        ids = np.asarray(ids)
-        if ids.ndim != 2 or ids.shape[0] != self.rows or not (ids == ids[0]).all():
-            raise ValueError("a shared batch takes one prompt, the same in every row")
-        self.prompt = [int(t) for t in ids[0]]
-        self.prefix = prefix
-        with self.batch._cond:
-            self.batch._joining.append(self)
-            self.batch._cond.notify_all()
-
-    def get_logits(self) -> np.ndarray:
-        batch = self.batch
-        with batch._cond:
-            while self.logits is None and self.error is None:
-                # No thread of its own: a waiting job runs the next pass when one is due and
-                # nobody runs it (a job alone steps in its own thread, as without a batch).
-                if not batch._running and batch._due():
-                    batch._run_pass()
-                    continue
-                batch._cond.wait()
-            if self.error is not None:
-                raise RuntimeError(f"shared batch: {self.error}") from self.error
-            logits, self.logits = self.logits, None
-        return logits[:, None, :]
-
-    def keep_rows(self, rows: Sequence[int]) -> None:
-        rows = list(rows)
-        if rows != list(range(self.rows)):
-            with self.batch._cond:
-                self.keep = rows
-
-    def set_next_tokens(self, tokens: Sequence[int]) -> None:
-        expected = len(self.keep) if self.keep is not None else self.rows
-        if len(tokens) != expected:
-            raise ValueError(f"{len(tokens)} tokens for {expected} rows")
-        with self.batch._cond:
-            self.next_tokens = [int(t) for t in tokens]
-            self.batch._cond.notify_all()
-
-    def close(self) -> None:
-        batch = self.batch
-        with batch._cond:
-            self.left = True
-            if self in batch._joining:
-                batch._joining.remove(self)
-            if not batch._running and not batch._joining and all(m.left for m in batch._members):
-                batch._members, batch._cache = [], None  # the last job left: free the cache
-            batch._cond.notify_all()
-
-
-class SharedBatch:
-    """Every job on one session in one batch (continuous batching): a job's rows join between
-    two passes, are stepped with every other job's rows in one forward pass, and leave when
-    their candidates end, while the other jobs go on.
-
-    No thread of its own: a pass runs in the thread of a job that waits for its logits when
-    every job in the batch has handed in its next tokens (or a job is joining), so a job alone
-    steps in its own thread with no hand-over. Each job samples its rows' tokens from the logits
-    it is handed, streams and saves in its own thread. A pass waits for every job's tokens: a job
-    is as fast as the batch, and a long job does not hold a short one back (the short one's rows
-    leave when it ends).
-
-    A row's logits do not depend on the other rows of the pass (rows of different lengths: the
-    attention takes each row's length from its mask, and the new token's position from it):
-    bit-identical here to the row alone. The cache is one buffer per layer and kind of
-    (rows, kv heads, capacity, head size); capacity is the longest job's ``max_length``.
-    """
-
-    def __init__(self, model: LoopModel) -> None:
-        self.model = model
-        self._cond = threading.Condition()
-        self._members: list[_Member] = []  # in row order
-        self._joining: list[_Member] = []
-        self._running = False  # a pass is running (in some job's thread)
-        self._cache: _Cache | None = None
-
-    def member(self, *, batch_size: int, max_length: int) -> _Member:
-        return _Member(self, rows=batch_size, max_length=max_length)
-
-    def _stepping(self) -> bool:
-        members = self._members
-        return bool(members) and all(m.left or m.next_tokens is not None for m in members)
-
-    def _due(self) -> bool:
-        return bool(self._joining) or self._stepping()
-
-    def _run_pass(self) -> None:
-        """One pass, called with the lock held and ``_due()``; releases it while computing."""
-        self._running = True
-        stepping = self._stepping()
-        joining, self._joining = self._joining, []
-        # What each member asked for, taken now: its thread waits until it is served.
-        plan = [(m, m.left, m.keep, m.next_tokens) for m in self._members] if stepping else []
-        for member, *_ in plan:
-            member.keep, member.next_tokens = None, None
-        self._cond.release()
-        try:
-            delivered = self._pass(plan, joining, stepping)
-            failure = None
-        except BaseException as exc:  # every job in the batch fails with the reason
-            logger.exception("shared batch pass failed")
-            delivered, failure = [], exc
-        finally:
-            self._cond.acquire()
-        if failure is not None:
-            for member in [*self._members, *joining]:
-                member.error = failure
-            self._members, self._cache = [], None
-        for member, logits in delivered:
-            member.logits = logits
-        if not self._members and not self._joining:
-            self._cache = None  # the batch is empty: free its cache
-        self._running = False
-        self._cond.notify_all()
-
-    def _pass(
-        self,
-        plan: list[tuple[_Member, bool, list[int] | None, list[int] | None]],
-        joining: list[_Member],
-        stepping: bool,
-    ) -> list[tuple[_Member, np.ndarray]]:
-        delivered: list[tuple[_Member, np.ndarray]] = []
-        if stepping:
-            # Rows that stay: a member that left takes its rows out, one that dropped some
-            # keeps the rest. Then one pass over every row with its next token.
-            index: list[int] = []
-            staying: list[_Member] = []
-            start = 0
-            for member, left, keep, _ in plan:
-                current = member.rows  # its rows in the cache now, from ``start`` on
-                if not left:
-                    kept = keep if keep is not None else list(range(current))
-                    index.extend(start + r for r in kept)
-                    member.rows = len(kept)
-                    staying.append(member)
-                start += current
-            with self._cond:
-                self._members = staying
-            assert self._cache is not None
-            self._cache.keep(np.asarray(index, dtype=np.intp), staying)
-            if staying:
-                tokens = [t for member, left, _, nxt in plan if not left for t in (nxt or [])]
-                logits = self._cache.step(staying, tokens)
-                offset = 0
-                for member in staying:
-                    delivered.append((member, logits[offset : offset + member.rows]))
-                    offset += member.rows
-        for member in joining:
-            if member.left:
-                continue
-            if self._cache is None:
-                self._cache = _Cache(self.model)
-            delivered.append((member, self._cache.join(member, self._members)))
-            with self._cond:
-                self._members = [*self._members, member]
-        return delivered
-
-
-class _Cache:
-    """The shared batch's cache: rows of every member, in member order."""
-
-    def __init__(self, model: LoopModel) -> None:
-        self.model = model
-        self.bound: _BoundCache | None = None
-
-    @property
-    def rows(self) -> int:
-        return self.bound.rows if self.bound is not None else 0
-
-    @property
-    def capacity(self) -> int:
-        return self.bound.capacity if self.bound is not None else 0
-
-    def _bind(self, buffers: list[np.ndarray]) -> None:
-        self.bound = _BoundCache(self.model, buffers)
-
-    def keep(self, index: np.ndarray, members: list[_Member]) -> None:
-        if len(index) == self.rows and (index == np.arange(self.rows)).all():
-            return
-        assert self.bound is not None
-        used = max((m.length for m in members), default=0)
-        self._bind([LoopGenerator._copy_rows(b, index, used) for b in self.bound.buffers])
-
-    def join(self, member: _Member, members: list[_Member]) -> np.ndarray:
-        """Prefill ``member``'s prompt once, add its rows (a copy of that cache each), and
-        return their first logits."""
-        prefill = LoopGenerator(self.model, batch_size=1, max_length=len(member.prompt))
-        prefill.append_tokens(np.array([member.prompt]), prefix=member.prefix)
-        first = prefill.get_logits()[:, -1, :]
-        member.length = len(member.prompt)
-        capacity = max(self.capacity, member.max_length)
-        used = max((m.length for m in members), default=0)
-        shape = (self.rows + member.rows, self.model.kv_heads, capacity, self.model.head_size)
-        grown = []
-        current = self.bound.buffers if self.bound is not None else []
-        for index, old in enumerate(prefill.buffers):
-            buffer = np.zeros(shape, dtype=old.dtype)
-            if self.rows:
-                buffer[: self.rows, :, :used] = current[index][:, :, :used]
-            buffer[self.rows :, :, : member.length] = old[0, :, : member.length]
-            grown.append(buffer)
-        prefill.close()
-        self._bind(grown)
-        return np.repeat(first, member.rows, axis=0)
-
-    def step(self, members: list[_Member], tokens: list[int]) -> np.ndarray:
-        total = max(m.length for m in members) + 1
-        if total > self.capacity:
-            raise ValueError(f"the cache holds {self.capacity} positions")
-        mask = np.zeros((len(tokens), total), dtype=np.int64)
-        row = 0
-        for member in members:
-            mask[row : row + member.rows, : member.length + 1] = 1
-            row += member.rows
-        assert self.bound is not None
-        logits = self.bound.run(np.asarray(tokens)[:, None], mask)
-        for member in members:
-            member.length += 1
-        return logits

@@ -3,27 +3,24 @@
 Why our own sampler: ONNX Runtime GenAI (like CTranslate2) seeds sampling per generator, not per
 row, and transformers' ``generate`` draws every row from one global RNG; so neither can give each
 candidate of a batch its own reproducible seed. Here every candidate owns a
-``numpy.random.Generator(PCG64(seed))`` and the engine only computes logits: the backend then
-forces the chosen token (a one-hot row for ONNX Runtime GenAI, the next input for transformers).
+``numpy.random.Generator(PCG64(seed))`` and the model only computes logits: the backend then
+forces the chosen token (a one-hot row for ONNX Runtime GenAI, the next input for the loops).
 
-What makes a candidate reproducible (recorded in each draft's provenance as ``sampler``): the
-candidate's seed, its settings, this sampler's version, and bit-identical logits, i.e. the same
-backend build and weights checksum on the same kind of CPU. Not what else the worker runs: a
-candidate's logits do not depend on the other rows of its batch, nor on another job stepping
-beside it (tests/test_backends.py checks both through the job path). The thread count is
-recorded too (``threads``: the ONNX backend runs a job alone on every core, a job beside another
-on its share); for the default int8 ONNX model the logits of 1 and 2 intra-op threads were
-bit-identical (64 steps at batch 1, 4 and 8), and the tests check that a job gives the same
-candidates on either, but a kernel that splits a reduction across threads could differ.
+A candidate is reproducible from its seed, its settings, this sampler's version (``sampler`` in
+each draft's provenance) and bit-identical logits: the same backend build and weights on the same
+kind of CPU. A row's logits depend neither on the other rows of its batch nor on a call stepping
+beside it; the thread count (``threads``) is recorded too, as a kernel that splits a reduction
+across threads could differ (measured: docs/generation.md; the tests check both).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from generation.engine import SamplingSettings
+from generation.backends.types import SamplingSettings
 
 # v2: v1 with the top k chosen exactly as "the k highest logits, ties by token id" (v1 left a tie
 # at the k-th logit to numpy's partition) and found about 2x faster; otherwise the same draws
@@ -38,8 +35,8 @@ def top_k(x: np.ndarray, k: int) -> np.ndarray:
 
     The k-th highest of every 16th value is at most the k-th highest of all, so the top k are
     among the values at least that high (about 16k of them): two partitions, of 3k values and
-    of several hundred, instead of one of the whole vocabulary (0.07 ms against 0.14 ms for
-    49,152 logits here), then the exact top k of those, ties at the k-th value broken by id."""
+    of several hundred, instead of one of the whole vocabulary (about half the time), then the
+    exact top k of those, ties at the k-th value broken by id."""
     n = x.shape[0]
     candidates: np.ndarray | None = None
     if k < n:
@@ -74,6 +71,9 @@ def _banned_ngram_tokens(history: Sequence[int], size: int) -> list[int]:
 class RowSampler:
     """Chooses the next token of every candidate, each from its own random stream."""
 
+    # Off only to measure what recording costs (bench/bench_quality.py).
+    record_logprobs = True
+
     def __init__(
         self,
         *,
@@ -90,8 +90,37 @@ class RowSampler:
         self.eos_ids = [int(e) for e in eos_ids]
         self.top_k = max(0, int(settings.top_k or 0))
         self.top_p = float(settings.top_p) if 0 < settings.top_p < 1.0 else 1.0
+        # Per candidate: the sum of the log-probabilities of its chosen tokens under the model
+        # (the raw logits, before temperature and penalties) and their count, for the draft's
+        # fluency signal: free here, the logits are at hand.
+        self.logprob_sums = [0.0] * len(seeds)
+        self.logprob_counts = [0] * len(seeds)
+        self._buffer: np.ndarray | None = None
+
+    def mean_logprob(self, row: int) -> float | None:
+        """Mean natural-log probability of the tokens ``row`` chose so far (None: none)."""
+        count = self.logprob_counts[row]
+        return self.logprob_sums[row] / count if count else None
+
+    def _record(self, row: int, logits: np.ndarray, token: int) -> int:
+        raw = np.asarray(logits, dtype=np.float32)
+        # One buffer per sampler: the log-sum-exp of a 49k vocabulary without allocating.
+        if self._buffer is None or self._buffer.shape != raw.shape:
+            self._buffer = np.empty_like(raw)
+        top = raw.max()
+        np.subtract(raw, top, out=self._buffer)
+        np.exp(self._buffer, out=self._buffer)
+        log_total = float(top) + math.log(float(self._buffer.sum()))
+        self.logprob_sums[row] += float(raw[token]) - log_total
+        self.logprob_counts[row] += 1
+        return token
 
     def choose(self, row: int, logits: np.ndarray, history: Sequence[int], step: int) -> int:
+        """The token candidate ``row`` writes at ``step`` (its log-probability recorded)."""
+        token = self._choose(row, logits, history, step)
+        return self._record(row, logits, token) if self.record_logprobs else token
+
+    def _choose(self, row: int, logits: np.ndarray, history: Sequence[int], step: int) -> int:
         """The token candidate ``row`` writes at ``step`` given next-token ``logits``.
 
         ``history`` is the prompt followed by what the candidate wrote so far (the repetition

@@ -20,6 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
+from review.checks.plagiarism.shingles import count_tokens
+
+__all__ = ["MIN_SPAN_WORDS", "SourceContainment", "count_tokens", "group_by_source", "long_spans"]
+
 # Aligned passages shorter than this are stray common phrases, not copying.
 MIN_SPAN_WORDS = 8
 
@@ -43,7 +47,9 @@ def _union_length(spans: Sequence[Sequence[int]]) -> int:
 
 
 def long_spans(text: str, spans: Sequence[Sequence[int]], *, min_words: int) -> list[list[int]]:
-    return [[s, e] for s, e in spans if len(text[s:e].split()) >= min_words]
+    """Spans of at least ``min_words`` words (a Han character counts as one, see
+    ``shingles.count_tokens``)."""
+    return [[s, e] for s, e in spans if count_tokens(text[s:e]) >= min_words]
 
 
 def group_by_source(
@@ -88,3 +94,36 @@ def group_by_source(
         key=lambda g: (-g["draft_share"], -g["source_share"], -g["best_passage_similarity"])
     )
     return result
+
+
+# A run of a source the model was given as background, up to this many words, is a quote; a
+# longer run is reuse of its wording, flagged like any other copy (and said to be supplied). So
+# are quotes of one passage that add up to more than ``SUPPLIED_QUOTES_MAX_WORDS``: a patchwork of
+# short quotes is a copy too.
+SUPPLIED_QUOTE_MAX_WORDS = 25
+SUPPLIED_QUOTES_MAX_WORDS = 50
+
+
+def supplied_matches(
+    matches: Sequence[Mapping[str, Any]],
+    *,
+    draft_text: str,
+    is_supplied: Callable[[str], bool],
+    quote_max_words: int = SUPPLIED_QUOTE_MAX_WORDS,
+    quotes_max_words: int = SUPPLIED_QUOTES_MAX_WORDS,
+) -> list[dict[str, Any]]:
+    """The passage matches, marked ``supplied`` or not, with quotes of supplied sources left out.
+
+    A match of a passage for which ``is_supplied(key)`` is dropped when each of its aligned runs
+    has at most ``quote_max_words`` words and together at most ``quotes_max_words``; otherwise
+    it is kept whole (and counts like any copy). Other matches pass unchanged.
+    """
+    kept: list[dict[str, Any]] = []
+    for match in matches:
+        if not is_supplied(match["key"]):
+            kept.append({**match, "supplied": False})
+            continue
+        runs = [len(draft_text[start:end].split()) for start, end in match["draft_spans"]]
+        if max(runs, default=0) > quote_max_words or sum(runs) > quotes_max_words:
+            kept.append({**match, "supplied": True})
+    return kept

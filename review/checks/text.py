@@ -2,6 +2,12 @@
 
 Every check reports spans as ``(start, end)`` character offsets into the exact text it was
 given, so the draft page can highlight them without re-tokenising. Nothing here touches the ORM.
+
+Chinese is segmented by script, not by a language decision, so mixed Chinese-English text works
+too: a run of Han characters is cut into words by jieba's dictionary and HMM (``rjieba``, the
+Rust port: the same words as ``jieba``, several times faster and without its second-long
+dictionary build), everything else by the word pattern below. A sentence also ends at the
+Chinese full stops and their full-width forms (。！？；……), which need no space after them.
 """
 
 from __future__ import annotations
@@ -9,14 +15,38 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+# Han ideographs: the unified block, extension A, compatibility ideographs, extensions B and on.
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+HAN_RE = re.compile(f"[{HAN}]")
+# A letter or digit that is not a Han character: where ``\w`` marks a word boundary in
+# English, Chinese has none between words. On text without Han characters it is ``\w``.
+WORD_NOT_HAN = f"[^\\W{HAN}]"
+# One Han character, or a run of anything else.
+HAN_OR_OTHER_RE = re.compile(f"[{HAN}]|[^{HAN}]+")
 
 # Words: runs of letters/digits, keeping inner apostrophes and hyphens ("don't", "well-known")
-# and decimal or grouped numbers ("3.5", "1,000") together.
-_WORD_RE = re.compile(r"\d+(?:[.,]\d+)*|\w+(?:['’\-]\w+)*", re.UNICODE)
+# and decimal or grouped numbers ("3.5", "1,000") together. Han characters are not letters
+# here: a run of them is segmented separately (``words``). On text without Han characters
+# ``[^\W{HAN}]`` is exactly ``\w``.
+_W = WORD_NOT_HAN
+_WORD_RE = re.compile(rf"\d+(?:[.,]\d+)*|{_W}+(?:['’\-]{_W}+)*", re.UNICODE)
+# A Han run or a word, in text order.
+_WORD_OR_HAN_RE = re.compile(rf"(?P<han>[{HAN}]+)|{_WORD_RE.pattern}", re.UNICODE)
 
-# A sentence ends at ., ! or ? (optionally followed by closing quotes/brackets) and whitespace,
-# or at a blank line. Abbreviations and initials are handled after the fact (see _ABBREVIATIONS).
-_SENTENCE_END_RE = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n\s*\n")
+_CLOSERS = "\"'”’)\\]」』）》】〕"
+# A sentence ends at ., ! or ? (optionally followed by closing quotes/brackets) and whitespace
+# or a Han character, or at a blank line. Abbreviations and initials are handled after the fact
+# (see _ABBREVIATIONS).
+# Chinese: 。！？； (and the halfwidth ｡) end a sentence with no space after them, as do !?;…
+# right after a Han character; closing quotes and brackets stay with the sentence.
+_SENTENCE_END_RE = re.compile(
+    # The lookahead lets the engine skip other characters fast (4x on Chinese text).
+    rf"(?=[.!?…\n。｡！？；;])(?:[.!?…]+[{_CLOSERS}]*(?=[\s{HAN}])|\n\s*\n"
+    rf"|(?:[。｡！？；]|(?<=[{HAN}])[!?;…])[。｡！？；!?;…]*[{_CLOSERS}]*)"
+)
 
 _ABBREVIATIONS = frozenset(
     """
@@ -27,13 +57,18 @@ _ABBREVIATIONS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A word with its span in the original text and its normalised form."""
+class Token(NamedTuple):
+    """A word with its span in the original text and its normalised form.
+
+    A named tuple, immutable like the frozen dataclass it was and built 2-3x faster: a Chinese
+    text has about four words per ten characters, and building them cost more than jieba."""
 
     start: int
     end: int
     norm: str
+
+
+_new_tuple = tuple.__new__  # builds a Token without the call through Token.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +85,52 @@ def normalise_word(word: str) -> str:
     return stripped.replace("’", "'")
 
 
+# Runs of what is not a letter, and of what is not Han: counting the characters outside them is
+# about twice as fast as listing every letter (Chinese text is nearly all letters).
+_NOT_LETTERS_RE = re.compile(r"[\W\d_]+")
+_NOT_HAN_RE = re.compile(f"[^{HAN}]+")
+
+
+def han_share(text: str) -> float:
+    """Share of Han characters among the letters of ``text`` (0 when it has none)."""
+    letters = len(text) - sum(map(len, _NOT_LETTERS_RE.findall(text)))
+    if not letters:
+        return 0.0
+    return (len(text) - sum(map(len, _NOT_HAN_RE.findall(text)))) / letters
+
+
+def looks_chinese(text: str) -> bool:
+    """A cheap script rule: most letters are Han characters. A stand-in for the language
+    detector (``review.checks.language``) where only "is this Chinese" is needed."""
+    return han_share(text) >= 0.5
+
+
+@lru_cache(maxsize=1 << 14)
+def segment_han(run: str) -> tuple[str, ...]:
+    """Words of a run of Han characters (jieba's dictionary and HMM, via ``rjieba``)."""
+    import rjieba  # imported on first use: loading the dictionary takes about 0.15 s
+
+    return tuple(rjieba.cut(run))
+
+
 def words(text: str) -> list[Token]:
-    """All words of ``text`` with their spans, normalised for comparison."""
-    return [Token(m.start(), m.end(), normalise_word(m.group())) for m in _WORD_RE.finditer(text)]
+    """All words of ``text`` with their spans, normalised for comparison.
+
+    Han runs are cut into words by :func:`segment_han`; each word's span is exact.
+    """
+    result: list[Token] = []
+    append = result.append
+    for m in _WORD_OR_HAN_RE.finditer(text):
+        run = m.group("han")
+        if run is None:
+            append(Token(m.start(), m.end(), normalise_word(m.group())))
+            continue
+        start = m.start()
+        for word in segment_han(run):
+            end = start + len(word)
+            append(_new_tuple(Token, (start, end, word)))  # Token(start, end, word), faster
+            start = end
+    return result
 
 
 def _is_abbreviation(text: str, dot_at: int) -> bool:
@@ -74,7 +152,16 @@ def sentences(text: str) -> list[Sentence]:
 
     A rule-based splitter: good enough for highlighting and per-sentence scoring, and it never
     loses text (every non-space character lies in exactly one sentence).
+
+    The sentences of the last few texts are kept (:func:`clear_caches`): the checks of one
+    draft (claims, passages, semantic, toxicity) each ask for them, and split it once. Each call
+    returns a new list of the same immutable sentences.
     """
+    return list(_sentences(text))
+
+
+@lru_cache(maxsize=32)
+def _sentences(text: str) -> tuple[Sentence, ...]:
     result: list[Sentence] = []
     start = 0
     for match in _SENTENCE_END_RE.finditer(text):
@@ -89,7 +176,14 @@ def sentences(text: str) -> list[Sentence]:
         _append_sentence(result, text, start, end)
         start = match.end()
     _append_sentence(result, text, start, len(text))
-    return result
+    return tuple(result)
+
+
+def clear_caches() -> None:
+    """Forget the segmentations kept for reuse (Han runs, sentences): for benchmarks that time
+    each check from scratch."""
+    segment_han.cache_clear()
+    _sentences.cache_clear()
 
 
 def _append_sentence(result: list[Sentence], text: str, start: int, end: int) -> None:

@@ -17,8 +17,10 @@ from review.services.imports import (
     document_delete,
     import_path,
     import_rows_direct,
+    import_run_claim,
     import_run_create,
     import_run_execute,
+    imports_sweep,
 )
 from review.services.pipeline import (
     checks_sweep,
@@ -39,8 +41,10 @@ __all__ = [
     "get_embedder",
     "import_path",
     "import_rows_direct",
+    "import_run_claim",
     "import_run_create",
     "import_run_execute",
+    "imports_sweep",
     "passages_embed",
     "policy_get",
     "policy_update",

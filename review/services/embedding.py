@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -15,21 +16,39 @@ from django.utils import timezone
 
 from contentstudio import realtime
 from contentstudio.errors import Conflict, InvalidTransition
-from review import indexes
+from review import source_indexes
 from review.checks import semantic
 from review.models import (
     IndexState,
     PassageSentence,
     SourcePassage,
 )
+from review.services.embed_tuning import applied_encoder_config
 
 logger = logging.getLogger(__name__)
+
+
+def encoder_config() -> semantic.EncoderConfig:
+    """How the sentence encoder runs, from settings (the checks read no environment), with this
+    host's measured choice of graph, precision and spinning applied (``embed_tuning``)."""
+    return applied_encoder_config(
+        semantic.EncoderConfig(
+            onnx=settings.EMBED_ONNX,
+            threads=settings.EMBED_THREADS,
+            spin=settings.EMBED_SPIN,
+            precision=settings.EMBED_PRECISION,
+            graph=settings.EMBED_GRAPH,
+            cache_dir=Path(settings.EMBED_ONNX_CACHE),
+        )
+    )
 
 
 def get_embedder() -> semantic.Embedder:
     """The sentence embedder (the model itself is loaded once per process by ``semantic``)."""
     return semantic.Embedder(
-        model_path=settings.EMBEDDING_MODEL_PATH or None, device=settings.CHECKS_DEVICE
+        model_path=settings.EMBEDDING_MODEL_PATH or None,
+        device=settings.CHECKS_DEVICE,
+        config=encoder_config(),
     )
 
 
@@ -57,7 +76,7 @@ def passages_embed(*, project_id: int, limit: int | None = None) -> int:
     with transaction.atomic():
         # Writers of one project take turns (ids then grow in commit order, which the indexes
         # rely on); a concurrent run may have embedded some of these meanwhile: skip those.
-        indexes.lock(project_id)
+        source_indexes.lock(project_id)
         still_pending = set(
             SourcePassage.objects.filter(
                 pk__in=[pk for pk, _ in pending], embedded_at__isnull=True
@@ -77,7 +96,7 @@ def passages_embed(*, project_id: int, limit: int | None = None) -> int:
             ]
         )
         SourcePassage.objects.filter(pk__in=still_pending).update(embedded_at=timezone.now())
-        indexes.bump(project_id)
+        source_indexes.bump(project_id)
     left = SourcePassage.objects.filter(project_id=project_id, embedded_at__isnull=True).count()
     realtime.publish_project_event(project_id, {"kind": "embedding", "left": left})
     return left
@@ -171,19 +190,25 @@ def embed_chain_step(*, project_id: int) -> ChainStep:
         embed_lease_release(project_id=project_id, owner=owner)
     # Hash the import's new passages into the lexical index here, off the checks' path (with
     # Redis the store is shared, so every worker's checks find them there).
-    indexes.catch_up(project_id)
+    source_indexes.catch_up(project_id)
     if left == 0:
         checks_rerun_after_indexing(project_id=project_id)
         compact_enqueue(project_id=project_id)
+    else:
+        # A large import is folded into segments as it goes (every check scans the delta).
+        compact_enqueue(project_id=project_id, during_import=True)
     return ChainStep(again=left > 0, left=left)
 
 
-def compact_enqueue(*, project_id: int) -> bool:
-    """Queue a compaction of the semantic index when its delta has grown past the limit."""
+def compact_enqueue(*, project_id: int, during_import: bool = False) -> bool:
+    """Queue a compaction of the semantic index when its delta has grown past the limit
+    (``during_import``: past :func:`source_indexes.import_compact_limit`)."""
     from review import tasks
 
-    sentences, removals = indexes.semantic_delta_size(project_id)
+    sentences, removals = source_indexes.semantic_delta_size(project_id)
     limit = settings.SEMANTIC_DELTA_MAX
+    if during_import:
+        limit = source_indexes.import_compact_limit(project_id)
     if sentences < limit and removals < max(1, limit // 10):
         return False
     transaction.on_commit(lambda: tasks.semantic_compact.delay(project_id))
@@ -199,10 +224,11 @@ def compact_sweep() -> int:
 
 def checks_rerun_after_indexing(*, project_id: int) -> int:
     """Check again every draft whose current checks ran against a partly indexed archive
-    (held for it: the policy counts a partial run as not run); returns how many.
+    (routed on what was indexed then, and saying so); returns how many.
 
-    Only drafts still held at the checked version: one edited or decided meanwhile has
-    moved on. Side effects: moves each to ``checking`` and enqueues its checks on commit.
+    Only drafts still undecided (held or awaiting review) at the checked version: one edited
+    or decided meanwhile has moved on. Side effects: moves each to ``checking`` and enqueues
+    its checks on commit.
     """
     from generation.models import Draft
     from review.lifecycle import DraftStatus
@@ -211,7 +237,7 @@ def checks_rerun_after_indexing(*, project_id: int) -> int:
 
     candidates = Draft.objects.filter(
         project_id=project_id,
-        status=DraftStatus.HELD,
+        status__in=[DraftStatus.HELD, DraftStatus.AWAITING_REVIEW],
         checks__kind__in=["semantic", "lexical"],
         checks__details__partial=True,
     ).distinct()

@@ -4,7 +4,11 @@ A new or edited draft moves to ``checking`` and a task on queue ``review`` runs 
 (toxicity, ethics rules, lexical and semantic plagiarism), stores one CheckResult per check,
 tells watchers after each, then routes the draft with the project's policy: ``awaiting_review``,
 or ``held`` with the reasons. A check that cannot run is stored as ``not_run`` with the reason
-and holds the draft: nothing passes unchecked.
+and holds the draft: nothing passes unchecked. The draft's language is detected when it is
+written or edited (``draft_checks_start``) and again for the version checked; a check that
+cannot read that language is not run and says so (``languages.unreadable_outcome``), and the
+project's policy holds the draft for it or, when the project chose so, sends it to the queue
+with the reason shown.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from contentstudio.html import html_to_text
 from contentstudio.models import Role
 from contentstudio.selectors import require_role
 from generation.models import Draft
-from review import lifecycle, policy
+from generation.services.quality import job_brief, quality_with_relevance
+from review import holds, lifecycle
+from review.checks.language import detect_language
 from review.lifecycle import DraftStatus
 from review.models import (
     CheckKind,
@@ -40,7 +46,7 @@ from review.models import (
     ImportRun,
     ImportStatus,
 )
-from review.services import adapters, embedding
+from review.services import adapters, embedding, languages, source_checks
 from review.services.policies import policy_get, policy_view
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,7 @@ def draft_checks_start(*, draft: Draft, user: AbstractBaseUser | None = None) ->
     """
     from review import tasks
 
+    draft_language_detect(draft=draft)
     with transaction.atomic():
         moved = lifecycle.draft_transition(
             draft=draft,
@@ -63,6 +70,16 @@ def draft_checks_start(*, draft: Draft, user: AbstractBaseUser | None = None) ->
         )
         tasks.draft_check.delay_on_commit(moved.pk, moved.version)
     return moved
+
+
+def draft_language_detect(*, draft: Draft, text: str | None = None) -> str:
+    """Detect and store the language of the draft's current text (``text``: already extracted).
+    Side effects: ``Draft.language`` (only that column; the version does not move)."""
+    found = detect_language(html_to_text(draft.body) if text is None else text)
+    if draft.language != found:
+        Draft.objects.filter(pk=draft.pk).update(language=found)
+        draft.language = found
+    return found
 
 
 def draft_checks_rerun(*, draft: Draft, user: AbstractBaseUser) -> Draft:
@@ -78,8 +95,8 @@ def draft_checks_rerun(*, draft: Draft, user: AbstractBaseUser) -> Draft:
 CHECKS = [
     (CheckKind.TOXICITY, adapters.run_toxicity),
     (CheckKind.ETHICS, adapters.run_ethics),
-    (CheckKind.LEXICAL, adapters.run_lexical),
-    (CheckKind.SEMANTIC, adapters.run_semantic),
+    (CheckKind.LEXICAL, source_checks.run_lexical),
+    (CheckKind.SEMANTIC, source_checks.run_semantic),
 ]
 
 
@@ -148,24 +165,64 @@ def draft_checks_run(*, draft_id: int, version: int, worker: str = "inline") -> 
         return _run_checks(draft, version, claim=run)
 
 
+def _run_one(
+    kind: str,
+    run: Any,
+    draft: Draft,
+    text: str,
+    rules: Any,
+    *,
+    language: str,
+    readable: dict[str, Any],
+) -> dict[str, Any]:
+    """One check; a check that cannot read the text's language, or an exception, is a result
+    (not run, with the reason), never a pass."""
+    started = time.perf_counter()
+    try:
+        outcome = languages.unreadable_outcome(kind, language, readable[kind]) or run(
+            draft, text, rules
+        )
+    except Exception as exc:
+        logger.exception("%s check failed on draft %s", kind, draft.pk)
+        outcome = {
+            "status": CheckStatus.NOT_RUN,
+            "reason": f"{type(exc).__name__}: {exc}",
+            "engine": kind,
+        }
+    outcome.setdefault("timings", {})
+    outcome["timings"].setdefault("total_ms", round((time.perf_counter() - started) * 1000, 1))
+    return outcome
+
+
+def text_checks_run(*, draft: Draft, text: str) -> tuple[list[holds.CheckOutcome], list[str]]:
+    """Every check, and the project's policy, on a text that is not a draft version of its
+    own: a correction of the published ``draft``. Returns the outcomes and the reasons to hold
+    it (none: it may go out). Stores nothing (the caller keeps the results with what it
+    writes); runs the models, so never inside a transaction. The draft's own published text
+    is not a source its correction is compared with (the adapters leave it out)."""
+    rules = policy_get(project=draft.project)
+    # The correction's own language (the draft keeps the one of its own text); a short one is
+    # read with the text it corrects (a sentence alone is too little to tell a language by).
+    sample = text if len(text.split()) >= 30 else f"{html_to_text(draft.body)}\n\n{text}"
+    language, readable = detect_language(sample), languages.check_languages()
+    outcomes: list[holds.CheckOutcome] = [
+        {  # type: ignore[typeddict-item]
+            "kind": kind,
+            **_run_one(kind, run, draft, text, rules, language=language, readable=readable),
+        }
+        for kind, run in CHECKS
+    ]
+    return outcomes, holds.route(outcomes, policy_view(rules))
+
+
 def _run_checks(draft: Draft, version: int, *, claim: CheckRun) -> Draft | None:
-    draft_id = draft.pk
     text = html_to_text(draft.body)
     rules = policy_get(project=draft.project)
-    outcomes: list[policy.CheckOutcome] = []
+    language = draft_language_detect(draft=draft, text=text)
+    readable = languages.check_languages()
+    outcomes: list[holds.CheckOutcome] = []
     for kind, run in CHECKS:
-        started = time.perf_counter()
-        try:
-            outcome = run(draft, text, rules)
-        except Exception as exc:
-            logger.exception("%s check failed on draft %s", kind, draft_id)
-            outcome = {
-                "status": CheckStatus.NOT_RUN,
-                "reason": f"{type(exc).__name__}: {exc}",
-                "engine": kind,
-            }
-        outcome.setdefault("timings", {})
-        outcome["timings"].setdefault("total_ms", round((time.perf_counter() - started) * 1000, 1))
+        outcome = _run_one(kind, run, draft, text, rules, language=language, readable=readable)
         _store_result(
             draft=draft,
             version=version,
@@ -193,7 +250,10 @@ def _run_checks(draft: Draft, version: int, *, claim: CheckRun) -> Draft | None:
             },
         )
     _summarise(draft, version, outcomes)
-    reasons = policy.route(outcomes, policy_view(rules))
+    view = policy_view(rules)
+    quality = _quality_relevance(draft, text)
+    reasons = holds.route(outcomes, view) + holds.quality_reasons(quality, view)
+    notes = [] if reasons else holds.notes(outcomes, view)
     try:
         with transaction.atomic():
             # Routing and releasing the claim commit together: a crash before this leaves a
@@ -202,9 +262,9 @@ def _run_checks(draft: Draft, version: int, *, claim: CheckRun) -> Draft | None:
                 draft=draft,
                 action="hold" if reasons else "pass",
                 user=None,
-                reason="; ".join(reasons),
+                reason="; ".join(reasons or notes),
                 expected_version=version,
-                data={"reasons": reasons},
+                data={"reasons": reasons, **({"notes": notes} if notes else {})},
             )
             CheckRun.objects.filter(pk=claim.pk).update(finished_at=timezone.now())
             return moved
@@ -212,6 +272,29 @@ def _run_checks(draft: Draft, version: int, *, claim: CheckRun) -> Draft | None:
         # Edited or re-checked meanwhile: the newer check run routes it.
         CheckRun.objects.filter(pk=claim.pk).update(finished_at=timezone.now())
         return None
+
+
+def _quality_relevance(draft: Draft, text: str) -> dict[str, Any]:
+    """The draft's quality signals with relevance measured by the sentence model (loaded by
+    the semantic check), stored on the draft; the score follows. A draft written before the
+    signals existed has none ({})."""
+    if not draft.quality:
+        return {}
+    try:
+        embedder = embedding.get_embedder()
+        embed, reason = embedder.encode, ""
+    except Exception as exc:  # no sentence model here: the signal says so, the others stand
+        embed, reason = None, f"the sentence model is not available ({exc})"
+    try:
+        quality = quality_with_relevance(
+            draft.quality, text=text, brief=job_brief(draft.job), embed=embed, reason=reason
+        )
+    except Exception:
+        logger.exception("relevance failed on draft %s", draft.pk)
+        return dict(draft.quality)
+    Draft.objects.filter(pk=draft.pk).update(quality=quality)
+    draft.quality = quality
+    return quality
 
 
 def _store_result(*, draft: Draft, version: int, kind: str, fields: dict[str, Any]) -> None:
@@ -229,7 +312,7 @@ def _store_result(*, draft: Draft, version: int, kind: str, fields: dict[str, An
         CheckResult.objects.filter(draft=draft, draft_version=version, kind=kind).update(**fields)
 
 
-def _summarise(draft: Draft, version: int, outcomes: list[policy.CheckOutcome]) -> None:
+def _summarise(draft: Draft, version: int, outcomes: list[holds.CheckOutcome]) -> None:
     by_kind = {o["kind"]: o for o in outcomes if o["status"] == CheckStatus.OK}
     tox = (by_kind.get(CheckKind.TOXICITY) or {}).get("scores") or {}
     worst = max(tox.items(), key=lambda item: item[1], default=(None, None))

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 
+from review.checks import language
 from review.lifecycle import ACTIONS, status_label
 from review.models import CommentKind
 
@@ -66,3 +67,11 @@ def quoted(text: str) -> str:
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
         return text
     return f"“{text}”"
+
+
+@register.filter
+def language_name(code: str) -> str:
+    """ "Chinese (zh)" for "zh"; "not detected yet" for an empty code."""
+    if not code:
+        return "not detected yet"
+    return f"{language.language_name(code)} ({code})"

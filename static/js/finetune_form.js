@@ -7,11 +7,6 @@
   const out = document.getElementById("estimate");
   const button = document.getElementById("estimate-button");
 
-  function minutes(seconds) {
-    if (seconds < 90) return Math.round(seconds) + " s";
-    return (seconds / 60).toFixed(1) + " min";
-  }
-
   function showErrors(errors) {
     form.querySelectorAll("[data-error-for]").forEach((el) => { el.textContent = ""; });
     const general = [];
@@ -39,11 +34,11 @@
       }
       showErrors({});
       const e = body.estimate;
-      out.textContent = "Estimated time: about " + minutes(e.seconds) + " — " + e.train_texts +
+      out.textContent = "Estimated time: " + Durations.text(e.seconds) + " — " + e.train_texts +
         " training texts (" + e.train_tokens + " tokens over " + e.steps + " steps), " +
         e.validation_texts + " validation and " + e.test_texts + " test texts, " +
-        e.evaluations + " evaluations, " + e.parameters.toLocaleString() + " parameters at about " +
-        e.tokens_per_second + " tokens/s (" + e.basis + ").";
+        e.evaluations + " evaluations, " + e.parameters.toLocaleString() + " parameters (speed " +
+        e.basis + ").";
       out.dataset.seconds = String(e.seconds);
     } catch (err) {
       out.textContent = "The estimate failed: " + err;

@@ -5,6 +5,7 @@
   "use strict";
   const script = document.currentScript;
   const runId = script.dataset.run;
+  const speedSkip = Number(script.dataset.speedSkip || 0);
   const FINAL = new Set(["succeeded", "failed", "cancelled"]);
   const $ = (id) => document.getElementById(id);
   let status = null;
@@ -24,7 +25,9 @@
     options: {
       animation: false, parsing: false, responsive: true,
       scales: {
-        x: { type: "linear", title: { display: true, text: "step" } },
+        // From step 0 (the base model's validation point) to the run's last step, from the
+        // first point on: a lone point would otherwise sit in an axis from -1 to 1.
+        x: { type: "linear", min: 0, title: { display: true, text: "step" } },
         y: { position: "left", title: { display: true, text: "loss" } },
         y1: { position: "right", title: { display: true, text: "perplexity" }, grid: { drawOnChartArea: false } },
       },
@@ -43,10 +46,19 @@
     count.textContent = seen.size + " points";
   }
 
-  function fmtSeconds(s) {
-    if (s == null) return "—";
-    if (s < 90) return Math.round(s) + " s";
-    return (s / 60).toFixed(1) + " min";
+  function setTotal(total) {
+    if (!total) return;
+    $("run-total").textContent = total;
+    if (chart.options.scales.x.max !== total) {
+      chart.options.scales.x.max = total;
+      chart.update("none");
+    }
+  }
+
+  function speedText(run) {
+    if (run.steady_tokens_per_second) return run.steady_tokens_per_second.toFixed(1) + " tokens/s (steady state, warm-up steps excluded)";
+    if (run.tokens_per_second) return run.tokens_per_second.toFixed(1) + " tokens/s";
+    return null;
   }
 
   function setStatus(run) {
@@ -70,15 +82,21 @@
     if (run.test_ppl != null) $("tuned-ppl").textContent = run.test_ppl.toFixed(3);
     if (run.best_val_ppl != null) $("best").textContent = "perplexity " + run.best_val_ppl.toFixed(3) + " at step " + run.best_step;
     $("stopped-early").textContent = run.stopped_early ? "yes" : "no";
+    if (run.registration_note) {
+      $("registration-note").textContent = run.registration_note;
+      $("registration-note").hidden = false;
+    }
     if (run.result_model) {
       $("result-model").textContent = run.result_model.name;
       $("generate-link").href = $("generate-link").dataset.base + run.result_model.id;
       $("compare-link").href = $("compare-link").dataset.base + run.result_model.id;
       $("result-links").hidden = false;
     }
-    if (run.total_steps) $("run-total").textContent = run.total_steps;
+    setTotal(run.total_steps);
     $("run-step").textContent = run.step;
-    if (run.tokens_per_second) $("run-speed").textContent = run.tokens_per_second.toFixed(1) + " tokens/s";
+    if (!FINAL.has(run.status) && run.seconds_left != null) $("run-left").textContent = Durations.text(run.seconds_left);
+    const speed = speedText(run);
+    if (speed) $("run-speed").textContent = speed;
   }
 
   function applyState(run) {
@@ -91,11 +109,12 @@
     $("run-phase").textContent = PHASES[msg.phase] || msg.phase;
     if (msg.total_steps) {
       $("run-step").textContent = msg.step;
-      $("run-total").textContent = msg.total_steps;
+      setTotal(msg.total_steps);
       $("run-epoch").textContent = msg.epoch.toFixed(2);
     }
-    if (msg.seconds_left != null) $("run-left").textContent = fmtSeconds(msg.seconds_left);
-    if (msg.tokens_per_second != null) $("run-speed").textContent = msg.tokens_per_second.toFixed(1) + " tokens/s";
+    if (msg.seconds_left != null) $("run-left").textContent = Durations.text(msg.seconds_left);
+    // Past the warm-up steps the worker reports the steady speed.
+    if (msg.tokens_per_second != null) $("run-speed").textContent = msg.tokens_per_second.toFixed(1) + " tokens/s" + (msg.step > speedSkip ? " (steady state)" : " (warming up)");
     if (msg.point) { addPoint(msg.point); chart.update("none"); }
   }
 

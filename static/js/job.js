@@ -16,11 +16,15 @@
 
   let seq = 0;
   let jobStatus = null;
+  let reloading = false;
   const cands = new Map();
   document.querySelectorAll(".candidate").forEach((el) => {
     cands.set(Number(el.dataset.index), {
       el, text: el.querySelector('[data-role="text"]'), status: el.querySelector('[data-role="status"]'),
       stats: el.querySelector('[data-role="stats"]'), draft: el.querySelector('[data-role="draft"]'),
+      cutoff: el.querySelector('[data-role="cutoff"]'),
+      score: el.querySelector('[data-role="score"]'), best: el.querySelector('[data-role="best"]'),
+      offbrief: el.querySelector('[data-role="offbrief"]'), reasons: el.querySelector('[data-role="reasons"]'),
       value: el.querySelector('[data-role="text"]').textContent, tokens: 0, firstAt: null, lastAt: null,
     });
   });
@@ -33,9 +37,11 @@
     if (cancelForm && FINAL.has(status)) cancelForm.hidden = true;
   }
 
-  function setCandStatus(c, status) {
+  function setCandStatus(c, status, finishReason) {
     c.status.textContent = status;
     c.status.className = "badge status-" + status;
+    // "length": the candidate stopped at max new tokens, not where the model ended it.
+    if (finishReason !== undefined) c.cutoff.hidden = finishReason !== "length";
   }
 
   function renderStats(c, tps) {
@@ -54,6 +60,32 @@
     c.draft.replaceChildren(a);
   }
 
+  // Quality signals arrive with the drafts: show the score and reasons, then order best first.
+  function applyQuality(rows) {
+    let scored = false;
+    for (const row of rows) {
+      const c = cands.get(row.index);
+      const q = row.quality;
+      if (!c || !q || !c.score) continue;
+      scored = true;
+      c.el.dataset.score = String(q.score);
+      c.score.textContent = "quality " + Number(q.score).toFixed(2);
+      c.score.title = q.reasons.join(" · ");
+      c.score.hidden = false;
+      c.best.hidden = !q.best;
+      c.offbrief.hidden = !q.off_brief;
+      c.reasons.replaceChildren(...q.reasons.map((r) => { const li = document.createElement("li"); li.textContent = r; return li; }));
+    }
+    if (!scored) return;
+    const list = [...cands.entries()].sort((a, b) => {
+      const sa = a[1].el.dataset.score === "" ? -1 : Number(a[1].el.dataset.score);
+      const sb = b[1].el.dataset.score === "" ? -1 : Number(b[1].el.dataset.score);
+      return sb - sa || a[0] - b[0];
+    });
+    const box = document.getElementById("candidates");
+    for (const [, c] of list) box.appendChild(c.el);
+  }
+
   function applySnapshot(msg) {
     seq = msg.seq;
     setJobStatus(msg.status, msg.error);
@@ -63,10 +95,11 @@
       c.value = row.text;
       c.text.textContent = row.text;
       c.tokens = row.tokens;
-      setCandStatus(c, row.status);
+      setCandStatus(c, row.status, row.finish_reason);
       renderStats(c, row.tokens_per_second);
       setDraftLink(c, row.draft_url);
     }
+    applyQuality(msg.candidates);
   }
 
   let socket = null;
@@ -83,7 +116,12 @@
     const now = performance.now();
     for (const d of msg.deltas) {
       const c = cands.get(d.i);
-      if (!c) continue;
+      if (!c) {
+        // The job draws more candidates (none of its own covered the brief): the server
+        // renders them and the note saying so; the reloaded page streams them on.
+        if (!reloading) { reloading = true; location.reload(); }
+        return;
+      }
       if (d.o > c.value.length) { resync(); continue; }
       c.value = c.value.slice(0, d.o) + d.t;
       c.text.textContent = c.value;
@@ -103,14 +141,21 @@
       case "job.tokens": applyTokens(msg); break;
       case "job.status":
         if (msg.seq > seq) seq = msg.seq;
+        // A job that drew more candidates (none of its own covered the brief): the page
+        // shows them, and the note saying so, as the server renders them.
+        if (FINAL.has(msg.status) && msg.candidates.some((row) => !cands.has(row.index))) {
+          if (!reloading) { reloading = true; location.reload(); }
+          return;
+        }
         setJobStatus(msg.status, msg.error);
         for (const row of msg.candidates) {
           const c = cands.get(row.index);
           if (!c) continue;
-          setCandStatus(c, row.status);
+          setCandStatus(c, row.status, row.finish_reason);
           if (row.tokens) c.tokens = row.tokens;
           renderStats(c, row.tokens_per_second);
         }
+        applyQuality(msg.candidates);
         break;
       case "job.draft": {
         const c = cands.get(msg.index);

@@ -1,6 +1,8 @@
-// The approval queue: keyboard navigation (j/k, Enter, x, a, r, e, c), selection for bulk
+// The approval queue: keyboard navigation (j/k, Enter, x, a, r, e, c, /), selection for bulk
 // actions, and live updates: when drafts arrive or change state the rows are re-rendered by
-// the server (escaped) and swapped in, keeping focus and selection.
+// the server (escaped) and swapped in, keeping focus and selection. An approval by `a` is
+// committed at once and can be taken back for a few seconds (the toast's Undo, or `u`): the
+// server moves it back with its own audited transition; a bulk approval asks first.
 (function () {
   "use strict";
   const table = document.getElementById("queue");
@@ -57,11 +59,77 @@
     live.textContent = response.ok
       ? "Draft " + (action === "approve" ? "approved" : "rejected") + "."
       : result.detail || "That did not work.";
+    if (response.ok && action === "approve") offerUndo(row, result.version);
     const index = rows().indexOf(row);
     await refresh();
     const after = rows();
     if (after.length) focusRow(after[Math.min(index, after.length - 1)]);
   }
+
+  // --- undo of an approval ------------------------------------------------------------------
+  const toast = document.getElementById("undo-toast");
+  const toastMessage = document.getElementById("undo-message");
+  const toastLeft = document.getElementById("undo-left");
+  const undoSeconds = Number(table.dataset.undoSeconds || 8);
+  let pending = null; // { id, url, version, until }
+  let tick = null;
+
+  function hideUndo() {
+    pending = null;
+    toast.hidden = true;
+    clearInterval(tick);
+    tick = null;
+  }
+
+  function showLeft() {
+    if (!pending) return;
+    const left = Math.ceil((pending.until - Date.now()) / 1000);
+    if (left <= 0) { hideUndo(); return; }
+    toastLeft.textContent = left + " s";
+  }
+
+  function offerUndo(row, version) {
+    const link = row.querySelector("a.row-link");
+    pending = { id: row.dataset.draft, url: row.dataset.actionUrl, version: version, until: Date.now() + undoSeconds * 1000 };
+    toastMessage.textContent = "Approved: " + (link ? link.textContent.trim() : "draft " + row.dataset.draft) + ".";
+    toast.hidden = false;
+    clearInterval(tick);
+    showLeft();
+    tick = setInterval(showLeft, 250);
+  }
+
+  async function undo() {
+    if (!pending) return;
+    const taken = pending;
+    hideUndo();
+    const form = new FormData();
+    form.append("action", "undo_approve");
+    form.append("version", taken.version);
+    form.append("reason", "Undone from the queue");
+    const response = await fetch(taken.url, {
+      method: "POST", body: form, credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+    });
+    const result = await response.json().catch(() => ({}));
+    live.textContent = response.ok
+      ? "Approval undone: the draft is awaiting review again."
+      : "Could not undo: " + (result.detail || "the draft changed meanwhile.");
+    focusedId = taken.id;
+    await refresh();
+    const back = rows().find((r) => r.dataset.draft === taken.id);
+    if (back) focusRow(back);
+  }
+  document.getElementById("undo-button").addEventListener("click", undo);
+
+  // A bulk approval cannot be undone from here: ask first.
+  document.getElementById("bulk-form").addEventListener("submit", (event) => {
+    const button = event.submitter;
+    if (!button || button.value !== "approve") return;
+    const n = body.querySelectorAll("input[name=draft]:checked").length;
+    if (!window.confirm("Approve " + n + " draft" + (n === 1 ? "" : "s") + "? This cannot be undone from the queue.")) {
+      event.preventDefault();
+    }
+  });
 
   function open(extra) {
     const row = focused();
@@ -90,6 +158,8 @@
     updateCount();
   });
   Keys.bind("a", () => act("approve"));
+  Keys.bind("u", undo);
+  Keys.bind("/", () => { const box = document.getElementById("f-search"); box.focus(); box.select(); });
   Keys.bind("r", () => act("reject"));
   Keys.bind("e", () => open("&edit=1"));
   Keys.bind("c", () => open("&comment=1"));

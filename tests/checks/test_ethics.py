@@ -152,9 +152,10 @@ def test_validate_rules_names_field_and_item() -> None:
         "required_disclosures, claims)",
         "blocked_terms[1]: must contain at least one letter or digit",
         "blocked_terms[2]: severity must be one of low, medium, high",
-        "pii.fax: unknown detector (expected one of email, phone, card)",
+        "pii.fax: unknown detector (expected one of email, phone, card, id_number)",
         "required_disclosures[0]: must be a non-empty string",
-        "claims: must be true/false or an object with keys percentages, statistics, quotations",
+        "claims: must be true/false or an object with keys percentages, statistics, quotations, "
+        "research",
     ]
 
 
@@ -162,7 +163,7 @@ def test_default_rules_are_valid_json_and_compile() -> None:
     assert validate_rules(json.loads(json.dumps(DEFAULT_RULES))) == []
     compiled = compile_rules(DEFAULT_RULES)
     assert isinstance(compiled, CompiledRules)
-    assert compiled.pii == {"email", "phone", "card"}
+    assert compiled.pii == {"email", "phone", "card", "id_number"}
     assert compiled.regexes == () and compiled.required_disclosures == ()
 
 

@@ -13,16 +13,14 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from review.checks.lsh import BandStore, MemoryBandStore, RedisBandStore
-from review.checks.plagiarism import (
-    LexicalIndex,
-    _MinHasher,
-    _shingle_hashes,
-    _tokens,
-    _word_hash,
-    _word_hashes,
-    compare_texts,
-    split_passages,
+from review.checks.plagiarism import LexicalIndex, compare_texts, split_passages
+from review.checks.plagiarism.band_store import BandStore, MemoryBandStore, RedisBandStore
+from review.checks.plagiarism.shingles import (
+    MinHasher,
+    shingle_hashes,
+    tokens,
+    word_hash,
+    word_hashes,
 )
 from review.checks.text import sentences, words
 
@@ -95,17 +93,17 @@ def last_word_end(text: str) -> int:
 
 def test_fast_tokeniser_yields_the_same_words_as_text_words() -> None:
     text = "Café-owners' “rivals” said: don't pay 1,000.50 €, well-known C.E.O. José Ñúñez!\n\n2nd"
-    starts, ends, hashes = _tokens(text)
+    starts, ends, hashes = tokens(text)
     reference = words(text)
     assert [(t.start, t.end) for t in reference] == list(zip(starts, ends, strict=True))
-    assert hashes.tolist() == [_word_hash(text[t.start : t.end]) for t in reference]
-    assert _word_hashes(text).tolist() == hashes.tolist()
+    assert hashes.tolist() == [word_hash(text[t.start : t.end]) for t in reference]
+    assert word_hashes(text).tolist() == hashes.tolist()
     # Normalised forms hash alike: case and accents do not hide a copy.
-    assert _word_hash("Café") == _word_hash("cafe")
+    assert word_hash("Café") == word_hash("cafe")
 
 
 def test_signatures_equal_datasketch_minhash_update_batch() -> None:
-    hasher = _MinHasher(num_perm=128, seed=1)
+    hasher = MinHasher(num_perm=128, seed=1)
     rng = np.random.default_rng(3)
     sets = [rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32) for n in (0, 1, 57, 3000)]
     signatures = hasher.signatures(sets)
@@ -116,11 +114,11 @@ def test_signatures_equal_datasketch_minhash_update_batch() -> None:
 
 
 def test_shingles_are_five_word_runs() -> None:
-    hashes = _word_hashes("a b c d e f")
-    shingles = _shingle_hashes(hashes)
+    hashes = word_hashes("a b c d e f")
+    shingles = shingle_hashes(hashes)
     assert len(shingles) == 2
-    assert _shingle_hashes(_word_hashes("x a b c d e"))[1] == shingles[0]
-    assert len(_shingle_hashes(_word_hashes("a b c d"))) == 0
+    assert shingle_hashes(word_hashes("x a b c d e"))[1] == shingles[0]
+    assert len(shingle_hashes(word_hashes("a b c d"))) == 0
 
 
 # -- passages ---------------------------------------------------------------------------------

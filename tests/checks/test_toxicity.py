@@ -1,7 +1,7 @@
 """The toxicity check: Detoxify loading, length-sorted scoring, per-sentence results, failures.
 
 The model is the tiny Detoxify-format checkpoint built by the ``tiny_toxicity_model`` fixture
-(tests/checks/conftest.py), trained on 80% of review/checks/data/toxicity_seed.jsonl.
+(tests/checks/conftest.py), trained on 80% of review/tools/data/toxicity_seed.jsonl.
 """
 
 from __future__ import annotations
@@ -15,25 +15,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from review.checks import toxicity
 from review.checks.text import sentences
 from review.checks.toxicity import (
     ToxicityConfig,
     ToxicityModelUnavailable,
     check_toxicity,
     clear_detector_cache,
+    detoxify_model,
     get_detector,
     load_detector,
     not_run_result,
     run_toxicity_check,
 )
-from review.checks.toxicity_build import (
-    JIGSAW_UNBIASED_CLASSES,
-    auc,
-    build_checkpoint,
-    category_auc,
-    load_examples,
-)
+from review.checks.toxicity.detoxify_model import JIGSAW_UNBIASED_CLASSES
+from review.tools.toxicity_build import auc, build_checkpoint, category_auc, load_examples
 
 BENIGN = "The city council approved the new budget on Monday after a long debate."
 TOXIC = "You are a fucking idiot and everyone hates you."
@@ -337,13 +332,13 @@ def test_get_detector_loads_once_for_concurrent_callers(
 ):
     # given a counting loader
     calls: list[str | None] = []
-    real_load = toxicity.load_detector
+    real_load = detoxify_model.load_detector
 
     def counting_load(**kwargs):
         calls.append(kwargs["checkpoint"])
         return real_load(**kwargs)
 
-    monkeypatch.setattr(toxicity, "load_detector", counting_load)
+    monkeypatch.setattr(detoxify_model, "load_detector", counting_load)
     config = ToxicityConfig(
         checkpoint=tiny_toxicity_model.checkpoint, config_dir=tiny_toxicity_model.config_dir
     )
@@ -364,13 +359,13 @@ def test_get_detector_remembers_a_failure_until_it_is_time_to_retry(
     tmp_path, fresh_cache, monkeypatch
 ):
     calls: list[str | None] = []
-    real_load = toxicity.load_detector
+    real_load = detoxify_model.load_detector
 
     def counting_load(**kwargs):
         calls.append(kwargs["checkpoint"])
         return real_load(**kwargs)
 
-    monkeypatch.setattr(toxicity, "load_detector", counting_load)
+    monkeypatch.setattr(detoxify_model, "load_detector", counting_load)
     config = ToxicityConfig(checkpoint=str(tmp_path / "missing.ckpt"), config_dir=str(tmp_path))
     reasons = []
     for _ in range(3):
@@ -380,7 +375,7 @@ def test_get_detector_remembers_a_failure_until_it_is_time_to_retry(
     assert len(calls) == 1
     assert len(set(reasons)) == 1 and "does not exist" in reasons[0]
     # once the retry delay has passed, the next call tries again
-    monkeypatch.setattr(toxicity, "LOAD_RETRY_AFTER_S", 0.0)
+    monkeypatch.setattr(detoxify_model, "LOAD_RETRY_AFTER_S", 0.0)
     with pytest.raises(ToxicityModelUnavailable):
         get_detector(config)
     assert len(calls) == 2

@@ -21,10 +21,17 @@ Decisions worth knowing (also in the docstrings below):
   place in the text to point at) and ``text`` empty.
 * Card-number hits carry a masked ``text`` (all but the last four digits replaced) so the stored
   result does not copy the number again; the span still points at it in the draft.
+* Chinese text has no spaces between words, so boundaries treat Han characters as non-letters:
+  a Chinese term, a mobile number (``1[3-9]`` and nine digits), a landline or an identity card
+  number (18 characters, birth date and ISO 7064 check tested; masked like card numbers) matches
+  inside running text, and a Chinese term may have spaces or marks between its characters.
+  Claims and their attributions are recognised in Chinese phrasing too (``据…报道``,
+  ``…表示``, ``来源：``; ``研究表明`` is a claim of its own, the ``research`` detector), and a
+  disclosure matches however spaces are put around Han characters ("AI 生成", "AI生成").
 
 The package: :mod:`.rules` (the stored rule set, its types, defaults and validation),
-:mod:`.redos` (the guard against catastrophic backtracking) and :mod:`.matchers` (compiling
-and running the rules). Nothing here touches the ORM.
+:mod:`.redos` (the guard against catastrophic backtracking), :mod:`.claims` (claims that need a
+source) and :mod:`.matchers` (compiling and running the rules). Nothing here touches the ORM.
 """
 
 from __future__ import annotations

@@ -12,17 +12,18 @@ from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 from review.checks.ethics.redos import REGEX_FLAGS, flags_value, pattern_problem
+from review.checks.text import HAN
 
 ENGINE = "ethics"
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: Chinese text (boundaries, mobile and ID numbers, claims)
 
 Severity = Literal["low", "medium", "high"]
 RuleKind = Literal["blocked_term", "regex", "pii", "disclosure", "claim"]
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 RULE_KINDS: tuple[str, ...] = ("blocked_term", "regex", "pii", "disclosure", "claim")
-PII_DETECTORS: tuple[str, ...] = ("email", "phone", "card")
-CLAIM_DETECTORS: tuple[str, ...] = ("percentages", "statistics", "quotations")
+PII_DETECTORS: tuple[str, ...] = ("email", "phone", "card", "id_number")
+CLAIM_DETECTORS: tuple[str, ...] = ("percentages", "statistics", "quotations", "research")
 
 DEFAULT_SEVERITY: dict[str, Severity] = {
     "blocked_term": "high",
@@ -65,12 +66,14 @@ class PiiConfig(TypedDict, total=False):
     email: bool
     phone: bool
     card: bool
+    id_number: bool  # Chinese resident identity card numbers (18 characters, checksum)
 
 
 class ClaimsConfig(TypedDict, total=False):
     percentages: bool
     statistics: bool
     quotations: bool
+    research: bool  # "research shows" without naming it (研究表明, 调查显示...)
 
 
 class RuleSet(TypedDict, total=False):
@@ -83,13 +86,13 @@ class RuleSet(TypedDict, total=False):
     claims: bool | ClaimsConfig
 
 
-# Placeholder profanities: a project admin replaces or extends them.
+# Placeholder profanities, English and Chinese: a project admin replaces or extends them.
 DEFAULT_RULES: RuleSet = {
-    "blocked_terms": ["fuck", "shit", "bullshit", "asshole", "bastard"],
+    "blocked_terms": ["fuck", "shit", "bullshit", "asshole", "bastard", "傻逼", "操你妈", "他妈的"],
     "regexes": [],
-    "pii": {"email": True, "phone": True, "card": True},
+    "pii": {"email": True, "phone": True, "card": True, "id_number": True},
     "required_disclosures": [],
-    "claims": {"percentages": True, "statistics": True, "quotations": True},
+    "claims": {"percentages": True, "statistics": True, "quotations": True, "research": True},
 }
 
 
@@ -294,9 +297,14 @@ def term_words(term: str) -> list[str]:
 
 
 def normalise_phrase(text: str) -> str:
-    """Case-fold, unify quotes and dashes, collapse whitespace: for disclosure matching."""
+    """Case-fold, unify quotes and dashes (full-width forms too), collapse whitespace, and drop
+    whitespace next to Han characters ("AI 生成" and "AI生成" are written both ways): for
+    disclosure matching."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = text.translate(
         str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
     )
-    return " ".join(text.split())
+    return _SPACE_BY_HAN_RE.sub("", " ".join(text.split()))
+
+
+_SPACE_BY_HAN_RE = re.compile(f"\\s+(?=[{HAN}])|(?<=[{HAN}])\\s+")

@@ -19,7 +19,7 @@ from django.db import transaction
 from contentstudio.models import Project, Role
 from contentstudio.services import membership_set, project_create
 from generation import defaults, services
-from generation.engine import convert_packaged_gguf
+from generation.backends.gguf import convert_packaged_gguf
 from generation.models import ModelSource
 
 DEMO_USERS = [("admin", Role.ADMIN), ("editor", Role.EDITOR), ("reviewer", Role.REVIEWER)]
@@ -48,7 +48,7 @@ class Command(BaseCommand):
         if not options["skip_model"] and model.backend == "onnx":
             # Beside the GGUF conversion: the default CPU backend runs an ONNX copy, built once,
             # its precision chosen by measured perplexity (generation.backends.convert).
-            from generation.model_backends import model_convert_onnx
+            from generation.model_runtime import model_convert_onnx
 
             model = model_convert_onnx(
                 model_id=model.pk, progress=lambda message: self.stdout.write(message)
@@ -66,7 +66,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {role:<9} username: {username:<9} password: {credentials[username]}"
             )
-        self.stdout.write("  (kept in var/demo_credentials.json; change them in the admin)\n")
+        self.stdout.write(f"  (kept in {self._credentials_path()}; change them in the admin)\n")
 
     def _after_project(self, project: Project, options: dict[str, Any]) -> None:
         """Hook for later set-up steps (the archive import lives in the review app)."""
@@ -81,8 +81,13 @@ class Command(BaseCommand):
             full_archive=options.get("full_archive", False),
         )
 
+    def _credentials_path(self) -> Path:
+        # Wherever CONTENTSTUDIO_DATA_DIR puts the data (var/ only by default), as an absolute
+        # path, so the message is true from any working directory.
+        return (Path(settings.DATA_DIR) / "demo_credentials.json").resolve()
+
     def _demo_people(self) -> dict[str, str]:
-        path = Path(settings.DATA_DIR) / "demo_credentials.json"
+        path = self._credentials_path()
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         User = get_user_model()
         for username, role in DEMO_USERS:
@@ -116,7 +121,7 @@ class Command(BaseCommand):
         for username, role in DEMO_USERS:
             membership_set(project=project, user=User.objects.get(username=username), role=role)
         existing = set(project.templates.values_list("name", flat=True))
-        for spec in defaults.STARTER_TEMPLATES:
+        for spec in [*defaults.STARTER_TEMPLATES, *defaults.LOCALISED_TEMPLATES]:
             if spec["name"] not in existing:
                 services.template_create(project=project, user=admin, **spec)
         return project

@@ -15,9 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from contentstudio.models import Project
-from review import policy, services
-from review.checks import toxicity, toxicity_eval, toxicity_head
+from review import holds, services
+from review.checks import toxicity
+from review.checks.toxicity import head as toxicity_head
 from review.services import adapters
+from review.services.embedding import encoder_config
+from review.tools import toxicity_eval
 
 
 class Command(BaseCommand):
@@ -31,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--project", help="project slug whose thresholds to use")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        thresholds = dict(policy.DEFAULT_TOXICITY_THRESHOLDS)
+        thresholds = dict(holds.DEFAULT_TOXICITY_THRESHOLDS)
         if options["project"]:
             project = Project.objects.filter(slug=options["project"]).first()
             if project is None:
@@ -43,7 +46,7 @@ class Command(BaseCommand):
             rows = toxicity_eval.read_labelled(options["file"], known=toxicity_head.CATEGORIES)
         except ValueError as exc:
             raise CommandError(f"file: {exc}") from exc
-        config = adapters._toxicity_config()
+        config = adapters.toxicity_config()
         if config.model_name or config.checkpoint:
             try:
                 detector: Any = toxicity.get_detector(config)
@@ -51,7 +54,7 @@ class Command(BaseCommand):
                 raise CommandError(exc.reason) from exc
         else:
             try:
-                detector = toxicity_head.get_head_detector()
+                detector = toxicity_head.get_head_detector(encoder_config())
             except toxicity_head.HeadUnavailable as exc:
                 raise CommandError(exc.reason) from exc
         scores = [

@@ -1,9 +1,0 @@
-from __future__ import annotations
-
-from django.urls import path
-
-from generation.finetune.consumers import FineTuneRunConsumer
-
-websocket_urlpatterns = [
-    path("ws/finetune/<int:run_id>/", FineTuneRunConsumer.as_asgi()),
-]

@@ -1,0 +1,48 @@
+"""Quality signals of generated drafts: pure functions, no Django, no model loading.
+
+``brief``: ``brief_terms``, ``coverage``, ``unsupported_specifics``, ``agreement`` (what a
+draft owes its brief and its sources). ``signals``: the per-draft signals, the score and the
+reasons (``draft_signals``, ``job_signals``, ``quality_score``), and the top-up rule
+(``needs_topup``, ``topup_note``; ``rebrief`` spells out the brief's key terms for the extra
+candidates). ``text``: the rules that read numbers, dates, names and quotations. How the score
+is made: docs/generation.md.
+"""
+
+from generation.quality import signals, text
+from generation.quality.brief import (
+    agreement,
+    brief_terms,
+    coverage,
+    rebrief,
+    unsupported_specifics,
+)
+from generation.quality.signals import (
+    OFF_BRIEF_SHARE,
+    SIGNALS_VERSION,
+    TOPUP_MAX,
+    best_index,
+    draft_signals,
+    job_signals,
+    needs_topup,
+    quality_score,
+    topup_note,
+)
+
+__all__ = [
+    "OFF_BRIEF_SHARE",
+    "SIGNALS_VERSION",
+    "TOPUP_MAX",
+    "agreement",
+    "best_index",
+    "brief_terms",
+    "coverage",
+    "draft_signals",
+    "job_signals",
+    "needs_topup",
+    "quality_score",
+    "rebrief",
+    "signals",
+    "text",
+    "topup_note",
+    "unsupported_specifics",
+]

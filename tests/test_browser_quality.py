@@ -1,0 +1,98 @@
+"""The job page in a real headless Chromium: candidates best first by quality score, the
+reasons beside each and on hover, the best one marked; the draft page's "verify" marks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from generation.models import GenerationJob
+from generation.quality import topup_note
+from review.lifecycle import DraftStatus
+from tests.test_browser_review import _orm_beside_playwright, browser, login  # noqa: F401
+from tests.test_quality_drafts import GOOD, INVENTED, OFF, job_with_drafts
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_job_page_orders_candidates_best_first_with_their_reasons(
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
+) -> None:
+    # given a finished job whose candidates are, by index: off brief, on brief, invented
+    job, drafts = job_with_drafts(cast, [OFF, GOOD, INVENTED], status=DraftStatus.AWAITING_REVIEW)
+    scores = {d.candidate.index: d.quality["score"] for d in drafts}
+    expected = sorted(scores, key=lambda i: (-scores[i], i))
+    assert expected[0] == 1 and expected[-1] == 0  # the on-brief one leads, off brief is last
+    page = login(browser, asgi_server, "bob")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
+        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
+        # the page script applies the snapshot it receives, and keeps the order
+        page.wait_for_function("() => document.querySelector('#conn-status').textContent === ''")
+        order = page.eval_on_selector_all(
+            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
+        )
+        assert order == expected
+        first = page.locator("#candidates .candidate").first
+        assert first.locator("[data-role=best]").is_visible()
+        assert page.locator(".candidate [data-role=best]:visible").count() == 1
+        invented = page.locator('.candidate[data-index="2"]')
+        assert (
+            "Contradicts the brief: $13.5 million"
+            in invented.locator("[data-role=reasons]").inner_text()
+        )
+        hover = invented.locator("[data-role=score]").get_attribute("title") or ""
+        assert "Mayor Michael Martinez" in hover
+        assert page.locator('.candidate[data-index="0"] [data-role=offbrief]').is_visible()
+        assert not first.locator("[data-role=offbrief]").is_visible()
+        # the draft page marks the contradiction and what to verify
+        page.goto(f"{asgi_server}/p/newsroom/drafts/{drafts[2].pk}/")
+        mark = page.locator("#draft-text mark.hl-contradiction")
+        assert mark.inner_text() == "$13.5 million"
+        assert "The brief says $4.2 million" in (mark.get_attribute("title") or "")
+        assert page.locator("#draft-text mark.hl-verify").count() == 2
+        assert errors == []
+    finally:
+        page.context.close()
+
+
+def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
+) -> None:
+    # given a job of two off-brief candidates that drew one more, which covers the brief
+    job, _drafts = job_with_drafts(cast, [OFF, OFF, GOOD], status=DraftStatus.AWAITING_REVIEW)
+    note = topup_note(drawn=1, first=2, covered=1)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        n_candidates=2,
+        topup=1,
+        topup_record={"drawn": 1, "first": 2, "covered": 1, "note": note},
+    )
+    page = login(browser, asgi_server, "bob")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
+        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
+        assert (
+            page.get_by_test_id("topup-note")
+            .inner_text()
+            .startswith("Drew 1 more: none of the first 2 covered the brief; it does.")
+        )
+        order = page.eval_on_selector_all(
+            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
+        )
+        assert order[0] == 2 and sorted(order) == [0, 1, 2]
+        first = page.locator("#candidates .candidate").first
+        assert first.locator("[data-role=best]").is_visible()
+        assert not first.locator("[data-role=offbrief]").is_visible()
+        assert page.locator(".candidate [data-role=offbrief]:visible").count() == 2
+        assert errors == []
+    finally:
+        page.context.close()
