@@ -2,7 +2,7 @@
 
 Run from the repo root: ``.venv/bin/python bench/bench_quality.py``. One ``name: value`` line
 per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated, default
-``specifics,offbrief,overhead``; ``ranker`` on request, it is long on a CPU):
+``specifics,offbrief,heldout,overhead``; ``ranker`` on request, it is long on a CPU):
 
 * ``unsupported_specifics_recall`` / ``_precision``: on the labelled set of
   ``bench/quality_sets.py`` (numbers, names, dates and quotations changed from the brief or
@@ -20,6 +20,10 @@ per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated
   top-ups / without: its cost, apart from the signals' overhead). 40 news briefs, k = 4, 64
   new tokens, the default model (SmolLM2-135M-Instruct) through the product's backend and
   sampler. Goal <= 0.05.
+* ``off_brief_top1_rate_heldout`` (and every other offbrief line with ``_heldout``): the same
+  on 40 news briefs written after the top-up prompt had been chosen on the 40 above
+  (``HELDOUT_NEWS_BRIEFS``, checked apart from them with the project's near-duplicate guard),
+  never used to choose anything: the figure the top-up was not fitted to.
 * ``quality_signals_overhead_ratio``: wall time of generating a job's candidates and computing
   their signals (log-probabilities recorded in the sampler, every signal, relevance) / the
   same generation with the recording off and no signals, same prompt, seeds and settings,
@@ -53,7 +57,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.quality_sets import MORE_NEWS_BRIEFS, NEWS_BRIEFS, build, near_duplicate_guard  # noqa: E402
+from bench.quality_sets import (  # noqa: E402
+    HELDOUT_NEWS_BRIEFS,
+    MORE_NEWS_BRIEFS,
+    NEWS_BRIEFS,
+    build,
+    heldout_leaks,
+    near_duplicate_guard,
+)
 from generation.quality import (  # noqa: E402
     best_index,
     brief_terms,
@@ -64,7 +75,7 @@ from generation.quality import (  # noqa: E402
 )
 from generation.quality import signals as qs  # noqa: E402
 
-PARTS = set(os.environ.get("BENCH_PARTS", "specifics,offbrief,overhead").split(","))
+PARTS = set(os.environ.get("BENCH_PARTS", "specifics,offbrief,heldout,overhead").split(","))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "96"))
 K = 4
@@ -230,11 +241,20 @@ def signals_of(outputs: list[Any], brief: str, embed: Any, content_type: str) ->
     return results
 
 
-def part_offbrief(backend: Any, embed: Any) -> None:
+def part_offbrief(backend: Any, embed: Any, *, heldout: bool = False) -> None:
     """k candidates per brief; where none covers half of the brief (``needs_topup``), the job
     draws ``BENCH_TOPUP`` more (the runner's rule, seeds following the job's), and the ranker
-    orders them all. The top-up's cost is reported on its own line."""
-    jobs = [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS][: int(os.environ.get("BENCH_JOBS", "40"))]
+    orders them all. The top-up's cost is reported on its own line. ``heldout``: the forty
+    briefs written after the top-up was chosen (``HELDOUT_NEWS_BRIEFS``), every figure's name
+    ending in ``_heldout``; refused if one is a near duplicate of the forty it was chosen on."""
+    if heldout:
+        leaks = heldout_leaks()
+        if leaks:
+            raise SystemExit(f"held-out briefs near-duplicate the tuned ones: {leaks}")
+        jobs = HELDOUT_NEWS_BRIEFS[: int(os.environ.get("BENCH_JOBS", "40"))]
+    else:
+        jobs = [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS][: int(os.environ.get("BENCH_JOBS", "40"))]
+    tail = "_heldout" if heldout else ""
     topup = int(os.environ.get("BENCH_TOPUP", "2"))
     tokens = int(os.environ.get("BENCH_OFFBRIEF_TOKENS", "64"))
     top_off = top_off_plain = first_off = none_on_brief = drew = still_none = 0
@@ -289,21 +309,23 @@ def part_offbrief(backend: Any, embed: Any) -> None:
             f"{[r['score'] for r in results]}, top {best} {note}"
         )
     say(
-        f"offbrief: {n} jobs x {K} ({tokens} new tokens) in {time.perf_counter() - started:.0f} s;"
+        f"offbrief{tail}: {n} jobs x {K} ({tokens} new tokens) in"
+        f" {time.perf_counter() - started:.0f} s;"
         f" candidates covering half their brief {candidates_ok}/{n * K}; top-up {topup}"
         f" ({'brief terms spelled out' if REBRIEF else 'same prompt'})"
     )
-    rate_line("off_brief_top1_rate", top_off, n)
-    rate_line("off_brief_top1_rate_without_topup", top_off_plain, n)
-    rate_line("off_brief_first_by_seed_rate", first_off, n)
+    rate_line(f"off_brief_top1_rate{tail}", top_off, n)
+    rate_line(f"off_brief_top1_rate_without_topup{tail}", top_off_plain, n)
+    rate_line(f"off_brief_first_by_seed_rate{tail}", first_off, n)
     # The floor any ranker of k candidates has: jobs none of whose candidates covers half.
-    rate_line("off_brief_no_candidate_rate", none_on_brief, n)
-    rate_line("quality_topup_job_rate", drew, n)
+    rate_line(f"off_brief_no_candidate_rate{tail}", none_on_brief, n)
+    rate_line(f"quality_topup_job_rate{tail}", drew, n)
     say(f"  jobs whose top-up found no on-brief candidate either: {still_none}/{drew}")
     if base_tokens:
         # The top-up's cost, apart from the signals' overhead: extra tokens generated over the
         # jobs' own (generation time of cached candidates is not measured again).
-        print(f"quality_topup_token_ratio: {(base_tokens + extra_tokens) / base_tokens:.3f}")
+        ratio = (base_tokens + extra_tokens) / base_tokens
+        print(f"quality_topup_token_ratio{tail}: {ratio:.3f}")
         say(
             f"  tokens: {base_tokens} for the jobs' own candidates, {extra_tokens} drawn on top;"
             f" generation time this run {base_s:.0f} s + {extra_s:.0f} s (0 for cached ones)"
@@ -434,13 +456,15 @@ def part_ranker(backend: Any, embed: Any) -> None:
 def main() -> None:
     if "specifics" in PARTS:
         part_specifics()
-    if PARTS & {"offbrief", "overhead", "ranker"}:
+    if PARTS & {"offbrief", "heldout", "overhead", "ranker"}:
         backend = load_backend()
         embed = embedder()
         if "overhead" in PARTS:
             part_overhead(backend, embed)
         if "offbrief" in PARTS:
             part_offbrief(backend, embed)
+        if "heldout" in PARTS:
+            part_offbrief(backend, embed, heldout=True)
         if "ranker" in PARTS:
             part_ranker(backend, embed)
 

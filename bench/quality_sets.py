@@ -62,6 +62,63 @@ MORE_NEWS_BRIEFS = [
     "The mayor opened a shelter for homeless people in a former school.",
 ]
 
+# Forty held out (issue 21): written after the top-up prompt (``quality.rebrief``, the key terms
+# spelled out) had been chosen on the forty above, and never used to choose or tune anything.
+# Other stories, the same style; ``heldout_leaks`` (the project's near-duplicate guard) checks
+# them against the forty above. The bench reports them on their own lines (``_heldout``).
+HELDOUT_NEWS_BRIEFS = [
+    "The port authority opened a container terminal that doubles its capacity.",
+    "A landslide blocked the coastal road after a week of heavy rain.",
+    "The country's largest carmaker recalled sixty thousand vehicles over faulty brakes.",
+    "Nurses at three public hospitals will work to rule from Thursday over staffing levels.",
+    "The opposition leader resigned after her party lost the regional election.",
+    "A volcano erupted on the island, and flights to the mainland were suspended.",
+    "The city banned cars from its historic centre on Sundays.",
+    "Archaeologists uncovered a Roman mosaic beneath a car park in the town centre.",
+    "The national orchestra cancelled its autumn tour after losing its main sponsor.",
+    "Inflation rose to four percent in March, driven by food and energy prices.",
+    "A ferry ran aground near the harbour; all ninety passengers were brought ashore.",
+    "The supermarket chain will stop selling eggs from caged hens by 2028.",
+    "Customs officers seized two tonnes of cocaine hidden in a shipment of bananas.",
+    "The women's national team reached the World Cup final for the first time.",
+    "The regional government will pay for free school meals for all primary pupils.",
+    "A heatwave pushed temperatures above forty degrees in the south for five days.",
+    "The telecom regulator fined the largest mobile operator for misleading customers.",
+    "The town's only cinema closed its doors after ninety years.",
+    "Researchers developed a blood test that detects pancreatic cancer early.",
+    "The finance minister presented a budget that cuts income tax for low earners.",
+    "A gas explosion damaged an apartment block; four residents were taken to hospital.",
+    "Toxic algae closed six beaches on the lake during the holiday weekend.",
+    "The minimum wage will rise by six percent in January, the labour minister said.",
+    "A court jailed a former mayor for five years for taking bribes.",
+    "Two climbers were rescued from a glacier after a night in a snow hole.",
+    "The national park will charge visitors an entry fee from the summer.",
+    "Taxi drivers blocked the main avenues in protest against ride-hailing apps.",
+    "A new bridge across the estuary cut the drive between the two towns by an hour.",
+    "The country's first offshore wind farm began supplying electricity to the grid.",
+    "Hackers stole the personal data of two million bank customers.",
+    "The census showed that the rural population fell by a tenth in ten years.",
+    "Inspectors closed a restaurant after forty diners fell ill with food poisoning.",
+    "A gallery returned a looted painting to the heirs of its original owner.",
+    "Fishing for cod in the bay was banned for two years to protect stocks.",
+    "A tram derailed during the morning rush hour; six people were injured.",
+    "The electricity company will cut household bills by twelve percent from April.",
+    "Thousands of students marched through the capital to demand action on climate change.",
+    "The prime minister reshuffled the cabinet and named a new foreign minister.",
+    "A shortage of antibiotics left pharmacies unable to fill prescriptions for children.",
+    "House prices fell for the sixth month in a row, the land registry said.",
+]
+
+
+def heldout_leaks() -> list[tuple[str, str, str, str, float]]:
+    """Near duplicates (word-set or word 3-shingle Jaccard >= 0.4, review.tools.splits) between
+    the held-out briefs and the forty the top-up was chosen on; empty when they are apart."""
+    from review.tools import splits
+
+    return splits.check_apart(
+        {"tuned": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS], "heldout": HELDOUT_NEWS_BRIEFS}
+    )
+
 
 @dataclass
 class Item:

@@ -146,14 +146,23 @@ def _state(run: EvaluationRun) -> dict[str, Any]:
 
 def _estimate_text(run: EvaluationRun) -> str:
     est = run.estimate
+    scored = sum((est.get("scored_tokens") or {}).values())
     if est.get("seconds") is None:
         return (
-            f"{est.get('tokens')} tokens at most; speed {est.get('source')}: the worker times a "
-            "short generation before the first document"
+            f"{est.get('tokens')} tokens generated and {scored} scored at most; speed "
+            f"{est.get('source')}, scoring {est.get('scoring_source', 'not measured yet')}: the "
+            "worker times what is missing before the first document"
+        )
+    if "scoring_seconds" not in est:  # a run estimated before scoring was counted
+        return (
+            f"{duration_text(est['seconds'])} ({est['tokens']} tokens at most, "
+            f"{est['tokens_per_second']:.1f} tokens/s: {est['source']})"
         )
     return (
-        f"{duration_text(est['seconds'])} ({est['tokens']} tokens at most, "
-        f"{est['tokens_per_second']:.1f} tokens/s: {est['source']})"
+        f"{duration_text(est['seconds'])}: generation {duration_text(est['generation_seconds'])}"
+        f" ({est['tokens']} tokens at most, {est['tokens_per_second']:.1f} tokens/s: "
+        f"{est['source']}), scoring {duration_text(est['scoring_seconds'])} ({scored} tokens "
+        f"at most: {est.get('scoring_source')})"
     )
 
 

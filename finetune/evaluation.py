@@ -23,6 +23,8 @@ Decisions:
 - Fluency under the house model (the project's newest enabled fine-tuned model): each
   candidate's mean token log-probability under it (``house_fluency``); the run records which
   model (``estimate["house_model"]``).
+- The estimate said before the start counts generation and the scoring steps (perplexity, house
+  fluency), each at its measured speed (``finetune.eval_estimate``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from contentstudio.heartbeat import Heartbeat
 from contentstudio.models import Project
 from finetune import data as data_mod
 from finetune import rules
-from finetune.eval_scores import (  # noqa: F401 (REFERENCE_TOKENS, Scorer: this module's API)
+from finetune.eval_estimate import (  # noqa: F401 (TIMING_TOKENS, measured_speed: this module's API)
+    TIMING_TOKENS,
+    ScoringMeter,
+    estimate_for,
+    measured_speed,
+    time_before_start,
+)
+from finetune.eval_scores import (
     REFERENCE_TOKENS,
     Scorer,
     house_fluency,
@@ -58,7 +67,7 @@ from generation import grounding
 from generation.backends import get_backend
 from generation.backends.types import SamplingSettings
 from generation.model_runtime import backend_config
-from generation.models import Candidate, LanguageModel
+from generation.models import LanguageModel
 from review.models import ArchiveDocument
 
 ROW_FIELDS = [
@@ -167,29 +176,6 @@ def _clean_variants(project: Project, variants: Sequence[dict[str, Any]]) -> lis
     return out
 
 
-def measured_speed(model_ids: Sequence[int]) -> tuple[float | None, str]:
-    """Tokens per second of these models' last finished candidates (the product's own
-    measurement), or None when none has run yet."""
-    rates = []
-    for c in Candidate.objects.filter(
-        job__model_id__in=model_ids, finished_at__isnull=False, completion_tokens__gt=1
-    ).order_by("-finished_at")[:50]:
-        if c.tokens_per_second:
-            rates.append(c.tokens_per_second)
-    if not rates:
-        return None, "not measured yet"
-    return statistics.median(rates), f"median of the last {len(rates)} candidates"
-
-
-def estimate_for(
-    *, n_docs: int, k: int, variants: Sequence[dict[str, Any]], max_new_tokens: int
-) -> dict[str, Any]:
-    tokens = n_docs * k * len(variants) * max_new_tokens
-    rate, source = measured_speed([v["model_id"] for v in variants])
-    seconds = tokens / rate if rate else None
-    return {"tokens": tokens, "tokens_per_second": rate, "seconds": seconds, "source": source}
-
-
 def evaluation_create(
     *,
     project: Project,
@@ -262,7 +248,11 @@ def evaluation_create(
         training_ids=sorted(trained),
         total=len(chosen) * len(cleaned),
         estimate=estimate_for(
-            n_docs=len(chosen), k=k, variants=cleaned, max_new_tokens=max_new_tokens
+            n_docs=len(chosen),
+            k=k,
+            variants=cleaned,
+            max_new_tokens=max_new_tokens,
+            house_id=house.pk if (house := house_model(project.pk)) else None,
         ),
     )
     if enqueue:
@@ -374,6 +364,9 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
     perplexity_notes: dict[str, str] = {}
     house = house_model(run.project_id)
     house_backend = None
+    # Every scoring step is timed per model: the run's measured scoring speed, which later
+    # estimates use (finetune.eval_estimate).
+    meter = ScoringMeter()
     if house is not None:
         house_backend = get_backend(
             backend_config(house), cache_root=django_settings.MODEL_CACHE_DIR
@@ -384,14 +377,29 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
             **run.estimate,
             "house_model": {"note": "the project has no fine-tuned model of its own"},
         }
+    if run.estimate.get("seconds") is None:
+        # The generation speed or a scoring speed is not measured yet: time them first.
+        scorers = {
+            v["model_id"]: (_backend_of(v["model_id"]), REFERENCE_TOKENS) for v in run.variants
+        }
+        if house is not None:
+            scorers[house.pk] = (house_backend, sampling.max_new_tokens)
+        first = docs[run.document_ids[0]]
+        time_before_start(
+            run,
+            backend=scorers[run.variants[0]["model_id"]][0],
+            brief=brief_of_document(first),
+            reference=rest_of_document(first),
+            scorers=scorers,
+        )
+    if house is not None:
+        house_backend = meter.wrap(house_backend, house.pk)
     for variant in run.variants:
-        model = LanguageModel.objects.get(pk=variant["model_id"])
-        backend = get_backend(backend_config(model), cache_root=django_settings.MODEL_CACHE_DIR)
-        if run.estimate.get("seconds") is None:
-            _time_short(run, backend, brief_of_document(docs[run.document_ids[0]]), sampling)
+        backend = _backend_of(variant["model_id"])
+        scoring = meter.wrap(backend, variant["model_id"])
         for doc_id in run.document_ids:
             if _cancelled(run.pk):
-                _end(run, rows, RunStatus.CANCELLED)
+                _end(run, rows, RunStatus.CANCELLED, meter)
                 return
             doc = docs[doc_id]
             brief = brief_of_document(doc)
@@ -415,7 +423,7 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
                 preamble=backend.preamble(system=""),
             )
             ppl, ref_tokens, why = reference_perplexity(
-                backend, prompt=prompt, text=rest_of_document(doc)
+                scoring, prompt=prompt, text=rest_of_document(doc)
             )
             if why:
                 perplexity_notes[variant["label"]] = why
@@ -455,7 +463,7 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
         run.estimate = {**run.estimate, "embedding": scorer.embed_note}
     if perplexity_notes:
         run.estimate = {**run.estimate, "perplexity": perplexity_notes}
-    _end(run, rows, RunStatus.SUCCEEDED)
+    _end(run, rows, RunStatus.SUCCEEDED, meter)
 
 
 def evaluations_sweep() -> int:
@@ -470,31 +478,14 @@ def evaluations_sweep() -> int:
     )
 
 
-TIMING_TOKENS = 8
+def _backend_of(model_id: int) -> Any:
+    model = LanguageModel.objects.get(pk=model_id)
+    return get_backend(backend_config(model), cache_root=django_settings.MODEL_CACHE_DIR)
 
 
-def _time_short(run: EvaluationRun, backend: Any, brief: str, sampling: SamplingSettings) -> None:
-    """No measured speed for these models: time a short generation (TIMING_TOKENS tokens) and
-    give the estimate from it before the first document starts."""
-    prompt = backend.render_prompt(system="", user=brief)
-    short = SamplingSettings.from_dict({**run.settings, "max_new_tokens": TIMING_TOKENS})
-    started = time.monotonic()
-    outputs = backend.generate(prompt=prompt, n=run.k, seeds=list(range(run.k)), settings=short)
-    seconds = time.monotonic() - started
-    tokens = sum(o.completion_tokens for o in outputs)
-    if not tokens or seconds <= 0:
-        return
-    rate = tokens / seconds
-    run.estimate = {
-        **run.estimate,
-        "tokens_per_second": rate,
-        "seconds": run.estimate["tokens"] / rate,
-        "source": f"a short timing on the worker ({tokens} tokens, {len(outputs)} at once)",
-    }
-    EvaluationRun.objects.filter(pk=run.pk).update(estimate=run.estimate)
-
-
-def _end(run: EvaluationRun, rows: list[dict[str, Any]], status: str) -> None:
+def _end(run: EvaluationRun, rows: list[dict[str, Any]], status: str, meter: ScoringMeter) -> None:
+    if meter.rates():
+        run.estimate = {**run.estimate, "measured_scoring": meter.rates()}
     EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=status, rows=rows, finished_at=timezone.now(), estimate=run.estimate
     )

@@ -171,7 +171,28 @@ def test_a_small_run_scores_real_candidates_against_the_real_documents(
     assert run.estimate["measured_tokens_per_second"] > 0
     # no candidate of this model had run: the worker timed a short generation first
     assert run.estimate["source"].startswith("a short timing on the worker")
-    assert run.estimate["seconds"] > 0
+    # and a scoring step, since no evaluation had measured the model's scoring speed: the
+    # estimate is generation plus the perplexity scoring (2 documents x 2 variants).
+    est, pk = run.estimate, str(language_model.pk)
+    assert est["scoring_source"].startswith("a scoring step timed on the worker")
+    assert est["scored_tokens"] == {pk: 2 * 2 * evaluation.REFERENCE_TOKENS}
+    rate = est["scoring_tokens_per_second"][pk]
+    assert rate > 0
+    assert est["generation_seconds"] == pytest.approx(est["tokens"] / est["tokens_per_second"])
+    assert est["scoring_seconds"] == pytest.approx(2 * 2 * evaluation.REFERENCE_TOKENS / rate)
+    assert est["seconds"] == pytest.approx(est["generation_seconds"] + est["scoring_seconds"])
+    # The run timed its own scoring steps: what the next estimate uses.
+    assert est["measured_scoring"][pk] > 0
+    again = evaluation.evaluation_create(
+        project=cast["newsroom"],
+        user=cast["alice"],
+        variants=_variants(language_model),
+        n_documents=2,
+        k=2,
+        max_new_tokens=8,
+        enqueue=False,
+    )
+    assert again.estimate["scoring_tokens_per_second"] == {pk: est["measured_scoring"][pk]}
     # No fine-tuned model of the project: no house-model fluency, and the run says so.
     assert all(r["house_fluency"] is None for r in run.rows)
     assert run.estimate["house_model"] == {"note": "the project has no fine-tuned model of its own"}
@@ -229,9 +250,16 @@ def test_candidates_are_scored_under_the_projects_house_model_when_it_has_one(
         max_new_tokens=8,
         enqueue=False,
     )
+    # Every candidate is scored under the house model too: that scoring counts in the estimate.
+    assert run.estimate["scored_tokens"] == {
+        str(language_model.pk): 2 * evaluation.REFERENCE_TOKENS,
+        str(house.pk): 2 * 2 * 8,
+    }
     run = evaluation.evaluation_execute(run_id=run.pk)
     assert run.status == "succeeded", run.error
     assert run.estimate["house_model"] == {"id": house.pk, "name": "tiny-house"}
+    assert run.estimate["scoring_tokens_per_second"][str(house.pk)] > 0
+    assert run.estimate["measured_scoring"][str(house.pk)] > 0
     backend = get_backend(backend_config(house), cache_root=django_settings.MODEL_CACHE_DIR)
     for row in run.rows:
         doc = ArchiveDocument.objects.get(pk=row["document_id"])
@@ -485,8 +513,32 @@ def test_the_estimate_uses_the_models_measured_speed_when_there_is_one(
     )
     assert run.estimate["tokens"] == 3 * 2 * 2 * 50
     assert run.estimate["tokens_per_second"] == pytest.approx(10.0)
-    assert run.estimate["seconds"] == pytest.approx(60.0)
+    assert run.estimate["generation_seconds"] == pytest.approx(60.0)
     assert run.estimate["source"] == "median of the last 1 candidates"
+    # The perplexity scoring is work too: the real documents' openings under the model, per
+    # variant. No evaluation has measured its speed yet: no total before the worker times it.
+    pk = str(language_model.pk)
+    assert run.estimate["scored_tokens"] == {pk: 3 * 2 * evaluation.REFERENCE_TOKENS}
+    assert run.estimate["scoring_seconds"] is None and run.estimate["seconds"] is None
+    # A finished evaluation measured it (tokens scored per second): the next estimate counts it.
+    EvaluationRun.objects.create(
+        project=cast["newsroom"],
+        status="succeeded",
+        finished_at=now,
+        estimate={"measured_scoring": {pk: 128.0}},
+    )
+    run = evaluation.evaluation_create(
+        project=cast["newsroom"],
+        user=cast["alice"],
+        variants=_variants(language_model),
+        n_documents=3,
+        k=2,
+        max_new_tokens=50,
+        enqueue=False,
+    )
+    scoring = 3 * 2 * evaluation.REFERENCE_TOKENS / 128.0
+    assert run.estimate["scoring_seconds"] == pytest.approx(scoring)
+    assert run.estimate["seconds"] == pytest.approx(60.0 + scoring)
 
 
 def test_the_sweep_fails_an_evaluation_whose_worker_stopped_beating(

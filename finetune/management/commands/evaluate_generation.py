@@ -85,9 +85,10 @@ class Command(BaseCommand):
             raise CommandError("\n".join(lines)) from exc
         est = run.estimate
         self.stdout.write(f"Evaluation {run.pk}: documents {run.document_ids}")
+        scored = sum((est.get("scored_tokens") or {}).values())
         self.stdout.write(
             f"Estimate: {duration_text(est.get('seconds'))} for at most {est['tokens']} tokens "
-            f"({est['source']})"
+            f"generated ({est['source']}) and {scored} scored ({est.get('scoring_source')})"
         )
         if options["enqueue"]:
             self.stdout.write("Queued on the worker.")
