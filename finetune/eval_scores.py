@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from generation.models import LanguageModel
 from generation.quality import brief_terms, coverage, unsupported_specifics
+from generation.services.quality import house_model  # noqa: F401 (this module's API)
 
 # Tokens of a real document scored for its perplexity (its opening: a long address would take
 # as long as generating it, one token a step on the ONNX loop).
@@ -60,18 +60,6 @@ def pooled_perplexity(rows: Sequence[dict[str, Any]]) -> tuple[float | None, int
     if not tokens:
         return None, 0
     return round(math.exp(-sum(lp for lp, _ in per_doc.values()) / tokens), 3), tokens
-
-
-def house_model(project_id: int) -> LanguageModel | None:
-    """The project's own fine-tuned model: the newest enabled model a fine-tune run of this
-    project produced (None: the project has none)."""
-    return (
-        LanguageModel.objects.filter(
-            project_id=project_id, finetune_origin__isnull=False, enabled=True
-        )
-        .order_by("-pk")
-        .first()
-    )
 
 
 def house_fluency(house: Any, *, user: str, text: str) -> float | None:

@@ -40,7 +40,7 @@ from generation.models import (
 )
 from generation.selectors import candidate_states
 from generation.services import job_fail, job_transition, system_render, template_render
-from generation.services.quality import candidates_quality
+from generation.services.quality import add_house_fluency, candidates_quality
 from generation.topup import top_up
 
 logger = logging.getLogger(__name__)
@@ -304,6 +304,7 @@ def _claimed_job_generate(
         provenance=_job_provenance(backend.provenance(), outputs),
         background=background,
         brief=user_text,
+        system_text=system_text,
         topup_prompt=topup_prompt,
     )
 
@@ -363,6 +364,7 @@ def _job_finish(
     provenance: dict[str, Any] | None = None,
     background: dict[str, Any] | None = None,
     brief: str = "",
+    system_text: str = "",
     topup_prompt: str = "",
 ) -> None:
     """Save final texts and turn every finished candidate into a draft, in one transaction.
@@ -377,6 +379,13 @@ def _job_finish(
     js.flush()
     quality_by_index = candidates_quality(
         job=job, outputs=outputs, brief=brief, provenance=provenance, background=background
+    )
+    add_house_fluency(
+        job=job,
+        outputs=outputs,
+        quality_by_index=quality_by_index,
+        system_text=system_text,
+        user_text=brief,
     )
     cancelled = any(out.finish_reason == "cancelled" for out in outputs)
     final = JobStatus.CANCELLED if cancelled else JobStatus.SUCCEEDED

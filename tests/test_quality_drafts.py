@@ -89,6 +89,7 @@ def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
         assert "$4.2 million" in q["brief_terms"] and "Council" in q["brief_terms"]
         assert q["completeness"]["finish_reason"] == draft.finish_reason
         assert q["relevance"]["available"] is False  # added by the checks
+        assert "house_fluency" not in q  # the project has no fine-tuned model of its own
     # the job API lists them with the best-first order
     api = APIClient()
     api.force_authenticate(cast["bob"])
@@ -96,6 +97,76 @@ def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
     scores = {c["index"]: c["quality"]["score"] for c in body["candidates"]}
     assert body["best_first"] == sorted(scores, key=lambda i: (-scores[i], i))
     assert sum(c["quality"]["best"] for c in body["candidates"]) == 1
+
+
+def test_with_a_house_model_each_draft_stores_its_fluency_under_it_and_shows_it(
+    transactional_db: None,
+    cast: dict,
+    language_model: Any,
+    news_template: Any,
+    hold_queue: list,
+    client: Any,
+) -> None:
+    from django.conf import settings as django_settings
+
+    from finetune.models import FineTuneRun
+    from finetune.training.config import TrainSettings
+    from generation.backends import get_backend
+    from generation.model_runtime import backend_config
+    from generation.models import LanguageModel
+    from generation.quality import signals
+
+    # The project's house model: a fine-tune run's result (the tiny model's weights, loaded as
+    # a model of its own, with the transformers backend the studio uses for tuned models).
+    house = LanguageModel.objects.create(
+        name="tiny-house",
+        source_kind="local",
+        source=language_model.source,
+        backend="transformers",
+        project=cast["newsroom"],
+    )
+    FineTuneRun.objects.create(
+        project=cast["newsroom"],
+        created_by=cast["alice"],
+        base_model=language_model,
+        result_model=house,
+        data={"drafts": True},
+        settings=TrainSettings(seed=1).as_dict(),
+        status="succeeded",
+    )
+    job = services.job_create(
+        project=cast["newsroom"],
+        user=cast["bob"],
+        template_version=news_template,
+        variables=BRIEF,
+        n_candidates=2,
+        base_seed=7,
+        settings={"max_new_tokens": 10},
+    )
+    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
+    drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
+    assert len(drafts) == 2
+    backend = get_backend(backend_config(house), cache_root=django_settings.MODEL_CACHE_DIR)
+    for draft in drafts:
+        q = draft.quality
+        hf = q["house_fluency"]
+        # teacher-forced under the house model after the job's own prompt (same chat template)
+        expected = backend.score_text(prompt=draft.prompt, text=draft.model_output)
+        assert hf["available"] and hf["model"] == "tiny-house"
+        assert hf["mean_logprob"] == pytest.approx(expected.mean_logprob, abs=1e-3)
+        assert hf["tokens"] == expected.tokens > 0
+        line = f"House-model fluency {hf['mean_logprob']:.2f} nats/token (tiny-house)"
+        assert line in q["reasons"]
+        # shown beside the score, not part of it
+        assert "house_fluency" not in q["components"]
+        assert q["score"] == signals.quality_score(q)[0]
+    client.force_login(cast["bob"])
+    page = client.get(reverse("draft_detail", args=["newsroom", drafts[0].pk])).content.decode()
+    assert "House-model fluency" in page
+    api = APIClient()
+    api.force_authenticate(cast["bob"])
+    body = api.get(reverse("api_draft", args=[drafts[0].pk])).json()
+    assert body["quality"]["house_fluency"] == drafts[0].quality["house_fluency"]
 
 
 def test_the_draft_api_exposes_the_signals_and_the_specifics_to_verify(cast: dict) -> None:

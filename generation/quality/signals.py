@@ -156,6 +156,22 @@ def fluency(mean_logprob: float | None, tokens: int = 0) -> dict[str, Any]:
     }
 
 
+def house_fluency(mean_logprob: float | None, tokens: int = 0, model: str = "") -> dict[str, Any]:
+    """The mean natural-log probability of the draft's tokens under the project's fine-tuned
+    house model (teacher-forced after the job's prompt): how much it reads like the house's own
+    writing. Shown beside the score, not part of it (a project without a house model has none,
+    and scores compare across projects)."""
+    if mean_logprob is None or not math.isfinite(mean_logprob):
+        return {"available": False, "model": model, "reason": "the house model gave no score"}
+    return {
+        "available": True,
+        "model": model,
+        "mean_logprob": round(mean_logprob, 4),
+        "perplexity": round(math.exp(-mean_logprob), 3),
+        "tokens": tokens,
+    }
+
+
 def relevance(text: str, brief: str, embed: Embed | None) -> dict[str, Any]:
     """Cosine of the draft's and the brief's sentence embeddings (``embed`` returns unit rows)."""
     if embed is None:
@@ -236,6 +252,11 @@ def reasons(signals: Mapping[str, Any]) -> list[str]:
     flu = signals.get("fluency") or {}
     if flu.get("available"):
         out.append(f"Fluency {flu['mean_logprob']:.2f} nats/token")
+    house = signals.get("house_fluency") or {}
+    if house.get("available"):
+        out.append(f"House-model fluency {house['mean_logprob']:.2f} nats/token ({house['model']})")
+    elif house:
+        out.append(f"House-model fluency not measured: {house.get('reason', '')}")
     length = signals["length"]
     if length.get("target"):
         out.append(f"{length['words']} words for a target of {length['target']}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from generation import quality
 from generation.backends.types import CandidateOutput
-from generation.models import GenerationJob
+from generation.models import GenerationJob, LanguageModel
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +138,66 @@ def candidates_quality(
         logger.exception("quality signals failed for job %s", job.pk)
         return {out.index: {} for out in outputs}
     return {out.index: r for out, r in zip(outputs, results, strict=True)}
+
+
+def house_model(project_id: int) -> LanguageModel | None:
+    """The project's own fine-tuned model: the newest enabled model a fine-tune run of this
+    project produced (None: the project has none)."""
+    return (
+        LanguageModel.objects.filter(
+            project_id=project_id, finetune_origin__isnull=False, enabled=True
+        )
+        .order_by("-pk")
+        .first()
+    )
+
+
+def add_house_fluency(
+    *,
+    job: GenerationJob,
+    outputs: Sequence[CandidateOutput],
+    quality_by_index: dict[int, dict[str, Any]],
+    system_text: str,
+    user_text: str,
+) -> None:
+    """When the job's project has a house model: each candidate's mean log-probability under
+    it, teacher-forced after the job's own system and user text in the house model's chat
+    template (``Backend.score_text``), stored as ``house_fluency`` on its signals with the
+    reasons redone (the score does not use it). A job written by the house model itself reuses
+    the sampler's values (the same raw log-probabilities). Once per draft, on the generation
+    worker where the models are loaded; a failure costs this signal only, and says why."""
+    house = house_model(job.project_id)
+    if house is None:
+        return
+    scored: dict[int, dict[str, Any]] = {}
+    try:
+        backend = None
+        if house.pk != job.model_id:
+            from django.conf import settings as django_settings
+
+            from generation.backends import get_backend
+            from generation.model_runtime import backend_config
+
+            backend = get_backend(backend_config(house), cache_root=django_settings.MODEL_CACHE_DIR)
+            prompt = backend.render_prompt(system=system_text, user=user_text)
+        for out in outputs:
+            if not quality_by_index.get(out.index) or not out.text.strip():
+                continue
+            if backend is None:
+                tokens = out.completion_tokens or len(out.token_ids)
+                mean = out.mean_logprob
+            else:
+                score = backend.score_text(prompt=prompt, text=out.text)
+                tokens, mean = score.tokens, score.mean_logprob
+            scored[out.index] = quality.signals.house_fluency(mean, tokens, house.name)
+    except Exception as exc:  # not loadable, or no log-probabilities (a remote server)
+        logger.exception("house-model fluency failed for job %s", job.pk)
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        scored = {
+            out.index: {"available": False, "model": house.name, "reason": reason}
+            for out in outputs
+            if quality_by_index.get(out.index) and out.index not in scored
+        } | scored
+    for index, signal in scored.items():
+        quality_by_index[index]["house_fluency"] = signal
+        quality.signals.finish(quality_by_index[index])
