@@ -14,7 +14,6 @@ text itself is meaningless.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,13 @@ from generation.models import Draft, GenerationJob
 from review.lifecycle import DraftStatus
 from review.models import Policy, UnreadableLanguage
 from tests.factories import make_draft
-from tests.factories import reset_indexes as _reset_indexes
-from tests.test_browser_review import CHROMIUM_ARGS, browser, login  # noqa: F401
+from tests.test_browser_review import (  # noqa: F401 - fixtures
+    CHROMIUM_ARGS,
+    _fresh_indexes,
+    _orm_beside_playwright,
+    browser,
+    login,
+)
 
 S = DraftStatus
 pytestmark = pytest.mark.browser
@@ -38,19 +42,6 @@ CORPUS = (
 )
 HAN = re.compile(r"[\u4e00-\u9fff]")
 ADDED = "市长发表了讲话。"
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_indexes() -> Iterator[None]:
-    _reset_indexes()
-    yield
-    _reset_indexes()
 
 
 @pytest.fixture(scope="module")
