@@ -53,14 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.import_indexer import (  # noqa: E402
-    bench_project,
-    django_setup,
-    passage_counts,
-    run_indexer,
-    start_indexer,
-    stop_indexer,
-)
+from bench import import_indexer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_LARGE = 200_000 if QUICK else 1_000_000
@@ -244,7 +237,7 @@ def part_c() -> None:
 
 
 def _django() -> None:
-    django_setup(tmp_env="BENCH_SCALE_TMP", prefix="bench-scale-", threads=THREADS)
+    import_indexer.django_setup(tmp_env="BENCH_SCALE_TMP", prefix="bench-scale-", threads=THREADS)
 
 
 def import_rows() -> list:
@@ -277,21 +270,21 @@ def indexer_main(project_id: str) -> None:
     """The other worker: imports the rows, then runs the embedding chain (the real services)
     until told to stop (a line on stdin) or done."""
     _django()
-    run_indexer(project_id, import_rows())
+    import_indexer.run_indexer(project_id, import_rows())
 
 
 def part_b() -> None:
     _django()
-    user, project = bench_project()
+    user, project = import_indexer.bench_project()
     from generation.models import Draft
     from review.lifecycle import DraftStatus
     from review.services import pipeline
     from tests.factories import UNRELATED, make_draft
 
     def counts() -> tuple[int, int]:
-        return passage_counts(project)
+        return import_indexer.passage_counts(project)
 
-    indexer = start_indexer(__file__, project)
+    indexer = import_indexer.start_indexer(__file__, project)
     ran = partial = 0
     checked: list[str] = []
     try:
@@ -328,7 +321,7 @@ def part_b() -> None:
             )
             time.sleep(1.0)
     finally:
-        stop_indexer(indexer, timeout=10, kill=True)
+        import_indexer.stop_indexer(indexer, timeout=10, kill=True)
     done, total = counts()
     log(f"indexing stopped at {done:,} of {total:,} passages embedded ({IMPORT_DOCS:,} documents)")
     n = len(checked)

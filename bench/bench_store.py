@@ -45,14 +45,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.import_indexer import (  # noqa: E402
-    bench_project,
-    django_setup,
-    passage_counts,
-    run_indexer,
-    start_indexer,
-    stop_indexer,
-)
+from bench import import_indexer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 DOCS = 10_000 if QUICK else 100_000
@@ -269,7 +262,7 @@ def part_a() -> None:
 
 
 def _django_for_part_b() -> None:
-    django_setup(tmp_env="BENCH_STORE_TMP", prefix="bench-store-", threads=1)
+    import_indexer.django_setup(tmp_env="BENCH_STORE_TMP", prefix="bench-store-", threads=1)
 
 
 def indexer_main(project_id: str) -> None:
@@ -278,12 +271,12 @@ def indexer_main(project_id: str) -> None:
     _django_for_part_b()
     from review.setup import sotu_rows
 
-    run_indexer(project_id, sotu_rows()[-IMPORT_DOCS:][50:])
+    import_indexer.run_indexer(project_id, sotu_rows()[-IMPORT_DOCS:][50:])
 
 
 def part_b() -> None:
     _django_for_part_b()
-    user, project = bench_project()
+    user, project = import_indexer.bench_project()
     from generation.models import Draft
     from review import services
     from review.lifecycle import DraftStatus
@@ -296,7 +289,7 @@ def part_b() -> None:
     text = f"{UNRELATED}\n\n{copied}"
 
     def counts() -> tuple[int, int]:
-        return passage_counts(project)
+        return import_indexer.passage_counts(project)
 
     def check(label: str) -> float:
         draft = make_draft(project, user, text, status=DraftStatus.CHECKING)
@@ -320,7 +313,7 @@ def part_b() -> None:
     check("warm-up")
     idle = check("idle")
 
-    indexer = start_indexer(__file__, project)
+    indexer = import_indexer.start_indexer(__file__, project)
     try:
         while counts()[1] < 50 + IMPORT_DOCS // 4 and indexer.poll() is None:
             time.sleep(0.2)
@@ -330,7 +323,7 @@ def part_b() -> None:
             time.sleep(0.5)
         during_embedding = check("during embedding")
     finally:
-        stop_indexer(indexer, timeout=600)
+        import_indexer.stop_indexer(indexer, timeout=600)
     done, total = counts()
     log(f"indexing stopped at {done:,} of {total:,} passages embedded")
     worst = max(during_import, during_embedding)
