@@ -22,18 +22,13 @@ from tests.factories import (
     checked,
     make_archive,
     make_draft,
-    reset_indexes,
     run_held_checks,
 )
 
 COPIED = ARCHIVE[HARBOUR]["text"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_indexes() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def test_drafts_checked_during_indexing_and_checked_again_after_are_counted_once(

@@ -25,14 +25,13 @@ from review.models import Policy, UnreadableLanguage
 from tests.factories import make_draft
 from tests.test_browser_review import (  # noqa: F401 - fixtures
     CHROMIUM_ARGS,
-    _fresh_indexes,
     _orm_beside_playwright,
     browser,
     login,
 )
 
 S = DraftStatus
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_indexes")]
 
 CORPUS = (
     "随着深度学习技术的发展，自然语言处理领域涌现出了大语言模型。"

@@ -5,7 +5,6 @@ editor and its diff, an approval; and two editors whose queues update live."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ from review.lifecycle import DraftStatus
 from review.models import Policy
 from tests.conftest import wait_for
 from tests.factories import ARCHIVE, FLOOD, HARBOUR, UNRELATED, make_archive, make_draft
-from tests.factories import reset_indexes as _reset_indexes
 from tests.test_browser import (  # noqa: F401 - fixtures, and Chromium's flags
     CHROMIUM_ARGS,
     _orm_beside_playwright,
@@ -33,14 +31,7 @@ LIBRARY_NEWS = (
     "in the sunshine and stopped at the lock keeper's cottage for lunch."
 )
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _fresh_indexes() -> Iterator[None]:
-    _reset_indexes()
-    yield
-    _reset_indexes()
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_indexes")]
 
 
 def login(browser: Any, base: str, username: str) -> Any:  # noqa: F811

@@ -20,7 +20,6 @@ from tests.factories import (
     UNRELATED,
     make_archive,
     make_draft,
-    reset_indexes,
 )
 from tests.factories import checked as _checked
 
@@ -42,11 +41,7 @@ def quoting(*numbers: int) -> str:
     return " ".join(f'{OWN[i % 3]} "{SENTENCES[n]}"' for i, n in enumerate(numbers))
 
 
-@pytest.fixture(autouse=True)
-def _env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 @pytest.fixture

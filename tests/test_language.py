@@ -26,7 +26,6 @@ from tests.factories import (
     logged_in,
     make_archive,
     make_draft,
-    reset_indexes,
     run_held_checks,
 )
 from tests.factories import checked as _checked
@@ -52,11 +51,7 @@ KINDS = {"toxicity", "ethics", "lexical", "semantic"}
 checked = functools.partial(_checked, announce=True)
 
 
-@pytest.fixture(autouse=True)
-def _review_env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def rechecked(draft: Draft, user: Any, held: list) -> Draft:

@@ -16,7 +16,7 @@ from generation.services.quality import job_quality
 from review import services as review_services
 from review.lifecycle import DraftStatus
 from review.models import DraftEvent
-from tests.factories import checked, make_archive, make_draft, reset_indexes
+from tests.factories import checked, make_archive, make_draft
 
 BRIEF = {
     "headline": "Council approves library budget",
@@ -33,11 +33,7 @@ INVENTED = (
 OFF = "As I was finishing my dinner in a small cafe, I could not help but glance outside."
 
 
-@pytest.fixture(autouse=True)
-def _env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def job_with_drafts(

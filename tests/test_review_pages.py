@@ -31,7 +31,6 @@ from tests.factories import (
     make_archive,
     make_draft,
     refusal_code,
-    reset_indexes,
 )
 
 THREAT = "I swear I will hunt you down."
@@ -40,11 +39,7 @@ SCRIPT = '<script>alert("x")</script>'
 IMG = '"><img src=x onerror=alert(1)>'
 
 
-@pytest.fixture(autouse=True)
-def _review_env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def marks(page: str) -> list[tuple[str, str]]:

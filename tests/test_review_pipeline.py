@@ -34,7 +34,6 @@ from tests.factories import (
     UNRELATED,
     make_archive,
     make_draft,
-    reset_indexes,
     run_held_checks,
 )
 from tests.factories import checked as _checked
@@ -49,11 +48,7 @@ THREAT = "I swear I will hunt you down."
 checked = functools.partial(_checked, announce=True)
 
 
-@pytest.fixture(autouse=True)
-def _review_env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 @pytest.fixture
