@@ -37,10 +37,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -54,6 +52,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from bench import import_indexer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_LARGE = 200_000 if QUICK else 1_000_000
@@ -237,19 +237,7 @@ def part_c() -> None:
 
 
 def _django() -> None:
-    tmp = Path(os.environ.setdefault("BENCH_SCALE_TMP", tempfile.mkdtemp(prefix="bench-scale-")))
-    os.environ["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
-    os.environ["CONTENTSTUDIO_INDEX_DIR"] = str(tmp / "indexes")
-    if not os.environ.get("DATABASE_URL"):
-        os.environ.pop("REDIS_URL", None)
-        os.environ["SQLITE_PATH"] = str(tmp / "bench.sqlite3")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
-    import django
-
-    django.setup()
-    import torch
-
-    torch.set_num_threads(THREADS)
+    import_indexer.django_setup(tmp_env="BENCH_SCALE_TMP", prefix="bench-scale-", threads=THREADS)
 
 
 def import_rows() -> list:
@@ -282,51 +270,21 @@ def indexer_main(project_id: str) -> None:
     """The other worker: imports the rows, then runs the embedding chain (the real services)
     until told to stop (a line on stdin) or done."""
     _django()
-    from contentstudio.models import Project
-    from review import services
-    from review.services import embedding
-
-    project = Project.objects.get(pk=int(project_id))
-    rows = import_rows()
-    stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-    services.import_rows_direct(project=project, rows=rows, source_name="bench import")
-    while not stop.is_set() and embedding.embed_chain_step(project_id=project.pk).again:
-        pass
+    import_indexer.run_indexer(project_id, import_rows())
 
 
 def part_b() -> None:
     _django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    from django.contrib.auth import get_user_model
-
-    from contentstudio.models import Membership, Project, Role
+    user, project = import_indexer.bench_project()
     from generation.models import Draft
-    from review import services
     from review.lifecycle import DraftStatus
-    from review.models import SourcePassage
     from review.services import pipeline
     from tests.factories import UNRELATED, make_draft
 
-    stamp = f"{os.getpid()}-{int(time.time())}"
-    user = get_user_model().objects.create_user(f"bench-{stamp}", password="x")
-    project = Project.objects.create(name=f"Bench {stamp}", slug=f"bench-{stamp}")
-    Membership.objects.create(project=project, user=user, role=Role.ADMIN)
-    services.get_embedder().encode(["warm up the model"])
-
     def counts() -> tuple[int, int]:
-        passages = SourcePassage.objects.filter(project=project)
-        return passages.filter(embedded_at__isnull=False).count(), passages.count()
+        return import_indexer.passage_counts(project)
 
-    indexer = subprocess.Popen(
-        [sys.executable, __file__, "--indexer", str(project.pk)],
-        stdin=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-    )
+    indexer = import_indexer.start_indexer(__file__, project)
     ran = partial = 0
     checked: list[str] = []
     try:
@@ -363,14 +321,7 @@ def part_b() -> None:
             )
             time.sleep(1.0)
     finally:
-        if indexer.poll() is None:
-            indexer.stdin.write("stop\n")  # type: ignore[union-attr]
-            indexer.stdin.flush()  # type: ignore[union-attr]
-        try:
-            indexer.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            indexer.kill()  # still importing rows: it reads the stop line between batches only
-            indexer.wait(timeout=60)
+        import_indexer.stop_indexer(indexer, timeout=10, kill=True)
     done, total = counts()
     log(f"indexing stopped at {done:,} of {total:,} passages embedded ({IMPORT_DOCS:,} documents)")
     n = len(checked)

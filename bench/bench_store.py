@@ -33,7 +33,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +44,8 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import import_indexer  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 DOCS = 10_000 if QUICK else 100_000
@@ -261,67 +262,34 @@ def part_a() -> None:
 
 
 def _django_for_part_b() -> None:
-    tmp = Path(os.environ.setdefault("BENCH_STORE_TMP", tempfile.mkdtemp(prefix="bench-store-")))
-    os.environ["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
-    os.environ["CONTENTSTUDIO_INDEX_DIR"] = str(tmp / "indexes")
-    if not os.environ.get("DATABASE_URL"):
-        os.environ.pop("REDIS_URL", None)
-        os.environ["SQLITE_PATH"] = str(tmp / "bench.sqlite3")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
-    import django
-
-    django.setup()
-    import torch
-
-    torch.set_num_threads(1)
+    import_indexer.django_setup(tmp_env="BENCH_STORE_TMP", prefix="bench-store-", threads=1)
 
 
 def indexer_main(project_id: str) -> None:
     """The other worker: imports the rows, then runs the embedding chain (the real services)
     until told to stop (a line on stdin) or done."""
     _django_for_part_b()
-    from contentstudio.models import Project
-    from review import services
-    from review.services import embedding
     from review.setup import sotu_rows
 
-    project = Project.objects.get(pk=int(project_id))
-    rows = sotu_rows()[-IMPORT_DOCS:][50:]
-    stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-    services.import_rows_direct(project=project, rows=rows, source_name="bench import")
-    while not stop.is_set() and embedding.embed_chain_step(project_id=project.pk).again:
-        pass
+    import_indexer.run_indexer(project_id, sotu_rows()[-IMPORT_DOCS:][50:])
 
 
 def part_b() -> None:
     _django_for_part_b()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    from django.contrib.auth import get_user_model
-
-    from contentstudio.models import Membership, Project, Role
+    user, project = import_indexer.bench_project()
     from generation.models import Draft
     from review import services
     from review.lifecycle import DraftStatus
-    from review.models import SourcePassage
     from review.services import embedding, pipeline
     from review.setup import sotu_rows
     from tests.factories import UNRELATED, make_draft
 
-    stamp = f"{os.getpid()}-{int(time.time())}"
-    user = get_user_model().objects.create_user(f"bench-{stamp}", password="x")
-    project = Project.objects.create(name=f"Bench {stamp}", slug=f"bench-{stamp}")
-    Membership.objects.create(project=project, user=user, role=Role.ADMIN)
     rows = sotu_rows()[-IMPORT_DOCS:]
     copied = rows[5].fields["text"]
     text = f"{UNRELATED}\n\n{copied}"
-    services.get_embedder().encode(["warm up the model"])
 
     def counts() -> tuple[int, int]:
-        passages = SourcePassage.objects.filter(project=project)
-        return passages.filter(embedded_at__isnull=False).count(), passages.count()
+        return import_indexer.passage_counts(project)
 
     def check(label: str) -> float:
         draft = make_draft(project, user, text, status=DraftStatus.CHECKING)
@@ -345,13 +313,7 @@ def part_b() -> None:
     check("warm-up")
     idle = check("idle")
 
-    indexer = subprocess.Popen(
-        [sys.executable, __file__, "--indexer", str(project.pk)],
-        stdin=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-    )
+    indexer = import_indexer.start_indexer(__file__, project)
     try:
         while counts()[1] < 50 + IMPORT_DOCS // 4 and indexer.poll() is None:
             time.sleep(0.2)
@@ -361,10 +323,7 @@ def part_b() -> None:
             time.sleep(0.5)
         during_embedding = check("during embedding")
     finally:
-        if indexer.poll() is None:
-            indexer.stdin.write("stop\n")  # type: ignore[union-attr]
-            indexer.stdin.flush()  # type: ignore[union-attr]
-        indexer.wait(timeout=600)
+        import_indexer.stop_indexer(indexer, timeout=600)
     done, total = counts()
     log(f"indexing stopped at {done:,} of {total:,} passages embedded")
     worst = max(during_import, during_embedding)

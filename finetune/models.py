@@ -7,6 +7,7 @@ from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
 
+from contentstudio.audit import AuditEvent
 from contentstudio.models import Project
 from contentstudio.transitions import WORK_TRANSITIONS, Lifecycle, WorkStatus, final_states
 from generation.models import Device, Draft, LanguageModel, PromptTemplateVersion
@@ -128,18 +129,14 @@ class FineTuneRun(models.Model):
         return None
 
 
-class FineTuneEvent(models.Model):
+class FineTuneEvent(AuditEvent):
     """The audit trail of a run: every status change, who and when."""
 
     run = models.ForeignKey(FineTuneRun, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
     action = models.CharField(max_length=30)
     from_status = models.CharField(max_length=10, blank=True)
     to_status = models.CharField(max_length=10, blank=True)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["run", "created_at", "pk"]

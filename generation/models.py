@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from contentstudio.audit import AuditEvent, actor_field
 from contentstudio.models import ContentType, Project
 from contentstudio.transitions import WORK_TRANSITIONS, Lifecycle, WorkStatus, final_states
 from generation import languages as lang
@@ -371,23 +372,16 @@ class GenerationJob(models.Model):
         return self.status in JOB_FINAL_STATES
 
 
-class JobEvent(models.Model):
+class JobEvent(AuditEvent):
     """One move of a job (audit trail), written in the same transaction as the move."""
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="events")
     from_status = models.CharField(max_length=10)
     to_status = models.CharField(max_length=10)
     # The person who asked (cancel, create); None for the worker and the sweep.
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    actor = actor_field(related_name="+")
     worker = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["job", "pk"]

@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
 
+from contentstudio.audit import AuditEvent, actor_field
 from contentstudio.models import Project
 from generation.models import Draft
 
@@ -165,7 +166,7 @@ class PublicationVersion(models.Model):
         return f"pub_{self.publication.guid.hex}_v{self.number}"
 
 
-class PublicationEvent(models.Model):
+class PublicationEvent(AuditEvent):
     """The audit trail of a publication: scheduled, published, corrected, unpublished, schedule
     cancelled or refused, delivery retried by hand."""
 
@@ -175,14 +176,10 @@ class PublicationEvent(models.Model):
     # rows written before the publication lifecycle existed.
     from_status = models.CharField(max_length=12, blank=True)
     to_status = models.CharField(max_length=12, blank=True)
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
     action = models.CharField(max_length=30)
     version = models.PositiveIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["publication", "created_at", "pk"]
@@ -248,7 +245,7 @@ class DestinationAction(models.TextChoices):
     DELETE = "delete", "Deleted"
 
 
-class DestinationEvent(models.Model):
+class DestinationEvent(AuditEvent):
     """What admins did to a project's destinations. Kept when the destination is deleted (the
     row keeps its name); ``data`` holds kind, address and user name, never a secret or its
     hint."""
@@ -260,16 +257,9 @@ class DestinationEvent(models.Model):
         Destination, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
     name = models.CharField(max_length=100)
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    actor = actor_field(related_name="+")
     action = models.CharField(max_length=10, choices=DestinationAction.choices)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["project", "created_at", "pk"]
@@ -350,7 +340,7 @@ class Delivery(models.Model):
         return f"Delivery {self.pk}: v{self.version_id} to {self.destination_id}"
 
 
-class DeliveryEvent(models.Model):
+class DeliveryEvent(AuditEvent):
     """One move of a delivery (delivered, failed, superseded, sent again by a person), written
     with the move. Each attempt's answer is in DeliveryAttempt; a failed attempt that leaves the
     delivery waiting for its retry is not a move."""
@@ -359,16 +349,9 @@ class DeliveryEvent(models.Model):
     from_status = models.CharField(max_length=10)
     to_status = models.CharField(max_length=10)
     # The person who asked ("retry now"); None for the flush.
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    actor = actor_field(related_name="+")
     action = models.CharField(max_length=20)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["delivery", "created_at", "pk"]

@@ -97,7 +97,7 @@ def record(
     decisions = [
         {
             "action": event.action,
-            "by": event.actor.get_username() if event.actor else None,
+            "by": event.actor_username,
             "at": event.created_at.isoformat(),
             "reason": event.reason,
         }

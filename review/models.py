@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
 
+from contentstudio.audit import AuditEvent
 from contentstudio.models import Project
 from generation.models import Draft
 
@@ -304,20 +305,16 @@ class Policy(models.Model):
         return f"Policy of {self.project}"
 
 
-class PolicyEvent(models.Model):
+class PolicyEvent(AuditEvent):
     """The audit trail of a project's policy: who changed which fields, from what to what.
 
     Written in the transaction that changes the policy (``review.services.policies``), one row
     per save that changed something."""
 
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
     # {field: {"from": old, "to": new}}; a threshold or rule of a dict field is named
     # "toxicity_thresholds.threat", "rules.blocked_terms".
     changes = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["policy", "created_at", "pk"]
@@ -437,19 +434,15 @@ class CheckSummary(models.Model):
 # --- What people do to a draft -----------------------------------------------------------------
 
 
-class DraftEvent(models.Model):
+class DraftEvent(AuditEvent):
     """The audit trail: every state change and every action on a draft, who and when."""
 
     draft = models.ForeignKey(Draft, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
     action = models.CharField(max_length=30)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["draft", "created_at", "pk"]

@@ -247,6 +247,18 @@ def hold_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return held
 
 
+@pytest.fixture
+def fresh_indexes() -> Iterator[None]:
+    """The plagiarism indexes forgotten before and after the test (``reset_indexes`` in
+    tests/factories.py says why). Modules that check drafts ask for it for every test with
+    ``pytestmark = pytest.mark.usefixtures("fresh_indexes")``."""
+    from tests.factories import reset_indexes
+
+    reset_indexes()
+    yield
+    reset_indexes()
+
+
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

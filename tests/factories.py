@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.test import Client
+
 from contentstudio.html import text_to_html
 from contentstudio.models import Project
 from generation.models import (
@@ -92,6 +94,44 @@ def make_draft(
         settings={},
         seed=candidate.seed,
     )
+
+
+# --- People and checks ---------------------------------------------------------------------------
+
+
+def logged_in(user: Any) -> Client:
+    """A test client with ``user`` logged in."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def run_held_checks(held: list) -> None:
+    """Run the check tasks that the ``hold_queue`` fixture kept out of the broker, oldest first,
+    as the worker would; whatever else it held (generation jobs, embedding batches) is dropped."""
+    from review import tasks
+
+    while held:
+        item = held.pop(0)
+        if isinstance(item, tuple) and len(item) == 2:
+            tasks.draft_check(*item)
+
+
+def checked(draft: Draft, held: list, *, announce: bool = False) -> Draft:
+    """``draft`` re-read after its checks ran (:func:`run_held_checks`). They are started by
+    ``review.services.draft_checks_start``, or with ``announce`` as the generation app starts
+    them when it saves a draft: by sending ``generation.signals.draft_created``."""
+    if announce:
+        from generation.signals import draft_created
+
+        draft_created.send(sender=Draft, draft=draft)
+    else:
+        from review import services
+
+        services.draft_checks_start(draft=draft)
+    run_held_checks(held)
+    draft.refresh_from_db()
+    return draft
 
 
 # --- Indexes ------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ from django.test import Client
 
 from finetune import selectors
 from finetune.models import EditPair
-from generation.models import Draft
-from review import lifecycle, services, tasks
+from review import lifecycle
 from review.lifecycle import DraftStatus
 from review.services import embedding
 from tests.factories import (
@@ -20,34 +19,16 @@ from tests.factories import (
     FLOOD,
     HARBOUR,
     UNRELATED,
+    checked,
     make_archive,
     make_draft,
-    reset_indexes,
+    run_held_checks,
 )
 
 COPIED = ARCHIVE[HARBOUR]["text"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_indexes(settings: Any) -> Any:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_indexes()
-    yield
-    reset_indexes()
-
-
-def run_held_checks(held: list) -> None:
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-
-
-def checked(draft: Draft, held: list) -> Draft:
-    services.draft_checks_start(draft=draft)
-    run_held_checks(held)
-    draft.refresh_from_db()
-    return draft
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def test_drafts_checked_during_indexing_and_checked_again_after_are_counted_once(

@@ -8,19 +8,12 @@ import re
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Permission
-from django.test import Client
 
-from tests.factories import make_draft
+from tests.factories import logged_in, make_draft
 
 pytestmark = pytest.mark.django_db
 
 OURS = {"contentstudio", "generation", "review", "publishing", "finetune"}
-
-
-def _client(user: object) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_every_model_has_a_proper_plural_and_the_admin_index_shows_it(cast: dict) -> None:
@@ -33,7 +26,7 @@ def test_every_model_has_a_proper_plural_and_the_admin_index_shows_it(cast: dict
         if re.search(r"(s|x|ch|sh)$", singular) and not singular.endswith("settings"):
             assert plural != singular + "s", (model.__name__, plural)
     root = cast["alice"].__class__.objects.create_superuser("root", password="root-password-1")
-    index = _client(root).get("/admin/").content.decode()
+    index = logged_in(root).get("/admin/").content.decode()
     for right in ("Deliveries", "Policies", "Check summaries", "API tokens"):
         assert right in index, right
     for wrong in ("Deliverys", "Policys", "Check summarys", "Api tokens"):
@@ -49,7 +42,7 @@ def test_staff_see_only_the_jobs_and_drafts_of_projects_they_administer(cast: di
         alice.user_permissions.add(Permission.objects.get(codename=codename))
     mine = make_draft(cast["newsroom"], cast["bob"], "Our story.", title="Newsroom draft")
     theirs = make_draft(cast["other"], cast["eve"], "Their story.", title="Other desk draft")
-    client = _client(alice)
+    client = logged_in(alice)
     # when she opens the admin's lists
     drafts = client.get("/admin/generation/draft/").content.decode()
     jobs = client.get("/admin/generation/generationjob/").content.decode()
@@ -64,5 +57,5 @@ def test_staff_see_only_the_jobs_and_drafts_of_projects_they_administer(cast: di
     assert client.get(f"/admin/generation/draft/{theirs.pk}/change/").status_code == 302
     # and a superuser still sees everything
     root = alice.__class__.objects.create_superuser("root", password="root-password-1")
-    everything = _client(root).get("/admin/generation/draft/").content.decode()
+    everything = logged_in(root).get("/admin/generation/draft/").content.decode()
     assert "Newsroom draft" in everything and "Other desk draft" in everything

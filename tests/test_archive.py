@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from generation.models import Draft
 from review import archive, services, source_indexes, tasks
@@ -37,26 +36,21 @@ from tests.factories import (
     HARBOUR,
     LIBRARY,
     UNRELATED,
+    checked,
+    logged_in,
     make_archive,
     make_draft,
     reset_indexes,
+    run_held_checks,
 )
 
 
 @pytest.fixture(autouse=True)
 def _review_env(settings: Any, tmp_path: Path) -> Any:
-    # Hashing the cast's five passwords properly takes over a second per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = str(tmp_path / "media")
     reset_indexes()
     yield
     reset_indexes()
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def doc(n: int) -> dict[str, str]:
@@ -69,16 +63,6 @@ def import_file(project: Any, path: Path, fmt: str, **kwargs: Any) -> ImportRun:
 
 def errors_of(run: ImportRun) -> list[tuple[str, str]]:
     return [(e["line"], e["message"]) for e in run.errors]
-
-
-def check(draft: Draft, held: list) -> Draft:
-    services.draft_checks_start(draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-    draft.refresh_from_db()
-    return draft
 
 
 def lexical_best(draft: Draft) -> float:
@@ -575,7 +559,7 @@ def test_a_deleted_document_is_logged_as_removed_and_no_longer_matches(
     project = cast["newsroom"]
     make_archive(project)
     text = f"{UNRELATED}\n\n{doc(HARBOUR)['text']}"
-    draft = check(make_draft(project, cast["bob"], text), hold_queue)
+    draft = checked(make_draft(project, cast["bob"], text), hold_queue)
     assert draft.status == DraftStatus.HELD and lexical_best(draft) == 100.0
     epoch = IndexState.objects.get(project=project).epoch
     harbour = ArchiveDocument.objects.get(title=doc(HARBOUR)["title"])
@@ -603,10 +587,7 @@ def test_a_deleted_document_is_logged_as_removed_and_no_longer_matches(
 
 
 def check_held(draft: Draft, held: list) -> Draft:
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
+    run_held_checks(held)
     draft.refresh_from_db()
     return draft
 
@@ -615,18 +596,18 @@ def test_an_unpublished_draft_stops_being_a_source(cast: dict, hold_queue: list)
     from review.lifecycle import draft_transition
 
     project, bob = cast["newsroom"], cast["bob"]
-    published = check(make_draft(project, bob, UNRELATED), hold_queue)
+    published = checked(make_draft(project, bob, UNRELATED), hold_queue)
     for action in ["approve", "publish"]:
         published = draft_transition(draft=published, action=action, user=bob)
     passages = SourcePassage.objects.filter(draft=published)
     assert [p.kind for p in passages] == ["published"]
-    assert lexical_best(check(make_draft(project, bob, UNRELATED), hold_queue)) == 100.0
+    assert lexical_best(checked(make_draft(project, bob, UNRELATED), hold_queue)) == 100.0
     epoch = IndexState.objects.get(project=project).epoch
     draft_transition(draft=published, action="unpublish", user=bob)
     assert not SourcePassage.objects.filter(draft=published).exists()
     assert IndexState.objects.get(project=project).epoch == epoch  # no rebuild
     assert SourceRemoval.objects.filter(project=project, key=f"p:{passages[0].pk}").exists()
-    assert lexical_best(check(make_draft(project, bob, UNRELATED), hold_queue)) == 0.0
+    assert lexical_best(checked(make_draft(project, bob, UNRELATED), hold_queue)) == 0.0
 
 
 def test_documents_imported_after_the_index_was_built_are_found(
@@ -635,18 +616,18 @@ def test_documents_imported_after_the_index_was_built_are_found(
     project = cast["newsroom"]
     make_archive(project, ARCHIVE[:2])
     text = f"{UNRELATED}\n\n{doc(LIBRARY)['text']}"
-    assert lexical_best(check(make_draft(project, cast["bob"], text), hold_queue)) == 0.0
+    assert lexical_best(checked(make_draft(project, cast["bob"], text), hold_queue)) == 0.0
     # the index of this process catches up with the new rows, without a rebuild
     epoch = IndexState.objects.get(project=project).epoch
     make_archive(project, [doc(LIBRARY)])
     assert IndexState.objects.get(project=project).epoch == epoch
-    draft = check(make_draft(project, cast["bob"], text), hold_queue)
+    draft = checked(make_draft(project, cast["bob"], text), hold_queue)
     assert lexical_best(draft) == 100.0
     assert draft.checks.get(kind="semantic").scores["paraphrased_sentences"] == 4
     # and a process that starts now builds the same index from the database (or, with Redis,
     # finds the lexical one already shared)
     source_indexes.forget_all()
-    assert lexical_best(check(make_draft(project, cast["bob"], text), hold_queue)) == 100.0
+    assert lexical_best(checked(make_draft(project, cast["bob"], text), hold_queue)) == 100.0
 
 
 def test_an_index_write_that_fails_is_made_good_by_the_next_check(
@@ -655,7 +636,7 @@ def test_an_index_write_that_fails_is_made_good_by_the_next_check(
     project = cast["newsroom"]
     make_archive(project, ARCHIVE[1:])
     # the index is built, then a document arrives and adding it to the index fails
-    check(make_draft(project, cast["bob"], UNRELATED), hold_queue)
+    checked(make_draft(project, cast["bob"], UNRELATED), hold_queue)
     make_archive(project, [doc(HARBOUR)])
     original = plagiarism.LexicalIndex.add_many
     failures = [ConnectionError("Redis is unreachable")]
@@ -667,12 +648,12 @@ def test_an_index_write_that_fails_is_made_good_by_the_next_check(
 
     monkeypatch.setattr(plagiarism.LexicalIndex, "add_many", flaky)
     text = f"{UNRELATED}\n\n{doc(HARBOUR)['text']}"
-    first = check(make_draft(project, cast["bob"], text), hold_queue)
+    first = checked(make_draft(project, cast["bob"], text), hold_queue)
     lexical = first.checks.get(kind="lexical")
     assert (lexical.status, lexical.reason) == ("not_run", "ConnectionError: Redis is unreachable")
     assert first.status == DraftStatus.HELD
     # the next check finds the copy: the passages that failed to go in were not skipped
-    second = check(make_draft(project, cast["bob"], text), hold_queue)
+    second = checked(make_draft(project, cast["bob"], text), hold_queue)
     assert lexical_best(second) == 100.0
 
 
@@ -714,7 +695,7 @@ def test_passages_embed_stores_sentence_vectors_in_batches_and_the_index_finds_t
 def test_drafts_checked_before_the_archive_is_embedded_say_so(cast: dict, hold_queue: list) -> None:
     project = cast["newsroom"]
     make_archive(project, embed=False)
-    draft = check(make_draft(project, cast["bob"], UNRELATED), hold_queue)
+    draft = checked(make_draft(project, cast["bob"], UNRELATED), hold_queue)
     semantic_result = draft.checks.get(kind="semantic")
     # a partial run is a real result against what is indexed, saying how much it covered
     assert semantic_result.status == "ok"

@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from review import archive, services
 from review.models import ArchiveDocument, ImportRun, ImportStatus
-from tests.factories import reset_indexes
+from tests.test_archive import _review_env  # noqa: F401 - the same environment (autouse)
 
 # Chinese prose with a character outside GBK (U+3400, four bytes in GB18030) and full-width
 # punctuation; and English.
@@ -30,15 +29,6 @@ ENGLISH = (
     "The library will open longer on weekends. The new reading room has computers and "
     "printers that residents may use free of charge."
 )
-
-
-@pytest.fixture(autouse=True)
-def _review_env(settings: Any, tmp_path: Path) -> Any:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    reset_indexes()
-    yield
-    reset_indexes()
 
 
 def documents(project: Any) -> dict[str, ArchiveDocument]:

@@ -14,7 +14,6 @@ text itself is meaningless.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,15 @@ from generation.models import Draft, GenerationJob
 from review.lifecycle import DraftStatus
 from review.models import Policy, UnreadableLanguage
 from tests.factories import make_draft
-from tests.factories import reset_indexes as _reset_indexes
-from tests.test_browser_review import CHROMIUM_ARGS, browser, login  # noqa: F401
+from tests.test_browser_review import (  # noqa: F401 - fixtures
+    CHROMIUM_ARGS,
+    _orm_beside_playwright,
+    browser,
+    login,
+)
 
 S = DraftStatus
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_indexes")]
 
 CORPUS = (
     "随着深度学习技术的发展，自然语言处理领域涌现出了大语言模型。"
@@ -38,19 +41,6 @@ CORPUS = (
 )
 HAN = re.compile(r"[\u4e00-\u9fff]")
 ADDED = "市长发表了讲话。"
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_indexes() -> Iterator[None]:
-    _reset_indexes()
-    yield
-    _reset_indexes()
 
 
 @pytest.fixture(scope="module")

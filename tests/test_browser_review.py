@@ -4,10 +4,7 @@ editor and its diff, an approval; and two editors whose queues update live."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,18 +17,12 @@ from review.lifecycle import DraftStatus
 from review.models import Policy
 from tests.conftest import wait_for
 from tests.factories import ARCHIVE, FLOOD, HARBOUR, UNRELATED, make_archive, make_draft
-from tests.factories import reset_indexes as _reset_indexes
+from tests.test_browser import (  # noqa: F401 - fixtures, and Chromium's flags
+    CHROMIUM_ARGS,
+    _orm_beside_playwright,
+    browser,
+)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 S = DraftStatus
 # The first two sentences of the harbour story, copied word for word.
 COPIED = ". ".join(ARCHIVE[HARBOUR]["text"].split(". ")[:2]) + "."
@@ -40,37 +31,10 @@ LIBRARY_NEWS = (
     "in the sunshine and stopped at the lock keeper's cottage for lunch."
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fresh_indexes")]
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # plain blocking calls, which Django would otherwise refuse next to a running loop.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_indexes() -> Iterator[None]:
-    _reset_indexes()
-    yield
-    _reset_indexes()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not shutil.which("chromium") and not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is not installed: run `make deps` (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def login(browser: Any, base: str, username: str) -> Any:
+def login(browser: Any, base: str, username: str) -> Any:  # noqa: F811
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{base}/login/")
@@ -97,7 +61,9 @@ def focused_id(page: Any) -> int:
 
 
 def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_approves_it(
-    asgi_server: str, browser: Any, cast: dict
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
 ) -> None:
     newsroom = cast["newsroom"]
     make_archive(newsroom, [ARCHIVE[HARBOUR], ARCHIVE[FLOOD]])
@@ -194,7 +160,9 @@ def test_an_editor_works_through_the_queue_by_keyboard_edits_a_copied_draft_and_
 
 
 def test_an_edit_typed_while_the_checks_ran_again_is_saved(
-    asgi_server: str, browser: Any, cast: dict
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
 ) -> None:
     """Bob opens the editor and types; meanwhile alice asks for the checks again and the worker
     runs them (the draft moves to checking and back: its version moves on twice, its text does
@@ -233,7 +201,9 @@ def test_an_edit_typed_while_the_checks_ran_again_is_saved(
 
 
 def test_two_editors_see_each_others_queue_change_without_reloading(
-    asgi_server: str, browser: Any, cast: dict
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
 ) -> None:
     waiting = checked_draft(cast, UNRELATED, minutes_ago=30, title="Chess club centenary")
     bob = login(browser, asgi_server, "bob")
@@ -294,7 +264,9 @@ def test_two_editors_see_each_others_queue_change_without_reloading(
 
 
 def test_pages_catch_up_with_changes_made_before_their_socket_connected(
-    asgi_server: str, browser: Any, cast: dict
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
 ) -> None:
     """A draft that moves between the page's render and its websocket subscription (the checks
     of a just-saved edit often finish that fast) must still show up: each page refreshes when
@@ -331,7 +303,9 @@ def test_pages_catch_up_with_changes_made_before_their_socket_connected(
 
 
 def test_a_draft_checked_against_a_partly_indexed_archive_says_so_then_shows_the_rerun(
-    asgi_server: str, browser: Any, cast: dict
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
 ) -> None:
     from review.services import embedding
 

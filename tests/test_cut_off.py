@@ -8,21 +8,13 @@ import html
 import re
 from typing import Any
 
-from django.test import Client
-
 from generation import runner, services
 from generation.models import Candidate, Draft, GenerationJob, LanguageModel
 from generation.selectors import candidate_states, job_snapshot
 from review.lifecycle import DraftStatus
-from tests.factories import make_draft
+from tests.factories import logged_in, make_draft
 
 CUT_OFF = "cut off at the token limit"
-
-
-def browser_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def cutoff_badges(page: str) -> list[bool]:
@@ -62,7 +54,7 @@ def test_a_candidate_stopped_by_max_new_tokens_is_shown_cut_off_everywhere(
     assert candidate_states(job_id=job.pk)[0]["finish_reason"] == "length"
     assert job_snapshot(job_id=job.pk)["candidates"][0]["finish_reason"] == "length"
 
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     job_page = bob.get(f"/p/newsroom/jobs/{job.pk}/").content.decode()
     assert cutoff_badges(job_page) == [True]
     draft_page = html.unescape(bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode())
@@ -87,7 +79,7 @@ def test_a_text_the_model_ended_is_not_called_cut_off(cast: dict) -> None:
     Draft.objects.filter(pk=ended.pk).update(finish_reason="eos")
     ended.refresh_from_db()
     assert not ended.cut_off
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     # then no page calls it cut off
     job_page = bob.get(f"/p/newsroom/jobs/{ended.job_id}/").content.decode()
     assert cutoff_badges(job_page) == [False]

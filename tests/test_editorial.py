@@ -27,11 +27,6 @@ S = DraftStatus
 EDITED = UNRELATED + " The mayor handed the trophy to the winner."
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def waiting(cast: dict, text: str = UNRELATED, **kw: Any) -> Draft:
     return make_draft(cast["newsroom"], cast["bob"], text, status=S.AWAITING_REVIEW, **kw)
 

@@ -13,21 +13,9 @@ from contentstudio.errors import Conflict
 from contentstudio.html import html_to_text, text_to_html
 from generation.models import Draft
 from review import editorial, services
-from review.lifecycle import DraftStatus
 from review.models import DraftEvent
-from tests.factories import UNRELATED, make_draft, reset_indexes
-
-S = DraftStatus
-EDITED = UNRELATED + " The mayor handed the trophy to the winner."
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def waiting(cast: dict, text: str = UNRELATED, **kw: Any) -> Draft:
-    return make_draft(cast["newsroom"], cast["bob"], text, status=S.AWAITING_REVIEW, **kw)
+from tests.factories import UNRELATED, reset_indexes
+from tests.test_editorial import EDITED, S, waiting
 
 
 def test_an_edit_opened_while_the_checks_ran_is_saved_after_they_finish(

@@ -20,8 +20,8 @@ from finetune.models import EvaluationRun, FineTuneRun
 from finetune.training.config import TrainSettings
 from generation.models import LanguageModel
 from review.models import ArchiveDocument
-from review.services import retrieval
-from tests.factories import make_archive, reset_indexes
+from tests.factories import make_archive
+from tests.test_grounding import _env  # noqa: F401 - the same fresh indexes (autouse)
 
 TOPICS = [
     ("Harbour bridge to close", "The council voted to close the harbour bridge for two years."),
@@ -41,15 +41,6 @@ DOCS = [
     }
     for title, lede in TOPICS
 ]
-
-
-@pytest.fixture(autouse=True)
-def _env() -> Any:
-    reset_indexes()
-    retrieval.forget_all()
-    yield
-    reset_indexes()
-    retrieval.forget_all()
 
 
 @pytest.fixture

@@ -5,21 +5,13 @@ moves without edits, a missing favicon."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.test import Client
 
 from generation import services as generation
 from review import holds, lifecycle
 from review.models import CheckResult, CheckStatus
-from tests.factories import make_draft
-from tests.test_review_pages import checked
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.factories import checked, logged_in, make_draft
 
 
 def test_a_news_desk_opens_the_generate_form_on_its_news_template(cast: dict) -> None:

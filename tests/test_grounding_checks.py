@@ -4,14 +4,13 @@ it is not; restating it is shown but never holds."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import pytest
 
 from generation.models import Draft
-from generation.signals import draft_created
-from review import tasks
 from review.lifecycle import DraftStatus
 from review.models import ArchiveDocument, CheckResult, DraftEvent
 from tests.factories import (
@@ -21,8 +20,8 @@ from tests.factories import (
     UNRELATED,
     make_archive,
     make_draft,
-    reset_indexes,
 )
+from tests.factories import checked as _checked
 
 SENTENCES = re.split(r"(?<=\.) ", ARCHIVE[FLOOD]["text"])  # 11, 12, 16, 23 and 9 words
 OWN = [
@@ -32,16 +31,17 @@ OWN = [
 ]
 
 
+# Checks start here as the generation app starts them when it saves a draft: the draft_created
+# signal.
+checked = functools.partial(_checked, announce=True)
+
+
 def quoting(*numbers: int) -> str:
     """Own sentences, each followed by a quoted sentence of the flood story."""
     return " ".join(f'{OWN[i % 3]} "{SENTENCES[n]}"' for i, n in enumerate(numbers))
 
 
-@pytest.fixture(autouse=True)
-def _env() -> Any:
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 @pytest.fixture
@@ -67,16 +67,6 @@ def supplied(draft: Draft, *numbers: int) -> Draft:
             }
         )
     Draft.objects.filter(pk=draft.pk).update(background={"requested": 3, "sources": sources})
-    draft.refresh_from_db()
-    return draft
-
-
-def checked(draft: Draft, held: list) -> Draft:
-    draft_created.send(sender=Draft, draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
     draft.refresh_from_db()
     return draft
 

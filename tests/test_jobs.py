@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 
 from contentstudio.errors import InvalidTransition, PermissionDenied
 from contentstudio.html import html_to_text
@@ -25,6 +23,7 @@ from generation.models import (
     LanguageModel,
 )
 from review.lifecycle import DraftStatus
+from tests import processes
 from tests.conftest import wait_for
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
@@ -279,17 +278,8 @@ runner.job_claim_and_generate(job_id=int(sys.argv[1]), worker_name="crashy@test"
 
 
 def _db_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = processes.db_env()
     env["CONTENTSTUDIO_SAVE_INTERVAL"] = "0.2"
-    env["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["SQLITE_PATH"] = settings_dict["NAME"]
-    else:
-        user = settings_dict["USER"] or "postgres"
-        host = settings_dict["HOST"] or "127.0.0.1"
-        port = settings_dict["PORT"] or 5432
-        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
     return env
 
 

@@ -9,20 +9,26 @@ tests/test_review_pipeline.py.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.test import Client
 
 from generation.models import Draft
-from generation.signals import draft_created
-from review import editorial, services, tasks
+from review import editorial, services
 from review.checks import language
 from review.checks.toxicity import ToxicityConfig
 from review.lifecycle import DraftStatus
 from review.models import CheckResult, DraftEvent, PolicyEvent
-from tests.factories import UNRELATED, make_archive, make_draft, reset_indexes
+from tests.factories import (
+    UNRELATED,
+    logged_in,
+    make_archive,
+    make_draft,
+    run_held_checks,
+)
+from tests.factories import checked as _checked
 
 # A Chinese insult and threat to kill a family (the issue's example): the English-only toxicity
 # model scores it near zero, so it must not run on it.
@@ -40,30 +46,17 @@ SPANISH = "El ayuntamiento votó el martes para reemplazar el viejo puente oxida
 KINDS = {"toxicity", "ethics", "lexical", "semantic"}
 
 
-@pytest.fixture(autouse=True)
-def _review_env(settings: Any) -> Any:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_indexes()
-    yield
-    reset_indexes()
+# Checks start here as the generation app starts them when it saves a draft: the draft_created
+# signal.
+checked = functools.partial(_checked, announce=True)
 
 
-def checked(draft: Draft, held: list) -> Draft:
-    draft_created.send(sender=Draft, draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-    draft.refresh_from_db()
-    return draft
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def rechecked(draft: Draft, user: Any, held: list) -> Draft:
     services.draft_checks_rerun(draft=draft, user=user)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
+    run_held_checks(held)
     draft.refresh_from_db()
     return draft
 
@@ -90,12 +83,6 @@ def let_unreadable_inform(project: Any, admin: Any) -> None:
         rules=current.rules,
         unreadable_language="inform",
     )
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # --- Detection -----------------------------------------------------------------------------------

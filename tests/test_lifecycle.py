@@ -56,12 +56,6 @@ PEOPLE = {"alice": Role.ADMIN, "bob": Role.EDITOR, "charlie": Role.REVIEWER, "da
 ACTORS = ["alice", "bob", "charlie", "dave", "eve", "system"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    # The cast's five users would otherwise cost a second of PBKDF2 per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def actor_of(cast: dict, name: str) -> Any:
     return None if name == "system" else cast[name]
 

@@ -10,23 +10,17 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.test import Client
 from rest_framework.test import APIClient
 
 from contentstudio import tokens
 from contentstudio.models import Role, TokenScope
 from contentstudio.services import membership_set
 from generation.models import LanguageModel
-from tests.factories import make_draft
+from tests.factories import logged_in, make_draft
 
 SHARED = "shared-model"
 MINE = "newsroom-tuned"
 THEIRS = "other-desk-tuned"
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -41,12 +35,6 @@ def models(cast: dict) -> dict[str, LanguageModel]:
         MINE: make(MINE, cast["newsroom"]),
         THEIRS: make(THEIRS, cast["other"]),
     }
-
-
-def browser_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def named(content: bytes) -> set[str]:
@@ -68,13 +56,13 @@ def test_the_queue_model_filter_lists_shared_models_and_those_of_the_users_proje
     make_draft(cast["newsroom"], cast["bob"], "A harbour story.", status="awaiting_review")
     make_draft(cast["other"], cast["eve"], "A market story.", status="awaiting_review")
     # when / then: each sees the shared model and their own project's tuned one only
-    bob = browser_for(cast["bob"]).get("/queue/")
+    bob = logged_in(cast["bob"]).get("/queue/")
     assert option_names(bob.content, "f-model") == {SHARED, MINE}
-    eve = browser_for(cast["eve"]).get("/queue/")
+    eve = logged_in(cast["eve"]).get("/queue/")
     assert option_names(eve.content, "f-model") == {SHARED, THEIRS}
     # a superuser's queue shows every project, so every project's models
     root = cast["alice"].__class__.objects.create_superuser("root", password="root-password-1")
-    assert option_names(browser_for(root).get("/queue/").content, "f-model") == {
+    assert option_names(logged_in(root).get("/queue/").content, "f-model") == {
         SHARED,
         MINE,
         THEIRS,
@@ -131,7 +119,7 @@ def test_no_page_of_a_project_names_another_projects_model(
 ) -> None:
     # given alice is also a member of the other desk (so no membership check hides it)
     membership_set(project=cast["other"], user=cast["alice"], role=Role.ADMIN)
-    response = browser_for(cast["alice"]).get(path)
+    response = logged_in(cast["alice"]).get(path)
     assert response.status_code == 200
     assert THEIRS not in named(response.content)
 
@@ -139,20 +127,20 @@ def test_no_page_of_a_project_names_another_projects_model(
 def test_the_generate_and_finetune_forms_offer_this_projects_models(
     cast: dict, models: dict
 ) -> None:
-    alice = browser_for(cast["alice"])
+    alice = logged_in(cast["alice"])
     assert option_names(alice.get("/p/newsroom/generate/").content, "id_model") == {SHARED, MINE}
     assert option_names(alice.get("/p/newsroom/finetune/").content, "id_base_model") == {
         SHARED,
         MINE,
     }
-    eve = browser_for(cast["eve"])
+    eve = logged_in(cast["eve"])
     assert option_names(eve.get("/p/other/generate/").content, "id_model") == {SHARED, THEIRS}
 
 
 def test_a_job_for_another_projects_model_is_refused_without_naming_it(
     cast: dict, models: dict
 ) -> None:
-    response = browser_for(cast["bob"]).post(
+    response = logged_in(cast["bob"]).post(
         "/p/newsroom/generate/", {"seed_text": "Write.", "model": str(models[THEIRS].pk)}
     )
     assert response.status_code == 400
@@ -168,7 +156,7 @@ def test_the_admin_model_list_shows_staff_the_models_of_their_projects(
     bob.is_staff = True
     bob.save()
     bob.user_permissions.add(Permission.objects.get(codename="view_languagemodel"))
-    client = browser_for(bob)
+    client = logged_in(bob)
     # when he opens the model list and the other desk's model
     listing = client.get("/admin/generation/languagemodel/")
     theirs = client.get(f"/admin/generation/languagemodel/{models[THEIRS].pk}/change/")
@@ -178,7 +166,7 @@ def test_the_admin_model_list_shows_staff_the_models_of_their_projects(
     assert theirs.status_code == 302  # the admin sends an object it cannot find to the index
     # and a superuser sees every model
     root = cast["alice"].__class__.objects.create_superuser("root", password="root-password-1")
-    assert named(browser_for(root).get("/admin/generation/languagemodel/").content) == {
+    assert named(logged_in(root).get("/admin/generation/languagemodel/").content) == {
         SHARED,
         MINE,
         THEIRS,

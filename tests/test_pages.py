@@ -9,14 +9,9 @@ import pytest
 from django.test import Client
 
 from generation.models import GenerationJob, LanguageModel, PromptTemplate
+from tests.factories import logged_in
 
 VARS = {"headline": "Storm hits the coast", "lede": "A storm hit the coast on Monday."}
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_login_page_and_redirect_for_anonymous_users(db: None) -> None:

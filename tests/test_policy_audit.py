@@ -16,11 +16,6 @@ from review.models import Policy, PolicyEvent
 SCRIPT = '<script>alert("x")</script>'
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def update(project: Any, user: Any, **changes: Any) -> Policy:
     """Save the project's policy as it is, with ``changes``."""
     current = services.policy_get(project=project)

@@ -15,27 +15,22 @@ from contentstudio import tokens
 from contentstudio.models import ApiToken
 from publishing import services
 from publishing.models import Publication, PublicationStatus
+from tests.factories import logged_in
 from tests.publishing_helpers import approved_draft
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_receivers_allowed")]
-
-
-def as_user(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_editors_publish_from_the_page_and_viewers_and_reviewers_cannot(cast: dict) -> None:
     draft = approved_draft(cast)
     url = "/p/newsroom/publications/"
     for who in ("dave", "charlie"):
-        page = as_user(cast[who]).get(url).content.decode()
+        page = logged_in(cast[who]).get(url).content.decode()
         assert "data-publish" not in page, f"{who} sees a publish button"
-        refused = as_user(cast[who]).post(f"{url}publish/", {"draft": draft.pk})
+        refused = logged_in(cast[who]).post(f"{url}publish/", {"draft": draft.pk})
         assert refused.status_code == 403
-    assert as_user(cast["eve"]).get(url).status_code == 404
-    bob = as_user(cast["bob"])
+    assert logged_in(cast["eve"]).get(url).status_code == 404
+    bob = logged_in(cast["bob"])
     assert f'data-publish="{draft.pk}"' in bob.get(url).content.decode()
     response = bob.post(f"{url}publish/", {"draft": draft.pk, "tags": "chess, local"})
     publication = Publication.objects.get(draft=draft)
@@ -54,7 +49,7 @@ def test_scheduling_from_the_page_reads_the_browser_offset_and_refuses_the_past(
     cast: dict,
 ) -> None:
     draft = approved_draft(cast)
-    bob = as_user(cast["bob"])
+    bob = logged_in(cast["bob"])
     local = (timezone.now() + timedelta(hours=3)).astimezone(timezone.get_fixed_timezone(120))
     bob.post(
         "/p/newsroom/publications/publish/",
@@ -85,7 +80,7 @@ def test_scheduling_from_the_page_reads_the_browser_offset_and_refuses_the_past(
 
 def test_corrections_and_kills_from_the_page_show_versions_with_their_diff(cast: dict) -> None:
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
-    bob = as_user(cast["bob"])
+    bob = logged_in(cast["bob"])
     action = f"/p/newsroom/publications/{publication.pk}/action/"
     refused = bob.post(action, {"action": "correct", "body": "<p>My long corrected text</p>"})
     # refused with the reason, and nothing typed is lost
@@ -106,7 +101,7 @@ def test_corrections_and_kills_from_the_page_show_versions_with_their_diff(cast:
     assert "<ins>" in page and "Chess club marks a century" in page
     assert "<script>alert(1)</script>" not in page  # sanitised on the way in
     assert (
-        as_user(cast["charlie"]).post(action, {"action": "unpublish", "reason": "x"}).status_code
+        logged_in(cast["charlie"]).post(action, {"action": "unpublish", "reason": "x"}).status_code
         == 403
     )
     bob.post(action, {"action": "unpublish", "reason": "Legal request"})
@@ -115,9 +110,9 @@ def test_corrections_and_kills_from_the_page_show_versions_with_their_diff(cast:
 
 
 def test_admins_create_tokens_shown_once_and_revoke_them_in_the_browser(cast: dict) -> None:
-    alice = as_user(cast["alice"])
-    assert as_user(cast["bob"]).get("/p/newsroom/tokens/").status_code == 403
-    assert as_user(cast["eve"]).get("/p/newsroom/tokens/").status_code == 404
+    alice = logged_in(cast["alice"])
+    assert logged_in(cast["bob"]).get("/p/newsroom/tokens/").status_code == 403
+    assert logged_in(cast["eve"]).get("/p/newsroom/tokens/").status_code == 404
     missing = alice.post("/p/newsroom/tokens/", {"name": "", "scope": "read"}).content.decode()
     assert "name" in missing and "Give the token a name" in missing
     created = alice.post("/p/newsroom/tokens/", {"name": "Website", "scope": "read"})
@@ -168,7 +163,7 @@ def test_integrations_list_drafts_changed_since_a_time(cast: dict) -> None:
     old = approved_draft(cast, title="Old")
     type(old).objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=2))
     new = approved_draft(cast, title="New")
-    api = as_user(cast["dave"])
+    api = logged_in(cast["dave"])
     since = (timezone.now() - timedelta(days=1)).isoformat()
     listed = api.get("/api/v1/drafts/", {"updated_since": since}).json()["results"]
     assert [d["id"] for d in listed] == [new.pk]
@@ -178,7 +173,7 @@ def test_integrations_list_drafts_changed_since_a_time(cast: dict) -> None:
 
 def test_the_draft_page_links_to_its_publication(cast: dict) -> None:
     draft = approved_draft(cast)
-    bob = as_user(cast["bob"])
+    bob = logged_in(cast["bob"])
     assert "publication-link" not in bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
     publication = services.publication_publish(draft=draft, user=cast["bob"])
     page = bob.get(f"/p/newsroom/drafts/{draft.pk}/").content.decode()
@@ -195,15 +190,15 @@ def test_each_destination_has_its_delivery_log_with_retry_now(cast: dict) -> Non
     )
     publication = services.publication_publish(draft=approved_draft(cast), user=cast["bob"])
     url = f"/p/newsroom/destinations/{destination.pk}/"
-    page = as_user(cast["dave"]).get(url).content.decode()
+    page = logged_in(cast["dave"]).get(url).content.decode()
     assert publication.headline in page and "publication.published" in page
     assert "data-retry" not in page  # viewers read the log, editors act on it
-    bob = as_user(cast["bob"])
+    bob = logged_in(cast["bob"])
     assert "data-retry" in bob.get(url + "?rows=1").content.decode()
     delivery = publication.deliveries.get()
     response = bob.post(f"/p/newsroom/deliveries/{delivery.pk}/retry/", {"back": "destination"})
     assert response.status_code == 302 and response.url == url
-    assert as_user(cast["eve"]).get(url).status_code == 404
+    assert logged_in(cast["eve"]).get(url).status_code == 404
 
 
 def test_api_errors_outside_views_are_json_with_code_and_message(cast: dict) -> None:
@@ -244,7 +239,7 @@ def test_a_read_write_token_requests_drafts_follows_and_cancels_the_job(
 
 def test_drafts_page_by_keyset_cursor_for_syncing_integrations(cast: dict) -> None:
     drafts = [approved_draft(cast, title=f"D{i}") for i in range(5)]
-    api = as_user(cast["dave"])
+    api = logged_in(cast["dave"])
     seen: list[int] = []
     body = api.get("/api/v1/drafts/", {"ordering": "updated_at", "limit": 2}).json()
     seen += [d["id"] for d in body["results"]]

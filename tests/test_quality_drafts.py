@@ -14,10 +14,9 @@ from generation import runner, services
 from generation.models import Draft, GenerationJob
 from generation.services.quality import job_quality
 from review import services as review_services
-from review import tasks
 from review.lifecycle import DraftStatus
 from review.models import DraftEvent
-from tests.factories import make_archive, make_draft, reset_indexes
+from tests.factories import checked, make_archive, make_draft
 
 BRIEF = {
     "headline": "Council approves library budget",
@@ -34,12 +33,7 @@ INVENTED = (
 OFF = "As I was finishing my dinner in a small cafe, I could not help but glance outside."
 
 
-@pytest.fixture(autouse=True)
-def _env(settings: Any) -> Any:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_indexes()
-    yield
-    reset_indexes()
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def job_with_drafts(
@@ -214,16 +208,6 @@ def test_the_queue_marks_the_best_candidate_of_a_job(client: Any, cast: dict) ->
     assert len(marked) == 1 and f'data-draft="{drafts[1].pk}"' in marked[0]
 
 
-def run_checks(draft: Draft, held: list) -> Draft:
-    review_services.draft_checks_start(draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-    draft.refresh_from_db()
-    return draft
-
-
 def set_quality_policy(cast: dict, *, hold: bool, floor: float = 0.45) -> None:
     policy = review_services.policy_get(project=cast["newsroom"])
     review_services.policy_update(
@@ -247,19 +231,19 @@ def test_an_off_brief_draft_passes_by_default_and_is_held_when_the_policy_asks(
     _, (off, good) = job_with_drafts(cast, [OFF, GOOD])
     # by default the quality hold is off: the off-brief draft goes to the queue
     assert review_services.policy_get(project=cast["newsroom"]).quality_hold is False
-    assert run_checks(off, hold_queue).status == DraftStatus.AWAITING_REVIEW
+    assert checked(off, hold_queue).status == DraftStatus.AWAITING_REVIEW
     # relevance was measured with the sentence model the checks loaded
     off.refresh_from_db()
     assert off.quality["relevance"]["available"] is True
     # when the project turns it on
     set_quality_policy(cast, hold=True)
-    off = run_checks(off, hold_queue)
+    off = checked(off, hold_queue)
     assert off.status == DraftStatus.HELD
     reasons = DraftEvent.objects.filter(draft=off, action="hold").latest("pk").data["reasons"]
     assert any(r.startswith("Off brief: covers 0 of") for r in reasons)
     assert any(r.startswith("Quality: score") and "< floor 0.45" in r for r in reasons)
     # the on-brief draft passes under the same policy
-    assert run_checks(good, hold_queue).status == DraftStatus.AWAITING_REVIEW
+    assert checked(good, hold_queue).status == DraftStatus.AWAITING_REVIEW
 
 
 def test_a_bad_quality_floor_is_refused_naming_the_field(cast: dict) -> None:

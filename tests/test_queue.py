@@ -27,23 +27,13 @@ from tests.factories import (
     ARCHIVE,
     HARBOUR,
     UNRELATED,
+    logged_in,
     make_archive,
     make_draft,
     reset_indexes,
 )
 
 S = DraftStatus
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def browser_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def api_for(user: Any) -> APIClient:
@@ -93,18 +83,18 @@ def test_the_queue_shows_drafts_needing_action_in_the_users_projects_only(cast: 
     theirs = draft(cast, S.AWAITING_REVIEW, project="other")
     needing = {mine[S.AWAITING_REVIEW].pk, mine[S.HELD].pk, mine[S.CHANGES_REQUESTED].pk}
 
-    response = browser_for(cast["bob"]).get("/queue/")
+    response = logged_in(cast["bob"]).get("/queue/")
     assert response.status_code == 200
     assert set(row_ids(response.content)) == needing
     assert "3 drafts" in page_text(response)
-    assert set(queue_ids(browser_for(cast["eve"]))) == {theirs.pk}
+    assert set(queue_ids(logged_in(cast["eve"]))) == {theirs.pk}
     # Viewers read the queue but are not offered decisions.
-    viewer = browser_for(cast["dave"]).get("/queue/rows/").content.decode()
+    viewer = logged_in(cast["dave"]).get("/queue/rows/").content.decode()
     assert set(row_ids(viewer)) == needing
     assert 'data-can-decide="0"' in viewer and 'data-can-decide="1"' not in viewer
-    assert 'data-can-decide="1"' in browser_for(cast["bob"]).get("/queue/rows/").content.decode()
+    assert 'data-can-decide="1"' in logged_in(cast["bob"]).get("/queue/rows/").content.decode()
     # Asking for a project one is not in shows nothing of it.
-    assert queue_ids(browser_for(cast["bob"]), "project=other") == []
+    assert queue_ids(logged_in(cast["bob"]), "project=other") == []
     # Anonymous people are sent to log in.
     assert Client().get("/queue/").status_code == 302
 
@@ -124,7 +114,7 @@ def test_each_filter_narrows_the_queue(cast: dict, news_template: Any) -> None:
     summary(plain, tox=0.05, lex=10.0)
     summary(templated, tox=0.6, lex=80.0)
     summary(held, tox=0.3, lex=40.0)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
 
     def ids(query: str) -> set[int]:
         return set(queue_ids(bob, query))
@@ -161,7 +151,7 @@ def test_each_sort_order_puts_the_rows_in_order(cast: dict) -> None:
     editorial.draft_assign(
         draft=a, user=cast["bob"], assignee=cast["bob"], due_at=soon + timedelta(hours=1)
     )
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     assert queue_ids(bob) == [a.pk, b.pk, c.pk], "oldest first by default"
     assert queue_ids(bob, "sort=newest") == [c.pk, b.pk, a.pk]
     assert queue_ids(bob, "sort=due") == [c.pk, a.pk, b.pk], "undated last"
@@ -172,7 +162,7 @@ def test_each_sort_order_puts_the_rows_in_order(cast: dict) -> None:
 
 def test_the_queue_is_paginated_and_keeps_the_filters_in_the_links(cast: dict) -> None:
     made = [age(draft(cast), 100 - i).pk for i in range(12)]
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     first = bob.get("/queue/?page_size=10&sort=oldest")
     assert row_ids(first.content) == made[:10]
     text = page_text(first)
@@ -201,7 +191,7 @@ def test_a_bad_filter_value_is_reported_and_the_queue_still_shows(
     cast: dict, query: str, message: str
 ) -> None:
     d = draft(cast)
-    response = browser_for(cast["bob"]).get(f"/queue/?{query}")
+    response = logged_in(cast["bob"]).get(f"/queue/?{query}")
     assert response.status_code == 200
     assert message in page_text(response)
     assert row_ids(response.content) == [d.pk], "the bad value is dropped, not the queue"
@@ -213,7 +203,7 @@ def test_a_bad_filter_value_is_reported_and_the_queue_still_shows(
 def test_an_odd_page_size_is_rounded_to_an_offered_one(cast: dict) -> None:
     for _ in range(12):
         draft(cast)
-    assert len(queue_ids(browser_for(cast["bob"]), "page_size=7")) == 10
+    assert len(queue_ids(logged_in(cast["bob"]), "page_size=7")) == 10
 
 
 def test_the_queue_costs_the_same_number_of_queries_for_10_or_100_rows(
@@ -231,7 +221,7 @@ def test_the_queue_costs_the_same_number_of_queries_for_10_or_100_rows(
             EditLock.objects.create(
                 draft=d, user=cast["alice"], acquired_at=now, expires_at=now + timedelta(60)
             )
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     counts = {}
     for url in ("/queue/", "/queue/rows/"):
         for size in (10, 100):
@@ -253,7 +243,7 @@ def test_bulk_approve_through_the_queue_reports_each_refused_row(cast: dict) -> 
     ok1, ok2 = draft(cast), draft(cast)
     held = draft(cast, S.HELD)
     theirs = draft(cast, project="other")
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     response = bob.post(
         "/queue/bulk/",
         {"action": "approve", "draft": [ok1.pk, held.pk, theirs.pk, ok2.pk], "q": "sort=newest"},
@@ -276,7 +266,7 @@ def test_bulk_approve_through_the_queue_reports_each_refused_row(cast: dict) -> 
 
 def test_bulk_assign_and_its_mistakes_come_back_as_messages(cast: dict) -> None:
     a, b = draft(cast), draft(cast)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
 
     def post(data: dict) -> list[str]:
         response = bob.post("/queue/bulk/", data, follow=True)
@@ -303,7 +293,7 @@ def test_bulk_assign_and_its_mistakes_come_back_as_messages(cast: dict) -> None:
     assert Assignment.objects.get(draft=b).assignee == cast["charlie"]
     assert post({"action": "approve"}) == ["Select at least one draft."]
     assert post({"action": "approve", "draft": [a.pk]}) == ["1 of 1 drafts done."]
-    viewer = browser_for(cast["dave"]).post(
+    viewer = logged_in(cast["dave"]).post(
         "/queue/bulk/", {"action": "reject", "draft": [b.pk]}, follow=True
     )
     assert [str(m) for m in viewer.context["messages"]] == [
@@ -318,7 +308,7 @@ def test_an_impossible_or_stale_decision_on_the_page_is_a_message_or_a_409_never
     cast: dict,
 ) -> None:
     d = draft(cast, S.APPROVED)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     url = f"/p/newsroom/drafts/{d.pk}/action/"
     response = bob.post(url, {"action": "approve", "version": "1"}, follow=True)
     assert response.status_code == 200
@@ -335,13 +325,13 @@ def test_an_impossible_or_stale_decision_on_the_page_is_a_message_or_a_409_never
     assert stale.json()["current"] == {"status": "approved", "version": 1, "title": d.title}
     unknown = bob.post(url, {"action": "explode"}, headers={"accept": "application/json"})
     assert unknown.status_code == 409
-    viewer = browser_for(cast["dave"]).post(url, {"action": "reopen"}, follow=True)
+    viewer = logged_in(cast["dave"]).post(url, {"action": "reopen"}, follow=True)
     assert [str(m) for m in viewer.context["messages"]] == ["This needs the editor role or higher."]
-    viewer_json = browser_for(cast["dave"]).post(
+    viewer_json = logged_in(cast["dave"]).post(
         url, {"action": "reopen"}, headers={"accept": "application/json"}
     )
     assert viewer_json.status_code == 403
-    assert browser_for(cast["eve"]).post(url, {"action": "reopen"}).status_code == 404
+    assert logged_in(cast["eve"]).post(url, {"action": "reopen"}).status_code == 404
     ok = bob.post(url, {"action": "reopen", "version": "1"}, headers={"accept": "application/json"})
     assert ok.json() == {"status": "awaiting_review", "version": 2, "action": "reopen"}
 
@@ -357,7 +347,7 @@ def test_a_stale_save_on_the_page_shows_the_conflict_with_the_difference_once(
         expected_version=1,
     )
     lifecycle.draft_transition(draft=d, action="pass", user=None)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     mine = UNRELATED.replace("tea", "coffee")
     response = bob.post(
         f"/p/newsroom/drafts/{d.pk}/edit/",
@@ -384,7 +374,7 @@ def test_the_draft_page_diffs_the_model_output_with_the_current_text_and_revisio
 ) -> None:
     raw = "The chess club  met on Monday.\n \nIt was sunny."
     d = draft(cast, text=raw)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
 
     def model_diff(query: str = "") -> str:
         page = bob.get(f"/p/newsroom/drafts/{d.pk}/activity/{query}").content.decode()
@@ -414,7 +404,7 @@ def test_the_draft_page_shows_who_holds_the_edit_lock_and_the_queue_neighbours(
 ) -> None:
     first, middle, last = (age(draft(cast), m) for m in (30, 20, 10))
     editorial.lock_acquire(draft=middle, user=cast["bob"])
-    alice = browser_for(cast["alice"])
+    alice = logged_in(cast["alice"])
     page = alice.get(f"/p/newsroom/drafts/{middle.pk}/?q=sort%3Doldest").content.decode()
     assert "Being edited by <strong>bob</strong>" in page
     assert f'data-prev-url="/p/newsroom/drafts/{first.pk}/?q=sort%3Doldest"' in page
@@ -424,7 +414,7 @@ def test_the_draft_page_shows_who_holds_the_edit_lock_and_the_queue_neighbours(
     # Bob does not see a warning about himself; once his lock expires nobody does.
     assert (
         "Being edited by"
-        not in browser_for(cast["bob"]).get(f"/p/newsroom/drafts/{middle.pk}/").content.decode()
+        not in logged_in(cast["bob"]).get(f"/p/newsroom/drafts/{middle.pk}/").content.decode()
     )
     EditLock.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert "Being edited by" not in alice.get(f"/p/newsroom/drafts/{middle.pk}/").content.decode()
@@ -436,17 +426,17 @@ def test_the_draft_page_shows_who_holds_the_edit_lock_and_the_queue_neighbours(
 def test_the_draft_page_lock_endpoint_takes_and_gives_back(cast: dict) -> None:
     d = draft(cast)
     url = f"/p/newsroom/drafts/{d.pk}/lock/"
-    taken = browser_for(cast["bob"]).post(url).json()
+    taken = logged_in(cast["bob"]).post(url).json()
     assert taken["holder"] == "bob" and taken["mine"] is True
-    seen = browser_for(cast["alice"]).post(url).json()
+    seen = logged_in(cast["alice"]).post(url).json()
     assert seen["holder"] == "bob" and seen["mine"] is False
-    assert browser_for(cast["charlie"]).post(url).status_code == 403
-    released = browser_for(cast["bob"]).post(url, {"release": "1"}).json()
+    assert logged_in(cast["charlie"]).post(url).status_code == 403
+    released = logged_in(cast["bob"]).post(url, {"release": "1"}).json()
     assert released == {"holder": None, "mine": False, "expires_at": None}
 
 
 def test_run_checks_again_is_offered_only_where_the_checks_can_run(cast: dict) -> None:
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     for status in S.values:
         d = draft(cast, status)
         offered = "Run checks again" in bob.get(f"/p/newsroom/drafts/{d.pk}/").content.decode()
@@ -458,7 +448,7 @@ def test_run_checks_again_is_offered_only_where_the_checks_can_run(cast: dict) -
 def test_a_reply_to_a_comment_of_another_draft_is_refused_on_the_page(cast: dict) -> None:
     d, other = draft(cast), draft(cast)
     foreign = editorial.comment_add(draft=other, user=cast["bob"], body="elsewhere")
-    response = browser_for(cast["charlie"]).post(
+    response = logged_in(cast["charlie"]).post(
         f"/p/newsroom/drafts/{d.pk}/comment/", {"body": "Reply", "parent": foreign.pk}, follow=True
     )
     assert not Comment.objects.filter(draft=d).exists()
@@ -621,7 +611,7 @@ def test_hostile_names_titles_and_comments_are_escaped_on_the_queue_and_draft_pa
     lifecycle.draft_transition(draft=d, action="hold", user=None, reason=f"Held {PAYLOAD}")
     lifecycle.draft_transition(draft=d, action="release", user=mallory, reason=f"Why {PAYLOAD}")
 
-    alice = browser_for(cast["alice"])
+    alice = logged_in(cast["alice"])
     assert_inert(alice.get("/queue/").content, expect=4)  # title, project, template, model...
     assert_inert(alice.get("/queue/rows/").content, expect=3)
     page = alice.get(f"/p/newsroom/drafts/{d.pk}/").content.decode()
@@ -652,7 +642,7 @@ def test_hostile_archive_documents_are_escaped_in_matches_and_hold_reasons(
     services.draft_checks_run(draft_id=d.pk, version=d.version)
     d.refresh_from_db()
     assert d.status == S.HELD, "a full copy is held for a person"
-    page = browser_for(cast["bob"]).get(f"/p/newsroom/drafts/{d.pk}/")
+    page = logged_in(cast["bob"]).get(f"/p/newsroom/drafts/{d.pk}/")
     content = page.content.decode()
     assert "Copied passages" in content and "Held for a person" in content
     assert_inert(content, expect=6)
@@ -665,7 +655,7 @@ def test_hostile_archive_documents_are_escaped_in_matches_and_hold_reasons(
 
 def test_a_refused_edit_gives_the_text_back_with_the_reason(cast: dict) -> None:
     d = draft(cast)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     too_long = "<p>" + "word " * 50_000 + "</p>"
     response = bob.post(
         f"/p/newsroom/drafts/{d.pk}/edit/",

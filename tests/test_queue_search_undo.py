@@ -5,10 +5,8 @@ moments later, with both moves in the audit trail."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -17,24 +15,13 @@ from generation.models import Draft
 from review import lifecycle
 from review.lifecycle import DraftStatus
 from review.models import DraftEvent
-from tests.factories import make_draft
+from tests.factories import logged_in, make_draft
 from tests.test_queue import queue_ids
 
 S = DraftStatus
 HARBOUR = "The harbour bridge reopened on Monday after the lock keeper's repairs."
 MARKET = "Stallholders at the Saturday market voted to keep the covered hall."
 CHINESE = "市议会周一批准了新的自行车道计划，沿运河修建。"
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def browser_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def row_html(content: str, draft: Draft) -> str:
@@ -65,7 +52,7 @@ def test_candidates_of_one_job_show_their_number_and_their_opening_words(cast: d
     )
     single = make_draft(cast["newsroom"], cast["bob"], MARKET, status=S.AWAITING_REVIEW)
     # when bob opens the queue
-    rows = browser_for(cast["bob"]).get("/queue/rows/").content.decode()
+    rows = logged_in(cast["bob"]).get("/queue/rows/").content.decode()
     # then each row says which candidate it is, and how its text begins (escaped)
     assert "candidate 1 of 3" in row_html(rows, first)
     assert "candidate 2 of 3" in row_html(rows, second)
@@ -82,7 +69,7 @@ def test_a_long_text_is_cut_to_a_one_line_snippet(cast: dict) -> None:
     long = make_draft(
         cast["newsroom"], cast["bob"], "word " * 200 + "TAILWORD", status=S.AWAITING_REVIEW
     )
-    row = row_html(browser_for(cast["bob"]).get("/queue/rows/").content.decode(), long)
+    row = row_html(logged_in(cast["bob"]).get("/queue/rows/").content.decode(), long)
     assert "word word" in row and "…" in row and "TAILWORD" not in row
 
 
@@ -97,7 +84,7 @@ def test_search_finds_drafts_by_the_words_of_their_title_or_text(cast: dict) -> 
         cast["newsroom"], cast["bob"], CHINESE, status=S.AWAITING_REVIEW, title="自行车道"
     )
     theirs = make_draft(cast["other"], cast["eve"], HARBOUR, status=S.AWAITING_REVIEW)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     # a word of the body, any case; a word of the title; every word must be there
     assert queue_ids(bob, "search=STALLHOLDERS") == [market.pk]
     assert queue_ids(bob, "search=reopens") == [harbour.pk]
@@ -121,7 +108,7 @@ def test_search_finds_drafts_by_the_words_of_their_title_or_text(cast: dict) -> 
 
 def test_undo_of_an_approval_puts_the_draft_back_with_both_moves_audited(cast: dict) -> None:
     draft = make_draft(cast["newsroom"], cast["bob"], HARBOUR, status=S.AWAITING_REVIEW)
-    bob = browser_for(cast["bob"])
+    bob = logged_in(cast["bob"])
     headers = {"HTTP_ACCEPT": "application/json"}
     url = f"/p/newsroom/drafts/{draft.pk}/action/"
     approved = bob.post(url, {"action": "approve", "version": draft.version}, **headers)
@@ -168,7 +155,7 @@ def test_an_approval_is_undone_only_by_its_approver_and_only_moments_after(cast:
     third = lifecycle.draft_transition(draft=third, action="approve", user=bob)
     published = lifecycle.draft_transition(draft=third, action="publish", user=bob)
     assert published.status == S.PUBLISHED
-    response = browser_for(bob).post(
+    response = logged_in(bob).post(
         f"/p/newsroom/drafts/{third.pk}/action/",
         {"action": "undo_approve", "version": third.version - 1},
         HTTP_ACCEPT="application/json",

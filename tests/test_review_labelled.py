@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 
 from generation.models import Draft
-from review import tasks
 from review.checks.toxicity import head as toxicity_head
 from review.holds import DEFAULT_TOXICITY_THRESHOLDS
 from review.lifecycle import DraftStatus
-from review.services import pipeline
 from review.tools import splits, toxicity_eval, train_toxicity_head
-from tests.factories import make_draft
+from tests.factories import checked, make_draft
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "data"
@@ -33,16 +31,6 @@ TESTS = ROOT / "tests" / "data"
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _check(draft: Draft, held: list) -> Draft:
-    pipeline.draft_checks_start(draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-    draft.refresh_from_db()
-    return draft
 
 
 def _reasons(draft: Draft) -> list[str]:
@@ -83,7 +71,7 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
     bob = cast["bob"]
     # when / then: every copy is held for plagiarism, naming its true source first
     for case in copies:
-        draft = _check(make_draft(project, bob, case["text"]), hold_queue)
+        draft = checked(make_draft(project, bob, case["text"]), hold_queue)
         lexical = draft.checks.get(kind="lexical")
         assert draft.status == DraftStatus.HELD, (case["kind"], _reasons(draft))
         assert any(r.startswith("Plagiarism") for r in _reasons(draft)), case["kind"]
@@ -94,7 +82,7 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
             assert first["draft_spans"] and first["source_spans"]  # aligned side by side
     # the default model's paraphrases are held (for copying or for paraphrase)
     for case in paraphrases:
-        draft = _check(make_draft(project, bob, case["paraphrase"]), hold_queue)
+        draft = checked(make_draft(project, bob, case["paraphrase"]), hold_queue)
         assert any(r.startswith(("Plagiarism", "Paraphrase")) for r in _reasons(draft)), case
         semantic_check = draft.checks.get(kind="semantic")
         if any(r.startswith("Paraphrase") for r in _reasons(draft)):
@@ -108,11 +96,11 @@ def test_copies_paraphrases_and_unrelated_texts_are_held_or_passed_as_labelled(
             )
     # ...but paragraphs of other addresses on the same topics pass
     for text in same_genre:
-        draft = _check(make_draft(project, bob, text), hold_queue)
+        draft = checked(make_draft(project, bob, text), hold_queue)
         assert draft.status == DraftStatus.AWAITING_REVIEW, _reasons(draft)
     # unrelated texts pass
     for case in unrelated:
-        draft = _check(make_draft(project, bob, case["text"]), hold_queue)
+        draft = checked(make_draft(project, bob, case["text"]), hold_queue)
         assert draft.status == DraftStatus.AWAITING_REVIEW, _reasons(draft)
 
 

@@ -17,8 +17,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from contentstudio.routing import websocket_urlpatterns
-from generation.models import Draft
-from review import archive, holds, services, tasks
+from review import archive, holds, services
 from review.checks.text import sentences
 from review.models import ArchiveDocument, ImportRun, Policy
 from tests.factories import (
@@ -27,10 +26,11 @@ from tests.factories import (
     FLOOD_PARAPHRASE,
     HARBOUR,
     UNRELATED,
+    checked,
+    logged_in,
     make_archive,
     make_draft,
     refusal_code,
-    reset_indexes,
 )
 
 THREAT = "I swear I will hunt you down."
@@ -39,29 +39,7 @@ SCRIPT = '<script>alert("x")</script>'
 IMG = '"><img src=x onerror=alert(1)>'
 
 
-@pytest.fixture(autouse=True)
-def _review_env(settings: Any) -> Any:
-    # Hashing the cast's five passwords properly takes over a second per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_indexes()
-    yield
-    reset_indexes()
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def checked(draft: Draft, held: list) -> Draft:
-    services.draft_checks_start(draft=draft)
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-    draft.refresh_from_db()
-    return draft
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 def marks(page: str) -> list[tuple[str, str]]:

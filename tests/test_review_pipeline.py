@@ -10,6 +10,7 @@ blocked terms in several disguises, and an unrelated text that must pass.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -33,21 +34,21 @@ from tests.factories import (
     UNRELATED,
     make_archive,
     make_draft,
-    reset_indexes,
+    run_held_checks,
 )
+from tests.factories import checked as _checked
 
 KINDS = {"toxicity", "ethics", "lexical", "semantic"}
 # In the tiny model's training split (asserted below), labelled toxic and threat; no blocked term.
 THREAT = "I swear I will hunt you down."
 
 
-@pytest.fixture(autouse=True)
-def _review_env(settings: Any) -> Any:
-    # Hashing the cast's five passwords properly takes over a second per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    reset_indexes()
-    yield
-    reset_indexes()
+# Checks start here as the generation app starts them when it saves a draft: the draft_created
+# signal.
+checked = functools.partial(_checked, announce=True)
+
+
+pytestmark = pytest.mark.usefixtures("fresh_indexes")
 
 
 @pytest.fixture
@@ -58,21 +59,6 @@ def archive(cast: dict) -> Any:
 def start(draft: Draft) -> Draft:
     """Announce the draft as the generation app does when it saves one."""
     draft_created.send(sender=Draft, draft=draft)
-    draft.refresh_from_db()
-    return draft
-
-
-def run_held(held: list) -> None:
-    """Run the check tasks the test kept out of the broker, as the worker would."""
-    while held:
-        item = held.pop(0)
-        if isinstance(item, tuple) and len(item) == 2:
-            tasks.draft_check(*item)
-
-
-def checked(draft: Draft, held: list) -> Draft:
-    start(draft)
-    run_held(held)
     draft.refresh_from_db()
     return draft
 
@@ -534,7 +520,7 @@ def test_resume_pending_re_enqueues_drafts_left_checking(
     monkeypatch.setattr(tasks.draft_check, "delay", lambda *a: sent.append(a))
     services.resume_pending()
     assert sent == [(draft.pk, draft.version)]
-    run_held(sent)
+    run_held_checks(sent)
     draft.refresh_from_db()
     assert draft.status == DraftStatus.AWAITING_REVIEW
 
@@ -682,7 +668,7 @@ def _update(project: Any, user: Any, **changes: Any) -> Any:
 
 def rerun(draft: Draft, user: Any, held: list) -> Draft:
     services.draft_checks_rerun(draft=draft, user=user)
-    run_held(held)
+    run_held_checks(held)
     draft.refresh_from_db()
     return draft
 
@@ -835,7 +821,7 @@ def test_only_editors_may_ask_for_the_checks_again_and_not_while_checking(
     draft = start(make_draft(cast["newsroom"], cast["bob"], UNRELATED))
     with pytest.raises(InvalidTransition):
         services.draft_checks_rerun(draft=draft, user=cast["bob"])
-    run_held(hold_queue)
+    run_held_checks(hold_queue)
     draft.refresh_from_db()
     for user in ["charlie", "dave"]:
         with pytest.raises(PermissionDenied):

@@ -77,7 +77,7 @@ def _history(policy: Any) -> list[dict[str, Any]]:
     return [
         {
             "at": event.created_at,
-            "actor": event.actor.get_username() if event.actor else "(deleted user)",
+            "actor": event.actor_username or "(deleted user)",
             "changes": [
                 (field, _shown(change.get("from")), _shown(change.get("to")))
                 for field, change in sorted(event.changes.items())
