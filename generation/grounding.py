@@ -50,7 +50,8 @@ LAYOUTS = (
     LAYOUT_EXTRACT,
     LAYOUT_INSTRUCTED,
 )
-DEFAULT_LAYOUT = LAYOUT_BEFORE
+# Chosen on the grounding bench's dev split (docs/grounding.md): 1.104 against 1.048 for before.
+DEFAULT_LAYOUT = LAYOUT_SYSTEM
 # The extract layout: at most this many sentences of each passage, and in all.
 EXTRACT_PER_PASSAGE = 2
 EXTRACT_TOTAL = 6
@@ -115,8 +116,7 @@ def background_block(sources: Sequence[Mapping[str, Any]], layout: str = LAYOUT_
     if layout == LAYOUT_QUOTED:
         parts = [QUOTED_HEADER]
         for source in sources:
-            text = source["text"].strip().replace('"', "'")
-            parts.append(f'{source.get("title") or "The archive"} said: "{text}"')
+            parts.append(f'{source.get("title") or "The archive"} said: "{source["text"].strip()}"')
         return "\n\n".join(parts)
     if layout == LAYOUT_EXTRACT:
         lines = [f"- {source['text'].strip()}" for source in sources]
@@ -155,6 +155,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def shared_system(record: Mapping[str, Any] | None) -> bool:
+    """Whether a prompt's system turn is one many prompts share (worth a cached preamble):
+    not when this job's background went into it."""
+    return not (record or {}).get("sources") or (record or {}).get("layout") != LAYOUT_SYSTEM
+
+
 def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2}
 
@@ -163,7 +169,8 @@ def extract_sentences(sources: Sequence[BackgroundSource], *, brief: str) -> lis
     """The extract layout's sources: of each passage only its sentences sharing the most
     content words with the brief (at most ``EXTRACT_PER_PASSAGE`` each, ``EXTRACT_TOTAL`` in
     all, in the passage's order), so a short prompt carries the passages' most relevant facts.
-    A passage with no sentence sharing a word with the brief keeps its first sentence."""
+    Sentences sharing no word with the brief come last: a passage of such keeps its first
+    sentences only while the total leaves room."""
     wanted = _content_words(brief)
     scored: list[tuple[int, int, int, str]] = []  # (-overlap, source, position, sentence)
     for number, source in enumerate(sources):
@@ -216,6 +223,8 @@ def fit_background(
         raise ValueError(f"unknown background layout {layout!r}")
     if layout == LAYOUT_EXTRACT:
         sources = extract_sentences(sources, brief=brief or user_text)
+    elif layout == LAYOUT_QUOTED:  # its own double quotes would end the quotation
+        sources = [{**s, "text": s["text"].replace('"', "'")} for s in sources]  # type: ignore[misc]
     estimated = False
 
     def prompt_of(kept: Sequence[BackgroundSource]) -> str:

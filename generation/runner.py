@@ -263,7 +263,10 @@ def _claimed_job_generate(
             temperatures=temperatures,
             on_delta=recorder.on_step,
             should_stop=recorder.should_stop,
-            preamble=backend.preamble(system=system_text),
+            # A system turn carrying this job's background is no shared preamble: not cached.
+            preamble=backend.preamble(system=system_text)
+            if grounding.shared_system(background)
+            else "",
         )
         if job.topup:
             outputs, topup_prompt = top_up(
