@@ -357,3 +357,11 @@ def test_a_failing_archive_search_writes_the_drafts_without_background_and_says_
         "No archive background was given: RuntimeError: index file unreadable."
     )
     assert grounding.HEADER not in draft.prompt
+
+
+def test_a_system_turn_carrying_background_is_no_shared_preamble() -> None:
+    source = {"title": "Doc", "text": "Facts."}
+    assert grounding.shared_system({})  # no background
+    assert grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": []})
+    assert grounding.shared_system({"layout": grounding.LAYOUT_BEFORE, "sources": [source]})
+    assert not grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": [source]})
