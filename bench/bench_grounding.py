@@ -25,11 +25,15 @@ Options (environment): ``BENCH_N`` briefs (default 24), ``BENCH_K`` candidates p
 (default 2), ``BENCH_PASSAGES`` (default 5), ``BENCH_MAX_NEW`` (default 96), ``BENCH_THREADS``
 (torch and ONNX threads, default 2), ``BENCH_HELD_OUT`` (years, default "2012,2015,2019,2022"),
 ``BENCH_ONNX_PRECISION`` (int8 to skip the conversion's measured choice, which picked int8),
-``BENCH_REPETITION_PENALTY`` (default: the model's, 1.1; the same for both arms).
+``BENCH_REPETITION_PENALTY`` (default: the model's, 1.1; the same for both arms),
+``BENCH_LAYOUTS`` (comma-separated prompt layouts of ``generation.grounding.LAYOUTS``, default
+the product's ``DEFAULT_LAYOUT``): each layout is a grounded arm against the same plain drafts,
+and prints its own ``grounded_reference_gain[layout]`` lines when there are several.
 
-Splits: the default held-out addresses are the test split, for reporting. Settings are chosen
-on the dev split, ``BENCH_HELD_OUT=2011,2016,2018,2023`` (other addresses, so no brief of one
-split is a paragraph of the other); the number of passages (5 against 3) was chosen there.
+Splits: ``BENCH_SPLIT=test`` (the default: 2012, 2015, 2019, 2022 held out) is for reporting;
+settings are chosen on ``BENCH_SPLIT=dev`` (2011, 2016, 2018, 2023 held out instead: other
+addresses, so no brief of one split is a paragraph of the other). ``BENCH_HELD_OUT`` (years)
+overrides both. The number of passages (5 against 3) and the layout were chosen on dev.
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ PASSAGES = int(os.environ.get("BENCH_PASSAGES", "5"))
 MAX_NEW = int(os.environ.get("BENCH_MAX_NEW", "96"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SINCE = int(os.environ.get("BENCH_SINCE", "2010"))
-HELD_OUT = {int(y) for y in os.environ.get("BENCH_HELD_OUT", "2012,2015,2019,2022").split(",")}
+SPLITS = {"test": "2012,2015,2019,2022", "dev": "2011,2016,2018,2023"}
+SPLIT = os.environ.get("BENCH_SPLIT", "test")
+if SPLIT not in SPLITS:
+    raise SystemExit(f"BENCH_SPLIT must be one of {sorted(SPLITS)}")
+HELD_OUT = {int(y) for y in os.environ.get("BENCH_HELD_OUT", SPLITS[SPLIT]).split(",")}
+if os.environ.get("BENCH_HELD_OUT"):
+    SPLIT = "custom"
+LAYOUTS = [x.strip() for x in os.environ.get("BENCH_LAYOUTS", "").split(",") if x.strip()]
 BACKEND = os.environ.get("BENCH_BACKEND", "onnx")
 MIN_WORDS = 60
 EXTRA_SETTINGS: dict[str, Any] = (
@@ -197,10 +208,20 @@ def quiet_checks() -> None:
 
 
 def run_job(
-    project: Any, admin: Any, model: Any, version: Any, opening: str, seed: int, background: int
+    project: Any,
+    admin: Any,
+    model: Any,
+    version: Any,
+    opening: str,
+    seed: int,
+    background: int,
+    layout: str | None = None,
 ) -> tuple[list[str], dict[str, Any], float]:
-    from generation import runner, services
+    from generation import grounding, runner, services
     from generation.models import Draft
+
+    if layout is not None:  # the product's default layout, for this job
+        grounding.DEFAULT_LAYOUT = layout
 
     job = services.job_create(
         project=project,
@@ -245,61 +266,93 @@ def main() -> None:
         prepare(Path(tmp_name))
         from rouge_score import rouge_scorer
 
+        from generation import grounding
+
+        layouts = LAYOUTS or [grounding.DEFAULT_LAYOUT]
+        unknown = set(layouts) - set(grounding.LAYOUTS)
+        if unknown:
+            raise SystemExit(f"unknown layouts {sorted(unknown)}; known: {grounding.LAYOUTS}")
         archive, briefs = split_rows()
         guard(archive, briefs)
         log(
-            f"archive: {len(archive)} paragraphs since {SINCE}, held out whole: "
-            f"{sorted(HELD_OUT)}; {len(briefs)} briefs, k={K}, {PASSAGES} passages, "
-            f"max_new_tokens={MAX_NEW}, backend={BACKEND}, threads={THREADS}, "
+            f"archive: {len(archive)} paragraphs since {SINCE}, split {SPLIT}, held out whole: "
+            f"{sorted(HELD_OUT)}; {len(briefs)} briefs, k={K}, {PASSAGES} passages, layouts "
+            f"{layouts}, max_new_tokens={MAX_NEW}, backend={BACKEND}, threads={THREADS}, "
             f"settings {EXTRA_SETTINGS or 'the model defaults'}"
         )
         project, admin, model, version = setup(archive)
         quiet_checks()
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-        grounded_means: list[float] = []
+        grounded_means: dict[str, list[float]] = {layout: [] for layout in layouts}
         plain_means: list[float] = []
-        seconds = {"grounded": 0.0, "plain": 0.0}
-        kept_counts: list[int] = []
+        seconds = {"plain": 0.0, **dict.fromkeys(layouts, 0.0)}
+        kept_counts: dict[str, list[int]] = {layout: [] for layout in layouts}
+        prompt_tokens: dict[str, list[int]] = {layout: [] for layout in layouts}
         for number, (title, opening, rest) in enumerate(briefs):
             seed = 1000 + number
-            order = [PASSAGES, 0] if number % 2 == 0 else [0, PASSAGES]
-            scores: dict[int, float] = {}
-            for background in order:
+            # The plain job first on even briefs, last on odd ones (machine load drifts).
+            arms: list[str | None] = [None, *layouts] if number % 2 == 0 else [*layouts, None]
+            scores: dict[str | None, float] = {}
+            for layout in arms:
                 texts, record, secs = run_job(
-                    project, admin, model, version, opening, seed, background
+                    project,
+                    admin,
+                    model,
+                    version,
+                    opening,
+                    seed,
+                    PASSAGES if layout else 0,
+                    layout,
                 )
-                seconds["grounded" if background else "plain"] += secs
-                scores[background] = statistics.mean(
+                seconds[layout or "plain"] += secs
+                scores[layout] = statistics.mean(
                     scorer.score(rest, text)["rougeL"].fmeasure for text in texts
                 )
-                if background:
-                    kept_counts.append(len(record.get("sources", [])))
+                if layout:
+                    if record.get("layout") != layout:
+                        raise SystemExit(f"asked for layout {layout}, got {record.get('layout')}")
+                    kept_counts[layout].append(len(record.get("sources", [])))
+                    used = re.search(r"(\d+) of (\d+) prompt tokens", record.get("note", ""))
+                    if used:
+                        prompt_tokens[layout].append(int(used.group(1)))
                     if number < 2:
-                        log(f"  background of {title!r}: {record.get('note')}")
-                        for s in record.get("sources", []):
-                            log(f"    {s['title']} score {s['score']}")
+                        log(f"  {layout} background of {title!r}: {record.get('note')}")
+                        if layout == layouts[0]:
+                            for s in record.get("sources", []):
+                                log(f"    {s['title']} score {s['score']}")
                 if number < 2:
-                    log(f"  {'grounded' if background else 'plain'}: {texts[0][:200]!r}")
-            grounded_means.append(scores[PASSAGES])
-            plain_means.append(scores[0])
+                    log(f"  {layout or 'plain'}: {texts[0][:200]!r}")
+            plain_means.append(scores[None])
+            for layout in layouts:
+                grounded_means[layout].append(scores[layout])
             log(
-                f"{number + 1}/{len(briefs)} {title}: grounded {scores[PASSAGES]:.3f} "
-                f"plain {scores[0]:.3f}"
+                f"{number + 1}/{len(briefs)} {title}: plain {scores[None]:.3f} "
+                + " ".join(f"{layout} {scores[layout]:.3f}" for layout in layouts)
+                + f" ({time.monotonic() - started_all:.0f}s)"
             )
-        g, p = statistics.mean(grounded_means), statistics.mean(plain_means)
-        low, high = bootstrap_ratio(grounded_means, plain_means)
-        wins = sum(1 for a, b in zip(grounded_means, plain_means, strict=True) if a > b)
+        p = statistics.mean(plain_means)
         log(
-            f"ROUGE-L F mean: grounded {g:.4f}, plain {p:.4f}; grounded better on {wins} of "
-            f"{len(briefs)} briefs; passages in the prompt {statistics.mean(kept_counts):.2f} "
-            f"of {PASSAGES}; generation seconds grounded {seconds['grounded']:.1f}, plain "
-            f"{seconds['plain']:.1f}; total {time.monotonic() - started_all:.0f}s"
+            f"ROUGE-L F mean plain {p:.4f}; generation seconds plain {seconds['plain']:.1f}; "
+            f"total {time.monotonic() - started_all:.0f}s"
         )
-        print(f"grounded_reference_gain: {g / p:.3f}")
-        print(
-            f"grounded_reference_gain_interval: n={len(briefs)} briefs x {K} candidates, "
-            f"95% CI {low:.3f}-{high:.3f} (paired bootstrap over briefs)"
-        )
+        for layout in layouts:
+            g = statistics.mean(grounded_means[layout])
+            low, high = bootstrap_ratio(grounded_means[layout], plain_means)
+            wins = sum(1 for a, b in zip(grounded_means[layout], plain_means, strict=True) if a > b)
+            log(
+                f"{layout}: ROUGE-L F mean grounded {g:.4f}, plain {p:.4f}; grounded better on "
+                f"{wins} of {len(briefs)} briefs; passages in the prompt "
+                f"{statistics.mean(kept_counts[layout]):.2f} of {PASSAGES}; prompt tokens "
+                f"max {max(prompt_tokens[layout], default=0)}; generation seconds "
+                f"{seconds[layout]:.1f}"
+            )
+            name = "grounded_reference_gain" + (f"[{layout}]" if len(layouts) > 1 else "")
+            print(f"{name}: {g / p:.3f}")
+            print(
+                f"{name.replace('_gain', '_gain_interval', 1)}: n={len(briefs)} briefs x {K} "
+                f"candidates, 95% CI {low:.3f}-{high:.3f} (paired bootstrap over briefs), "
+                f"split {SPLIT}, layout {layout}"
+            )
 
 
 if __name__ == "__main__":

@@ -303,21 +303,22 @@ def _cancelled(run_id: int) -> bool:
 
 def _ground(
     *, project_id: int, doc_id: int, brief: str, k: int, backend: Any, max_new_tokens: int
-) -> tuple[str, list[str], list[int]]:
-    """The user message with up to ``k`` archive passages (never from the document under
-    test), the passages' texts and their documents."""
+) -> tuple[str, str, list[str], list[int]]:
+    """The system text and user message with up to ``k`` archive passages (never from the
+    document under test; in the grounding's default layout), the passages' texts and their
+    documents."""
     sources, _info = grounding.retrieve(project_id=project_id, query=brief, k=k + 3)
     sources = [s for s in sources if s.get("document_id") != doc_id][:k]
-    user, record = grounding.fit_background(
+    system, user, record = grounding.fit_background(
         sources=sources,
         user_text=brief,
-        render=lambda user: backend.render_prompt(system="", user=user),
+        render=lambda system, user: backend.render_prompt(system=system, user=user),
         count_tokens=backend.count_tokens,
         context_length=backend.context_length,
         max_new_tokens=max_new_tokens,
     )
     ids = [s["document_id"] for s in record.get("sources", []) if "document_id" in s]
-    return user, grounding.supplied_texts(record), ids
+    return system, user, grounding.supplied_texts(record), ids
 
 
 def evaluation_execute(
@@ -403,9 +404,9 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
                 return
             doc = docs[doc_id]
             brief = brief_of_document(doc)
-            user, sources, background_ids = brief, [], []
+            system, user, sources, background_ids = "", brief, [], []
             if variant["grounding"]:
-                user, sources, background_ids = _ground(
+                system, user, sources, background_ids = _ground(
                     project_id=run.project_id,
                     doc_id=doc.pk,
                     brief=brief,
@@ -413,14 +414,14 @@ def _execute(run: EvaluationRun, on_item: Callable[[EvaluationRun], None] | None
                     backend=backend,
                     max_new_tokens=sampling.max_new_tokens,
                 )
-            prompt = backend.render_prompt(system="", user=user)
+            prompt = backend.render_prompt(system=system, user=user)
             outputs = backend.generate(
                 prompt=prompt,
                 n=run.k,
                 seeds=[run.seed * 1000 + i for i in range(run.k)],
                 settings=sampling,
                 should_stop=lambda: _cancelled(run.pk),
-                preamble=backend.preamble(system=""),
+                preamble=backend.preamble(system=system),
             )
             ppl, ref_tokens, why = reference_perplexity(
                 scoring, prompt=prompt, text=rest_of_document(doc)

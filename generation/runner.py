@@ -230,7 +230,9 @@ def _claimed_job_generate(
         user_text, system_text = job.seed_text, ""
     background: dict[str, Any] = {}
     if job.background:
-        user_text, background = _ground(job, backend, system_text=system_text, user_text=user_text)
+        system_text, user_text, background = _ground(
+            job, backend, system_text=system_text, user_text=user_text
+        )
     prompt = backend.render_prompt(system=system_text, user=user_text)
     # None for a remote server: it reports the count with the result.
     prompt_tokens = backend.count_tokens(prompt) or 0
@@ -261,7 +263,10 @@ def _claimed_job_generate(
             temperatures=temperatures,
             on_delta=recorder.on_step,
             should_stop=recorder.should_stop,
-            preamble=backend.preamble(system=system_text),
+            # A system turn carrying this job's background is no shared preamble: not cached.
+            preamble=backend.preamble(system=system_text)
+            if grounding.shared_system(background)
+            else "",
         )
         if job.topup:
             outputs, topup_prompt = top_up(
@@ -311,8 +316,9 @@ def _claimed_job_generate(
 
 def _ground(
     job: GenerationJob, backend: Any, *, system_text: str, user_text: str
-) -> tuple[str, dict[str, Any]]:
-    """The user message with the archive background the job asked for, and its record.
+) -> tuple[str, str, dict[str, Any]]:
+    """The system text and user message with the archive background the job asked for (in the
+    grounding's default layout), and its record.
 
     A retrieval that fails does not fail the job: the drafts are written without background
     and their record says why (the draft page shows it)."""
@@ -324,10 +330,12 @@ def _ground(
     except Exception as exc:
         logger.exception("retrieving background for job %s", job.pk)
         sources, retrieval = [], {"error": f"{type(exc).__name__}: {exc}"}
-    user, record = grounding.fit_background(
+    system, user, record = grounding.fit_background(
         sources=sources,
         user_text=user_text,
-        render=lambda user: backend.render_prompt(system=system_text, user=user),
+        system_text=system_text,
+        brief=query,
+        render=lambda system, user: backend.render_prompt(system=system, user=user),
         count_tokens=backend.count_tokens,
         context_length=backend.context_length,
         max_new_tokens=SamplingSettings.from_dict(job.settings).max_new_tokens,
@@ -336,7 +344,7 @@ def _ground(
     if not sources:
         why = retrieval.get("error") or retrieval.get("not_run") or "no passage matched the brief"
         record["note"] = f"No archive background was given: {why}."
-    return user, dict(record)
+    return system, user, dict(record)
 
 
 def _job_provenance(

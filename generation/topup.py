@@ -10,7 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from generation import quality
+from generation import grounding, quality
 from generation.backends.types import CandidateOutput, SamplingSettings
 from generation.models import Candidate, CandidateStatus, GenerationJob, JobStatus
 from generation.services.quality import candidates_quality, job_variables
@@ -85,7 +85,9 @@ def top_up(
             ],
             on_delta=lambda deltas: recorder.on_step([None] * start + list(deltas)),
             should_stop=recorder.should_stop,
-            preamble=backend.preamble(system=system_text),
+            preamble=backend.preamble(system=system_text)
+            if grounding.shared_system(background)
+            else "",
         )
     except Exception as exc:
         logger.exception("top-up of job %s failed", job.pk)

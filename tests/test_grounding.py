@@ -74,9 +74,18 @@ def test_only_the_projects_own_archive_is_ever_retrieved(cast: dict) -> None:
     assert all(s["document_id"] for s in sources)
 
 
+@pytest.mark.parametrize("layout", grounding.LAYOUTS)
 def test_the_prompt_carries_the_retrieved_passages_within_the_models_context(
-    cast: dict, archive: Any, language_model: Any, news_template: Any, hold_queue: list
+    cast: dict,
+    archive: Any,
+    language_model: Any,
+    news_template: Any,
+    hold_queue: list,
+    monkeypatch: Any,
+    layout: str,
 ) -> None:
+    # given: the product's layout for background is this one
+    monkeypatch.setattr(grounding, "DEFAULT_LAYOUT", layout)
     job = services.job_create(
         project=cast["newsroom"],
         user=cast["bob"],
@@ -86,19 +95,34 @@ def test_the_prompt_carries_the_retrieved_passages_within_the_models_context(
         base_seed=5,
         background=3,
     )
+    # when
     drafts = _run(job)
+    # then
     record = drafts[0].background
     assert record["requested"] == 3
+    assert record["layout"] == layout
+    assert layout in record["note"]
     kept = record["sources"]
     assert kept and kept[0]["title"] == ARCHIVE[FLOOD]["title"]
     prompt = drafts[0].prompt
     for source in kept:
         assert source["text"].removesuffix(" ...") in prompt
-        assert source["title"] in prompt
-    assert prompt.index(grounding.HEADER) < prompt.index(FLOOD_BRIEF["lede"])
+        if layout != grounding.LAYOUT_EXTRACT:  # the extract lists sentences, not sources
+            assert source["title"] in prompt
+    header = {
+        grounding.LAYOUT_QUOTED: grounding.QUOTED_HEADER,
+        grounding.LAYOUT_EXTRACT: grounding.EXTRACT_HEADER,
+    }.get(layout, grounding.HEADER)
+    if layout == grounding.LAYOUT_AFTER:
+        assert prompt.index(FLOOD_BRIEF["lede"]) < prompt.index(header)
+    else:  # before the brief in the user message, or in the system turn that precedes it
+        assert prompt.index(header) < prompt.index(FLOOD_BRIEF["lede"])
+    if layout == grounding.LAYOUT_INSTRUCTED:
+        assert prompt.index(FLOOD_BRIEF["lede"]) < prompt.index(grounding.USE_FACTS)
+    else:
+        assert grounding.USE_FACTS not in prompt
     # counted with the tiny model's real tokenizer, the prompt leaves room for the new tokens
     tokenizer = AutoTokenizer.from_pretrained(language_model.source)
-    context = tokenizer.model_max_length
     from transformers import AutoConfig
 
     context = AutoConfig.from_pretrained(language_model.source).n_positions
@@ -107,13 +131,34 @@ def test_the_prompt_carries_the_retrieved_passages_within_the_models_context(
     assert prompt_tokens + max_new <= context
     assert record["context_length"] == context
     assert record["budget_tokens"] == context - max_new
-    # three passages of about 100 words do not all fit 256 positions: the record says so
-    assert len(kept) + len(record["dropped"]) == 3
-    assert any(s.get("trimmed") for s in kept) or record["dropped"]
-    assert "to fit" in record["note"] or "no room" in record["note"]
+    if layout != grounding.LAYOUT_EXTRACT:
+        # three passages of about 100 words do not all fit 256 positions: the record says so
+        assert len(kept) + len(record["dropped"]) == 3
+        assert any(s.get("trimmed") for s in kept) or record["dropped"]
+        assert "to fit" in record["note"] or "no room" in record["note"]
     assert all("text" not in s for s in record["dropped"])
     # every draft of the job records the same background
     assert all(d.background == record for d in drafts)
+
+
+def test_the_extract_keeps_the_passages_sentences_nearest_the_brief() -> None:
+    sources = [
+        {
+            "title": "Flood",
+            "text": "The mayor spoke on Monday. Boats rescued people from rooftops in Millbrook. "
+            'Rain fell for three days. He said "we will rebuild".',
+        },
+        {"title": "Harbour", "text": "The harbour reopened. Ships returned to the port."},
+    ]
+    brief = "Rescue crews used boats to reach people on rooftops after heavy rain in Millbrook."
+    out = grounding.extract_sentences(sources, brief=brief)  # type: ignore[arg-type]
+    # the two sentences sharing words with the brief, in the passage's order; the passage with
+    # none keeps its first sentences
+    assert out[0]["text"] == (
+        "Boats rescued people from rooftops in Millbrook. Rain fell for three days."
+    )
+    assert out[0]["title"] == "Flood"
+    assert sum(len(s["text"].split(". ")) for s in out) <= grounding.EXTRACT_TOTAL
 
 
 def test_a_job_without_background_has_none(
@@ -167,7 +212,8 @@ def test_a_template_asks_for_background_and_the_job_may_override_it(
     assert "background" in err.value.message_dict
 
 
-def test_fit_background_trims_then_drops_and_never_exceeds_the_budget() -> None:
+@pytest.mark.parametrize("layout", [x for x in grounding.LAYOUTS if x != grounding.LAYOUT_EXTRACT])
+def test_fit_background_trims_then_drops_and_never_exceeds_the_budget(layout: str) -> None:
     sources = [
         {"title": f"Doc {i}", "text": " ".join(f"word{i}x{j}" for j in range(50))} for i in range(3)
     ]
@@ -175,19 +221,44 @@ def test_fit_background_trims_then_drops_and_never_exceeds_the_budget() -> None:
     def count(prompt: str) -> int:
         return len(prompt.split())
 
-    user, record = grounding.fit_background(
+    system, user, record = grounding.fit_background(
         sources=sources,  # type: ignore[arg-type]
         user_text="Brief: floods",
-        render=lambda u: u,
+        system_text="House style.",
+        render=lambda s, u: f"{s}\n{u}",
         count_tokens=count,
-        context_length=100,
+        context_length=115,
         max_new_tokens=10,
+        layout=layout,
     )
-    assert count(user) <= 90
+    assert count(f"{system}\n{user}") <= 105
+    assert record["layout"] == layout
     assert [s["title"] for s in record["sources"]] == ["Doc 0", "Doc 1"]
     assert record["sources"][1]["trimmed"] is True
     assert [s["title"] for s in record["dropped"]] == ["Doc 2"]
-    assert user.endswith("Brief: floods")
+    for source in record["sources"]:
+        assert source["text"].removesuffix(" ...") in f"{system}\n{user}"
+    if layout == grounding.LAYOUT_SYSTEM:
+        assert user == "Brief: floods"
+        assert system.startswith("House style.")
+    else:
+        assert system == "House style."
+        assert "Brief: floods" in user
+    if layout == grounding.LAYOUT_BEFORE:
+        assert user.endswith("Brief: floods")
+
+
+def test_an_unknown_layout_is_refused() -> None:
+    with pytest.raises(ValueError, match="layout"):
+        grounding.fit_background(
+            sources=[],
+            user_text="x",
+            render=lambda s, u: u,
+            count_tokens=len,
+            context_length=None,
+            max_new_tokens=1,
+            layout="sideways",
+        )
 
 
 def test_the_draft_page_and_api_list_the_background_with_links_for_members_only(
@@ -286,3 +357,11 @@ def test_a_failing_archive_search_writes_the_drafts_without_background_and_says_
         "No archive background was given: RuntimeError: index file unreadable."
     )
     assert grounding.HEADER not in draft.prompt
+
+
+def test_a_system_turn_carrying_background_is_no_shared_preamble() -> None:
+    source = {"title": "Doc", "text": "Facts."}
+    assert grounding.shared_system({})  # no background
+    assert grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": []})
+    assert grounding.shared_system({"layout": grounding.LAYOUT_BEFORE, "sources": [source]})
+    assert not grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": [source]})
