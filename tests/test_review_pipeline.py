@@ -394,7 +394,8 @@ def test_with_the_pair_classifier_on_it_decides_and_the_reason_shows_what_it_rea
         f"probability {semantic.scores['pair_probability']:.2f}, threshold "
         f"{semantic.scores['pair_threshold']:.2f}; cosine {features['mean_score']:.2f}, 50% of "
         f"the draft, 60% of the source, content words {features['content_overlap']:.0%}, "
-        f"names/numbers {features['entity_overlap']:.0%}, in order 100%)"
+        f"names/numbers {features['entity_overlap']:.0%}, in order 100%, source words covered "
+        f"{features['source_coverage']:.0%})"
     ]
     assert semantic.scores["best_source"] == ARCHIVE[FLOOD]["title"]
 
