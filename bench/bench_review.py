@@ -2,7 +2,8 @@
 against what a user would pick instead, measured side by side in this run.
 
 Run from the repository root: ``.venv/bin/python bench/bench_review.py`` (``BENCH_QUICK=1``:
-a 2,000-paragraph archive instead of 12,000). One ``name: value`` line per figure on stdout;
+a 2,000-paragraph archive instead of 12,000; ``BENCH_PARAPHRASE_ONLY=1``: the paraphrase
+figures alone). One ``name: value`` line per figure on stdout;
 every rate with its n and 95% Wilson interval beside it. Every rate comes from a test split
 (``bench/review_sets.py``): nothing in it was trained on, calibrated on or tuned on, and the
 near-duplicate guard (``review.tools.splits``) keeps it apart from what was.

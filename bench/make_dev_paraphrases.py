@@ -147,7 +147,7 @@ def pick_sources(rows: dict[str, dict]) -> list[dict[str, str]]:
 
 def dev_same_genre(rows: dict[str, dict], count: int = 800) -> list[str]:
     """Same-genre dev paragraphs (module docstring); the dev sources are excluded."""
-    from review_sets import trained_on, training_sentences, unrelated_to
+    from review_sets import test_paraphrases, trained_on, training_sentences, unrelated_to
 
     from review.tools.splits import near_duplicates
 
@@ -164,10 +164,7 @@ def dev_same_genre(rows: dict[str, dict], count: int = 800) -> list[str]:
     indexed = (
         sorted(
             {p["source_title"] for p in lines(DATA / "paraphrases.jsonl")}
-            | {
-                p["source_title"]
-                for p in __import__("review_sets").test_paraphrases(labelled_only=False)
-            }
+            | {p["source_title"] for p in test_paraphrases(labelled_only=False)}
             | sources
         )
         + others[:SEMANTIC_OTHERS]
