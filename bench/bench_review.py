@@ -2,7 +2,8 @@
 against what a user would pick instead, measured side by side in this run.
 
 Run from the repository root: ``.venv/bin/python bench/bench_review.py`` (``BENCH_QUICK=1``:
-a 2,000-paragraph archive instead of 12,000). One ``name: value`` line per figure on stdout;
+a 2,000-paragraph archive instead of 12,000; ``BENCH_PARAPHRASE_ONLY=1``: the paraphrase
+figures alone). One ``name: value`` line per figure on stdout;
 every rate with its n and 95% Wilson interval beside it. Every rate comes from a test split
 (``bench/review_sets.py``): nothing in it was trained on, calibrated on or tuned on, and the
 near-duplicate guard (``review.tools.splits``) keeps it apart from what was.
@@ -65,6 +66,7 @@ from review import holds  # noqa: E402
 from review.checks import containment, semantic, toxicity  # noqa: E402
 from review.checks.plagiarism import SHINGLE_WORDS, LexicalIndex, split_passages  # noqa: E402
 from review.checks.plagiarism.compare import DraftText, verify  # noqa: E402
+from review.checks.semantic import pairs  # noqa: E402
 from review.checks.semantic.pairs import pair_features  # noqa: E402
 from review.checks.toxicity import head as toxicity_head  # noqa: E402
 from review.setup import sotu_rows  # noqa: E402
@@ -74,6 +76,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import review_sets  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# Only the paraphrase figures (``paraphrase_recall_test``, ``paraphrase_recall_dev``,
+# ``paraphrase_false_flag_same_genre``): no datasketch side, copies, toxicity or benign texts.
+PARAPHRASE_ONLY = os.environ.get("BENCH_PARAPHRASE_ONLY") == "1"
 ARCHIVE_SIZE = 2_000 if QUICK else 12_000
 SEMANTIC_OTHERS = 300 if QUICK else 1_000
 DATA = ROOT / "bench" / "data"
@@ -167,15 +172,35 @@ def semantic_outcome(
     text: str,
     sizes: dict[str, int],
     pieces: dict[str, str],
+    wholes: dict[str, str],
 ) -> dict:
-    """The semantic check's outcome as ``source_checks.run_semantic`` scores it."""
-    threshold = holds.DEFAULT_SEMANTIC_THRESHOLD
+    """The semantic check's outcome as ``source_checks.run_semantic`` scores it: with the pair
+    classifier on, sentences align at the lower of the policy's threshold and the classifier's
+    (``pairs.align_threshold``) and the classifier decides on each source."""
+    classifier = settings.PARAPHRASE_PAIR_CLASSIFIER
+    threshold = pairs.align_threshold(holds.DEFAULT_SEMANTIC_THRESHOLD, classifier=classifier)
     result = semantic.check_semantic(text, embedder=embedder, index=index, threshold=threshold)
     hit = {(m["draft_start"], m["draft_end"]) for m in result["matches"]}
     checked = result["sentences_checked"]
     aligned = semantic.align_sources(
         result["matches"], sentences_checked=checked, threshold=threshold, source_sizes=sizes
     )
+
+    def features(a: dict) -> dict[str, float]:
+        return pair_features(
+            a,
+            [
+                (
+                    text[m["draft_start"] : m["draft_end"]],
+                    pieces[m["key"]],
+                    semantic.split_key(m["key"])[1],
+                )
+                for m in a["pairs"]
+            ],
+            draft_text=text,
+            source_text=wholes[a["source"]],
+        )
+
     return {
         "kind": "semantic",
         "status": "ok",
@@ -184,21 +209,7 @@ def semantic_outcome(
             "sentences_checked": checked,
             "paraphrased_share": len(hit) / checked if checked else 0.0,
             **holds.semantic_lead_scores(
-                aligned,
-                POLICY,
-                features=None
-                if not settings.PARAPHRASE_PAIR_CLASSIFIER
-                else lambda a: pair_features(
-                    a,
-                    [
-                        (
-                            text[m["draft_start"] : m["draft_end"]],
-                            pieces[m["key"]],
-                            semantic.split_key(m["key"])[1],
-                        )
-                        for m in a["pairs"]
-                    ],
-                ),
+                aligned, POLICY, features=features if classifier else None
             ),
         },
     }
@@ -272,18 +283,19 @@ def main() -> None:
     # -- datasketch's side: MinHash.bulk over the same passages; MinHashLSHEnsemble answers
     # "which passages contain much of this draft" (containment, its tool for this question);
     # a MinHashLSH over draft windows is the speed baseline at equal recall.
-    keys = list(archive.passage_text)
-    t0 = time.perf_counter()
-    passage_shingles = [shingles(archive.passage_text[k]) for k in keys]
-    hashes = MinHash.bulk(passage_shingles, num_perm=128)
-    ensemble = MinHashLSHEnsemble(threshold=ENSEMBLE_CONTAINMENT, num_perm=128, num_part=16)
-    ensemble.index(
-        (k, m, len(set(sh))) for k, m, sh in zip(keys, hashes, passage_shingles, strict=True)
-    )
-    windows_lsh = MinHashLSH(threshold=0.3, num_perm=128)
-    for k, m in zip(keys, hashes, strict=True):
-        windows_lsh.insert(k, m)
-    log(f"datasketch indexes built in {time.perf_counter() - t0:.0f} s")
+    if not PARAPHRASE_ONLY:
+        keys = list(archive.passage_text)
+        t0 = time.perf_counter()
+        passage_shingles = [shingles(archive.passage_text[k]) for k in keys]
+        hashes = MinHash.bulk(passage_shingles, num_perm=128)
+        ensemble = MinHashLSHEnsemble(threshold=ENSEMBLE_CONTAINMENT, num_perm=128, num_part=16)
+        ensemble.index(
+            (k, m, len(set(sh))) for k, m, sh in zip(keys, hashes, passage_shingles, strict=True)
+        )
+        windows_lsh = MinHashLSH(threshold=0.3, num_perm=128)
+        for k, m in zip(keys, hashes, strict=True):
+            windows_lsh.insert(k, m)
+        log(f"datasketch indexes built in {time.perf_counter() - t0:.0f} s")
 
     def minhash(items: list[bytes]) -> MinHash:
         m = MinHash(num_perm=128)
@@ -325,6 +337,8 @@ def main() -> None:
     if os.environ.get("BENCH_SMOKE") == "1":
         copies = [c for c in copies if c["kind"] == "partial"][:4] + copies[:4]
         para_dev = sets.paraphrases_dev
+    if PARAPHRASE_ONLY:
+        copies, sets.partial = [], []
     ours_times, ds_times = [], []
     flagged: dict[str, dict[str, list[bool]]] = {"ours": {}, "ds": {}}
     top1 = {"ours": 0, "ds": 0}
@@ -359,6 +373,10 @@ def main() -> None:
             vector_keys.append(semantic.passage_key(f"s:{number}", piece.number))
             texts.append(piece.text)
     pieces = dict(zip(vector_keys, texts, strict=True))
+    wholes: dict[str, str] = {}
+    for key, piece in pieces.items():
+        source = semantic.split_key(key)[0]
+        wholes[source] = f"{wholes[source]} {piece}" if source in wholes else piece
     t0 = time.perf_counter()
     vectors.add(vector_keys, embedder.encode(texts))
     log(f"semantic index: {len(texts):,} sentences embedded in {time.perf_counter() - t0:.0f} s")
@@ -366,7 +384,7 @@ def main() -> None:
     def plagiarism_reasons(text: str) -> list[str]:
         outcome, _ = ours_lexical(index, archive, text)
         return holds.route(
-            [outcome, semantic_outcome(embedder, vectors, text, sizes, pieces)], POLICY
+            [outcome, semantic_outcome(embedder, vectors, text, sizes, pieces, wholes)], POLICY
         )
 
     def plagiarism_held(text: str) -> bool:
@@ -379,6 +397,25 @@ def main() -> None:
         drifted = drifted[:4]
     drifted_held = sum(plagiarism_held(p["paraphrase"]) for p in drifted)
     log(f"test outputs a person did not count as paraphrases, held: {drifted_held}/{len(drifted)}")
+    if PARAPHRASE_ONLY:
+        same_reasons = [plagiarism_reasons(t) for t in sets.same_genre]
+        log(
+            "same-genre paragraphs held: "
+            f"{sum(any(x.startswith('Plagiarism') for x in r) for r in same_reasons)} for "
+            f"copying, {sum(any(x.startswith('Paraphrase') for x in r) for r in same_reasons)} "
+            "for paraphrase"
+        )
+        print(rate_line("paraphrase_recall_test", test_held, len(para_test)))
+        print(rate_line("paraphrase_recall_dev", dev_held, len(para_dev)))
+        print(
+            rate_line(
+                "paraphrase_false_flag_same_genre",
+                sum(bool(r) for r in same_reasons),
+                len(sets.same_genre),
+            )
+        )
+        log(f"total {time.perf_counter() - started:.0f} s")
+        return
     test_held_ds = sum(
         bool(holds.route([datasketch_check(p["paraphrase"])], POLICY)) for p in para_test
     )

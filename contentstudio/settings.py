@@ -258,8 +258,10 @@ GENERATION_WIDE_SESSION = _env_bool("CONTENTSTUDIO_GENERATION_WIDE_SESSION", Tru
 # its own batch, on the wide or narrow session above.
 GENERATION_MERGE_JOBS = _env_bool("CONTENTSTUDIO_GENERATION_MERGE_JOBS", True)
 # The paraphrase pair classifier (review/checks/semantic/pairs.py) decides paraphrase holds
-# instead of the two shares. Off: on the test split it cut same-genre false flags (0.0475 ->
-# 0.0175) but lost recall (0.55 -> 0.42); docs/review.md.
+# instead of the two shares (which stay floors), aligning at its own cosine. Off: on the test
+# split (issue 20) it cut same-genre false flags (0.05 -> 0.0125) but recall fell (0.57 ->
+# 0.50), and it lets pass a close paraphrase of three sentences inside a six-sentence draft
+# (probability 0.97 under its 0.997 threshold); docs/review.md.
 PARAPHRASE_PAIR_CLASSIFIER = _env_bool("CONTENTSTUDIO_PARAPHRASE_CLASSIFIER", False)
 # ONNX on CPU, the every-core session (the shared batch's, or the wide one): its pool threads
 # spin-wait between the parts of a forward pass instead of sleeping. For a worker machine of its

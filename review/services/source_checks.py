@@ -16,6 +16,7 @@ from django.db.models import Count
 from generation.models import Draft
 from review import holds, source_indexes
 from review.checks import containment, semantic
+from review.checks.semantic import pairs as paraphrase_pairs
 from review.checks.semantic.pairs import pair_features
 from review.models import (
     CheckStatus,
@@ -264,7 +265,13 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
     project_indexes, _ = source_indexes.indexes_for_check(draft.project_id, lexical=False)
     # Near misses (down to 0.05 under the lower of the policy's threshold and the check's
     # default) are shown, labelled as below the threshold.
-    threshold = max(0.5, min(semantic.DEFAULT_THRESHOLD, rules.semantic_threshold) - 0.05)
+    # With the pair classifier on, sentences align (and count) at the lower of the policy's
+    # threshold and the classifier's, and the classifier decides per source.
+    classifier = settings.PARAPHRASE_PAIR_CLASSIFIER
+    counted = paraphrase_pairs.align_threshold(rules.semantic_threshold, classifier=classifier)
+    threshold = max(0.5, min(semantic.DEFAULT_THRESHOLD, counted) - 0.05)
+    if classifier:
+        threshold = min(threshold, counted)
     result = semantic.check_semantic(
         text, embedder=embedder, index=project_indexes.semantic, threshold=threshold
     )
@@ -333,14 +340,14 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
                 **m,
                 "source": source,
                 "supplied": given,
-                "counts": m["score"] >= rules.semantic_threshold and not given,
+                "counts": m["score"] >= counted and not given,
             }
         )
     checked = result["sentences_checked"]
     aligned = semantic.align_sources(
         [m for m in matches if not is_supplied(m["key"])],
         sentences_checked=checked,
-        threshold=rules.semantic_threshold,
+        threshold=counted,
         source_sizes=source_sizes,
         source_of=source_of,
     )
@@ -359,13 +366,21 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
             said = whole[row.start : row.end] if row is not None else ""
             pairs.append((text[m["draft_start"] : m["draft_end"]], said, (pk or 0, number)))
         order = {key: rank for rank, key in enumerate(sorted({p[2] for p in pairs}))}
-        return pair_features(alignment, [(d, s, order[key]) for d, s, key in pairs])
+        # The source's indexed text the alignment touches: its passages, in order.
+        touched = sorted({semantic.split_key(m["key"])[0] for m in alignment["pairs"]})
+        source_text = " ".join((info.get(item) or {}).get("text") or "" for item in touched)
+        return pair_features(
+            alignment,
+            [(d, s, order[key]) for d, s, key in pairs],
+            draft_text=text,
+            source_text=source_text,
+        )
 
     lead = holds.semantic_lead_scores(
         aligned,
         policy_view(rules),
         name=titles.get,
-        features=features if settings.PARAPHRASE_PAIR_CLASSIFIER else None,
+        features=features if classifier else None,
     )
     paraphrased = {(m["draft_start"], m["draft_end"]) for m in detailed if m["counts"]}
     spans = []
@@ -375,7 +390,7 @@ def run_semantic(draft: Draft, text: str, rules: Policy) -> dict[str, Any]:
         if span in seen:
             continue
         seen.add(span)
-        below = "" if m["counts"] else f" (below the threshold {rules.semantic_threshold:.2f})"
+        below = "" if m["counts"] else f" (below the threshold {counted:.2f})"
         if m["supplied"]:
             below = " (supplied background)"
         spans.append(
