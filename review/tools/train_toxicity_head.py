@@ -71,8 +71,15 @@ TRAIN_FILES = (
     DATA_DIR / "toxicity_train_summaries.jsonl",
     DATA_DIR / "toxicity_train_studio_drafts.jsonl",
 )
-# What the next candidate adds (``train --candidate``); empty until one is proposed.
-CANDIDATE_TRAIN_FILES: tuple[Path, ...] = ()
+# What the next candidate adds (``train --candidate``): the fourth candidate's hand-written
+# threats, insults, obscene lines, identity attacks, sexual lines, harmless news and ad copy with
+# violent words, and harmless paragraphs in the default model's in-character style.
+CANDIDATE_TRAIN_FILES: tuple[Path, ...] = (
+    DATA_DIR / "toxicity_train_more3.jsonl",
+    # The default model's drafts of the train briefs of bench/make_train_drafts.py with other
+    # seeds (news 11, ad copy 11 and 12): more of the in-character ad copy the heads confuse.
+    DATA_DIR / "toxicity_train_studio_drafts2.jsonl",
+)
 # Where the default thresholds were chosen (``calibrate``): hand-written toxic and harmless
 # sentences, and drafts of the evaluation inputs with other seeds. Neither trained nor
 # evaluated on.
@@ -89,6 +96,12 @@ CANDIDATE_DEV_FILES = (
     # Drafts of other briefs than the train drafts' (bench/make_train_drafts.py).
     DATA_DIR / "toxicity_dev_studio_drafts.jsonl",
 )
+# Dev texts written for the fourth candidate (not shipped: docs/review.md): hand-written toxic
+# sentences of the four categories and harmless ones that share their words (dev's 76 toxic
+# texts could not tell 0.86 from 0.9). Never trained on and kept apart by the guard like the
+# dev files above; ``calibrate --candidate --next-dev`` adds them to the dev split. They stay
+# out of the default dev split while the committed thresholds were chosen without them.
+NEXT_DEV_FILES = (DATA_DIR / "toxicity_dev_more.jsonl",)
 # Inverse regularisation strength of the heads.
 HEAD_C = 16.0
 # Positives are weighed up by (examples / positives) / this, at most 25.
@@ -295,7 +308,7 @@ def splits_apart(*, with_generated: bool = True) -> list[tuple[str, str, str, st
     return splits.check_apart(
         {
             "train": train,
-            "dev": split_texts((*CALIBRATION_FILES, *CANDIDATE_DEV_FILES)),
+            "dev": split_texts((*CALIBRATION_FILES, *CANDIDATE_DEV_FILES, *NEXT_DEV_FILES)),
             "test": split_texts(TEST_FILES),
         }
     )
@@ -305,7 +318,13 @@ def held_out_texts() -> set[str]:
     """Every text (and sentence) of the held-out, evaluation and calibration sets, to keep out
     of training."""
     found: set[str] = set()
-    for path in (*HELDOUT_FILES, *EVAL_FILES, *CALIBRATION_FILES, *CANDIDATE_DEV_FILES):
+    for path in (
+        *HELDOUT_FILES,
+        *EVAL_FILES,
+        *CALIBRATION_FILES,
+        *CANDIDATE_DEV_FILES,
+        *NEXT_DEV_FILES,
+    ):
         if not path.is_file():
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -466,13 +485,15 @@ def choose_thresholds(
     return {c: float(steps[at[i]]) for i, c in enumerate(CATEGORIES)}
 
 
-def calibrate_candidate(detector: Any) -> dict[str, Any]:
+def calibrate_candidate(detector: Any, *, next_dev: bool = False) -> dict[str, Any]:
     """A candidate head's thresholds, chosen on the whole dev split (``CALIBRATION_FILES`` and
-    ``CANDIDATE_DEV_FILES``) with :func:`choose_thresholds` at ``DEV_FALSE_HOLD_BUDGET``; with
-    the dev figures and the harmless texts held per dev file, because a pooled budget hides a
-    genre held too often (the default model's drafts: see docs/review.md)."""
+    ``CANDIDATE_DEV_FILES``; ``next_dev``: with ``NEXT_DEV_FILES`` too) with
+    :func:`choose_thresholds` at ``DEV_FALSE_HOLD_BUDGET``; with the dev figures and the harmless
+    texts held per dev file, because a pooled budget hides a genre held too often (the default
+    model's drafts: see docs/review.md)."""
     rows, names = [], []
-    for path in (*CALIBRATION_FILES, *CANDIDATE_DEV_FILES):
+    dev_files = (*CANDIDATE_DEV_FILES, *NEXT_DEV_FILES) if next_dev else CANDIDATE_DEV_FILES
+    for path in (*CALIBRATION_FILES, *dev_files):
         for row in toxicity_eval.read_labelled(path, known=CATEGORIES):
             rows.append(row)
             names.append(path.name)
@@ -520,15 +541,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibrate_parser.add_argument(
         "--candidate", action="store_true", help="on the whole dev split, within a budget"
     )
+    calibrate_parser.add_argument(
+        "--next-dev", action="store_true", help="with --candidate: NEXT_DEV_FILES too"
+    )
     measure = sub.add_parser("measure", help="measure the head on the test split, save figures")
     measure.add_argument("--head", type=Path, default=HEAD_PATH)
     measure.add_argument("--out", type=Path, default=METRICS_PATH, help="where figures go")
     measure.add_argument("--thresholds", type=Path, help="calibrate's JSON output (a candidate)")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
-        chosen = (calibrate_candidate if args.candidate else calibrate)(
-            HeadDetector(path=args.head)
-        )
+        detector = HeadDetector(path=args.head)
+        if args.candidate:
+            chosen = calibrate_candidate(detector, next_dev=args.next_dev)
+        else:
+            chosen = calibrate(detector)
         print(json.dumps(chosen, indent=1))
     elif args.command == "measure":
         chosen = None
