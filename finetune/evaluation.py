@@ -309,13 +309,8 @@ def _ground(
     documents."""
     sources, _info = grounding.retrieve(project_id=project_id, query=brief, k=k + 3)
     sources = [s for s in sources if s.get("document_id") != doc_id][:k]
-    system, user, record = grounding.fit_background(
-        sources=sources,
-        user_text=brief,
-        render=lambda system, user: backend.render_prompt(system=system, user=user),
-        count_tokens=backend.count_tokens,
-        context_length=backend.context_length,
-        max_new_tokens=max_new_tokens,
+    system, user, record = grounding.fit_for_backend(
+        backend, sources=sources, user_text=brief, brief=brief, max_new_tokens=max_new_tokens
     )
     ids = [s["document_id"] for s in record.get("sources", []) if "document_id" in s]
     return system, user, grounding.supplied_texts(record), ids

@@ -197,6 +197,29 @@ def _cut_words(text: str, n: int) -> str:
     return " ".join(words[:n]) + " ..."
 
 
+def fit_for_backend(
+    backend: Any,
+    *,
+    sources: Sequence[BackgroundSource],
+    user_text: str,
+    max_new_tokens: int,
+    system_text: str = "",
+    brief: str | None = None,
+) -> tuple[str, str, BackgroundRecord]:
+    """``fit_background`` with a generation backend's own chat template, tokenizer and context
+    length (the job's runner and the evaluation's grounded variants)."""
+    return fit_background(
+        sources=sources,
+        user_text=user_text,
+        system_text=system_text,
+        brief=brief,
+        render=lambda system, user: backend.render_prompt(system=system, user=user),
+        count_tokens=backend.count_tokens,
+        context_length=backend.context_length,
+        max_new_tokens=max_new_tokens,
+    )
+
+
 def fit_background(
     *,
     sources: Sequence[BackgroundSource],

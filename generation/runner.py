@@ -40,6 +40,7 @@ from generation.models import (
 )
 from generation.selectors import candidate_states
 from generation.services import job_fail, job_transition, system_render, template_render
+from generation.services.background import job_background
 from generation.services.quality import add_house_fluency, candidates_quality
 from generation.topup import top_up
 
@@ -230,7 +231,7 @@ def _claimed_job_generate(
         user_text, system_text = job.seed_text, ""
     background: dict[str, Any] = {}
     if job.background:
-        system_text, user_text, background = _ground(
+        system_text, user_text, background = job_background(
             job, backend, system_text=system_text, user_text=user_text
         )
     prompt = backend.render_prompt(system=system_text, user=user_text)
@@ -312,39 +313,6 @@ def _claimed_job_generate(
         system_text=system_text,
         topup_prompt=topup_prompt,
     )
-
-
-def _ground(
-    job: GenerationJob, backend: Any, *, system_text: str, user_text: str
-) -> tuple[str, str, dict[str, Any]]:
-    """The system text and user message with the archive background the job asked for (in the
-    grounding's default layout), and its record.
-
-    A retrieval that fails does not fail the job: the drafts are written without background
-    and their record says why (the draft page shows it)."""
-    query = grounding.brief_of(variables=job.variables, seed_text=job.seed_text)
-    try:
-        sources, retrieval = grounding.retrieve(
-            project_id=job.project_id, query=query, k=job.background
-        )
-    except Exception as exc:
-        logger.exception("retrieving background for job %s", job.pk)
-        sources, retrieval = [], {"error": f"{type(exc).__name__}: {exc}"}
-    system, user, record = grounding.fit_background(
-        sources=sources,
-        user_text=user_text,
-        system_text=system_text,
-        brief=query,
-        render=lambda system, user: backend.render_prompt(system=system, user=user),
-        count_tokens=backend.count_tokens,
-        context_length=backend.context_length,
-        max_new_tokens=SamplingSettings.from_dict(job.settings).max_new_tokens,
-    )
-    record.update(requested=job.background, query=query, retrieval=retrieval)
-    if not sources:
-        why = retrieval.get("error") or retrieval.get("not_run") or "no passage matched the brief"
-        record["note"] = f"No archive background was given: {why}."
-    return system, user, dict(record)
 
 
 def _job_provenance(

@@ -73,17 +73,22 @@ def _tuned_run(cast: dict, base: LanguageModel) -> tuple[FineTuneRun, LanguageMo
     return run, tuned
 
 
+def _create(cast: dict, variants: list[dict[str, Any]], **options: Any) -> EvaluationRun:
+    """An evaluation of the newsroom's archive by alice, not queued (the test runs it)."""
+    return evaluation.evaluation_create(
+        project=cast["newsroom"], user=cast["alice"], variants=variants, enqueue=False, **options
+    )
+
+
 def test_a_small_run_scores_real_candidates_against_the_real_documents(
     cast: dict, archive: list[int], language_model: LanguageModel
 ) -> None:
-    run = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=_variants(language_model),
+    run = _create(
+        cast,
+        _variants(language_model),
         n_documents=2,
         k=2,
         max_new_tokens=8,
-        enqueue=False,
     )
     assert len(run.document_ids) == 2 and set(run.document_ids) <= set(archive)
     assert run.total == 4 and run.estimate["tokens"] == 2 * 2 * 2 * 8
@@ -174,14 +179,12 @@ def test_a_small_run_scores_real_candidates_against_the_real_documents(
     assert est["seconds"] == pytest.approx(est["generation_seconds"] + est["scoring_seconds"])
     # The run timed its own scoring steps: what the next estimate uses.
     assert est["measured_scoring"][pk] > 0
-    again = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=_variants(language_model),
+    again = _create(
+        cast,
+        _variants(language_model),
         n_documents=2,
         k=2,
         max_new_tokens=8,
-        enqueue=False,
     )
     assert again.estimate["scoring_tokens_per_second"] == {pk: est["measured_scoring"][pk]}
     # No fine-tuned model of the project: no house-model fluency, and the run says so.
@@ -232,14 +235,12 @@ def test_candidates_are_scored_under_the_projects_house_model_when_it_has_one(
     )
     assert evaluation.house_model(cast["newsroom"].pk) == house
     assert evaluation.house_model(cast["other"].pk) == other
-    run = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=[{"model_id": language_model.pk, "grounding": 0}],
+    run = _create(
+        cast,
+        [{"model_id": language_model.pk, "grounding": 0}],
         n_documents=2,
         k=2,
         max_new_tokens=8,
-        enqueue=False,
     )
     # Every candidate is scored under the house model too: that scoring counts in the estimate.
     assert run.estimate["scored_tokens"] == {
@@ -281,33 +282,27 @@ def test_documents_a_tuned_model_trained_on_are_refused_and_never_drawn(
     assert trained and set(trained) <= set(archive)
     held_out = [pk for pk in archive if pk not in trained]
     with pytest.raises(ValidationError) as exc:
-        evaluation.evaluation_create(
-            project=cast["newsroom"],
-            user=cast["alice"],
-            variants=[{"model_id": tuned.pk, "grounding": 0}],
+        _create(
+            cast,
+            [{"model_id": tuned.pk, "grounding": 0}],
             document_ids=[held_out[0], trained[0]],
-            enqueue=False,
         )
     message = exc.value.message_dict["document_ids"][0]
     assert str(trained[0]) in message and f"[{run.pk}]" in message
     assert not EvaluationRun.objects.exists()
     # Drawn automatically: only documents outside the training set, and the split is recorded.
-    ev = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=[{"model_id": tuned.pk, "grounding": 0}],
+    ev = _create(
+        cast,
+        [{"model_id": tuned.pk, "grounding": 0}],
         n_documents=10,
-        enqueue=False,
     )
     assert sorted(ev.document_ids) == sorted(held_out)
     assert ev.training_ids == sorted(trained)
     # The base model trained on nothing here: any document may be used with it.
-    ok = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=[{"model_id": language_model.pk, "grounding": 0}],
+    ok = _create(
+        cast,
+        [{"model_id": language_model.pk, "grounding": 0}],
         document_ids=[trained[0]],
-        enqueue=False,
     )
     assert ok.document_ids == [trained[0]]
 
@@ -316,14 +311,12 @@ def test_cancel_stops_a_running_evaluation_and_ends_a_queued_one(
     cast: dict, archive: list[int], language_model: LanguageModel
 ) -> None:
     def make() -> EvaluationRun:
-        return evaluation.evaluation_create(
-            project=cast["newsroom"],
-            user=cast["alice"],
-            variants=_variants(language_model),
+        return _create(
+            cast,
+            _variants(language_model),
             n_documents=3,
             k=1,
             max_new_tokens=4,
-            enqueue=False,
         )
 
     queued = evaluation.evaluation_cancel(run=make())
@@ -493,14 +486,12 @@ def test_the_estimate_uses_the_models_measured_speed_when_there_is_one(
         first_token_at=now - timedelta(seconds=4),
         finished_at=now,
     )
-    run = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=_variants(language_model),
+    run = _create(
+        cast,
+        _variants(language_model),
         n_documents=3,
         k=2,
         max_new_tokens=50,
-        enqueue=False,
     )
     assert run.estimate["tokens"] == 3 * 2 * 2 * 50
     assert run.estimate["tokens_per_second"] == pytest.approx(10.0)
@@ -518,14 +509,12 @@ def test_the_estimate_uses_the_models_measured_speed_when_there_is_one(
         finished_at=now,
         estimate={"measured_scoring": {pk: 128.0}},
     )
-    run = evaluation.evaluation_create(
-        project=cast["newsroom"],
-        user=cast["alice"],
-        variants=_variants(language_model),
+    run = _create(
+        cast,
+        _variants(language_model),
         n_documents=3,
         k=2,
         max_new_tokens=50,
-        enqueue=False,
     )
     scoring = 3 * 2 * evaluation.REFERENCE_TOKENS / 128.0
     assert run.estimate["scoring_seconds"] == pytest.approx(scoring)

@@ -60,9 +60,9 @@ def job_with_drafts(
     return job, drafts
 
 
-def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
-    transactional_db: None, cast: dict, language_model: Any, news_template: Any, hold_queue: list
-) -> None:
+def _brief_job_run(cast: dict, news_template: Any, **extra: Any) -> Any:
+    """A two-candidate job of BRIEF (``extra``: more job options, e.g. ``topup``), run by the
+    real runner, read back."""
     job = services.job_create(
         project=cast["newsroom"],
         user=cast["bob"],
@@ -71,8 +71,17 @@ def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
         n_candidates=2,
         base_seed=7,
         settings={"max_new_tokens": 10},
+        **extra,
     )
     runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
+    job.refresh_from_db()
+    return job
+
+
+def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
+    transactional_db: None, cast: dict, language_model: Any, news_template: Any, hold_queue: list
+) -> None:
+    job = _brief_job_run(cast, news_template)
     drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
     assert len(drafts) == 2
     for draft in drafts:
@@ -128,16 +137,7 @@ def test_with_a_house_model_each_draft_stores_its_fluency_under_it_and_shows_it(
         settings=TrainSettings(seed=1).as_dict(),
         status="succeeded",
     )
-    job = services.job_create(
-        project=cast["newsroom"],
-        user=cast["bob"],
-        template_version=news_template,
-        variables=BRIEF,
-        n_candidates=2,
-        base_seed=7,
-        settings={"max_new_tokens": 10},
-    )
-    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
+    job = _brief_job_run(cast, news_template)
     drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
     assert len(drafts) == 2
     backend = get_backend(backend_config(house), cache_root=django_settings.MODEL_CACHE_DIR)
@@ -285,28 +285,11 @@ def test_an_admin_turns_the_quality_hold_on_from_the_policy_page_and_it_is_audit
     assert bad.status_code == 400 and "quality_floor" in bad.content.decode()
 
 
-def _topup_job_run(cast: dict, news_template: Any) -> Any:
-    """A two-candidate job of BRIEF that may draw two more, run by the real runner."""
-    job = services.job_create(
-        project=cast["newsroom"],
-        user=cast["bob"],
-        template_version=news_template,
-        variables=BRIEF,
-        n_candidates=2,
-        base_seed=7,
-        settings={"max_new_tokens": 10},
-        topup=2,
-    )
-    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
-    job.refresh_from_db()
-    return job
-
-
 def test_a_job_none_of_whose_candidates_covers_the_brief_draws_its_top_up(
     transactional_db: None, cast: dict, language_model: Any, news_template: Any, hold_queue: list
 ) -> None:
     # the tiny model's ten tokens cannot cover half of the brief's key terms
-    job = _topup_job_run(cast, news_template)
+    job = _brief_job_run(cast, news_template, topup=2)
     assert job.status == "succeeded"
     drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
     assert [d.candidate.index for d in drafts] == [0, 1, 2, 3]
@@ -332,18 +315,8 @@ def test_a_job_none_of_whose_candidates_covers_the_brief_draws_its_top_up(
 def test_without_a_top_up_the_job_keeps_its_own_candidates(
     transactional_db: None, cast: dict, language_model: Any, news_template: Any, hold_queue: list
 ) -> None:
-    job = services.job_create(
-        project=cast["newsroom"],
-        user=cast["bob"],
-        template_version=news_template,
-        variables=BRIEF,
-        n_candidates=2,
-        base_seed=7,
-        settings={"max_new_tokens": 10},
-    )
+    job = _brief_job_run(cast, news_template)
     assert job.topup == news_template.topup == 0
-    runner.job_claim_and_generate(job_id=job.pk, worker_name="w")
-    job.refresh_from_db()
     assert Draft.objects.filter(job=job).count() == 2 and job.topup_record == {}
 
 
@@ -397,7 +370,7 @@ def test_a_top_up_that_fails_keeps_the_jobs_own_drafts_and_says_why(
         return backend
 
     monkeypatch.setattr(runner, "get_backend", get_backend)
-    job = _topup_job_run(cast, news_template)
+    job = _brief_job_run(cast, news_template, topup=2)
     assert job.status == "succeeded"
     assert [d.candidate.index for d in Draft.objects.filter(job=job)] in ([0, 1], [1, 0])
     assert job.candidates.count() == 2
