@@ -1,3 +1,4 @@
+# Over 500 lines: one script builds every labelled review set and measures each check on it.
 """Benchmark of the review checks as editors meet them: accuracy on labelled sets, and speed
 against what a user would pick instead, measured side by side in this run.
 
