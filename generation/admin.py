@@ -82,7 +82,7 @@ def tuning_summary(obj: LanguageModel) -> str:
     lines = [f"Host: {host.get('cpu', '?')}, {host.get('cores', '?')} cores"]
     if not settings.TUNING:
         lines.append("Not applied: CONTENTSTUDIO_TUNING=0 (the settings serve as they are).")
-    for section in ("generation", "embedding"):
+    for section in ("generation", "engine", "embedding"):
         result = record.get(section)
         if not result:
             lines.append(f"{section}: not measured")
@@ -90,6 +90,10 @@ def tuning_summary(obj: LanguageModel) -> str:
         about = f" on {result['model']}" if result.get("model") else ""
         if section == "generation" and result.get("model") and result["model"] != obj.name:
             about += " (another model; the choice is the worker's, for every ONNX model)"
+        if section == "engine":
+            about += " (ONNX Runtime on the conversion or llama.cpp on the GGUF; that model only)"
+            if result.get("llamacpp"):
+                about += f"; llama.cpp perplexity {result['llamacpp']}"
         lines.append(
             f"{section}{about}, measured {result.get('measured_at', '?')} "
             f"(load {', '.join(f'{x:.1f}' for x in result.get('load_average', []))}): "
@@ -217,6 +221,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
         "check_models",
         "check_transformers",
         "check_onnx",
+        "check_llamacpp",
         "check_openai",
         "convert_onnx",
     ]
@@ -266,6 +271,10 @@ class LanguageModelAdmin(admin.ModelAdmin):
     @admin.action(description="Check with ONNX Runtime GenAI (needs a conversion)")
     def check_onnx(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
         self._queue_checks(request, queryset, BackendKind.ONNX)
+
+    @admin.action(description="Check with llama.cpp (a GGUF model; needs `make llamacpp`)")
+    def check_llamacpp(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        self._queue_checks(request, queryset, BackendKind.LLAMACPP)
 
     @admin.action(description="Check the OpenAI-compatible server (models list, generate)")
     def check_openai(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:

@@ -29,9 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 def backend_config(model: LanguageModel, *, backend: str | None = None) -> BackendConfig:
-    """What a worker needs to load ``model`` with ``backend`` (its configured one by default)."""
+    """What a worker needs to load ``model`` with ``backend`` (its configured one by default,
+    or the engine this host chose for it: ``serving_backend``)."""
     return BackendConfig(
-        backend=backend or model.backend,
+        backend=backend or serving_backend(model),
         source_kind=model.source_kind,
         source=model.source,
         revision=model.revision,
@@ -51,6 +52,27 @@ def backend_config(model: LanguageModel, *, backend: str | None = None) -> Backe
         model_name=model.name,
         **worker_backend_options(),
     )
+
+
+def serving_backend(model: LanguageModel) -> str:
+    """The backend that serves ``model`` here: its configured one, except that an ONNX model on
+    CPU converted from a GGUF runs on llama.cpp where this host measured llama.cpp faster on it
+    and as faithful (``tuning.tune_engine``, ``manage.py studio_tune``) and it is installed."""
+    if (
+        model.backend != BackendKind.ONNX
+        or model.device == "cuda"
+        or not getattr(django_settings, "TUNING", False)
+        or not (model.source_kind == ModelSource.PACKAGE_GGUF or model.source.endswith(".gguf"))
+        or tuning.applied_engine(django_settings.DATA_DIR, model.name) != BackendKind.LLAMACPP
+    ):
+        return model.backend
+    from generation.backends.llamacpp import available
+
+    reason = available()
+    if reason:
+        logger.warning("llama.cpp was chosen for %s on this host but %s", model.name, reason)
+        return model.backend
+    return BackendKind.LLAMACPP
 
 
 def worker_backend_options() -> dict[str, Any]:

@@ -44,6 +44,8 @@ class BackendKind(models.TextChoices):
     TRANSFORMERS = "transformers", "transformers (PyTorch)"
     # ONNX Runtime GenAI on a copy converted once (generation.backends.convert); fast on CPU.
     ONNX = "onnx", "ONNX Runtime GenAI"
+    # llama.cpp on a GGUF file as it is (packaged or local), CPU; `make llamacpp` installs it.
+    LLAMACPP = "llamacpp", "llama.cpp (GGUF, CPU)"
     # A server speaking the OpenAI API (vLLM, llama.cpp server, transformers serve, TGI).
     OPENAI = "openai", "OpenAI-compatible server"
 

@@ -110,6 +110,11 @@ _cache_lock = threading.Lock()
 def recorded_choice(data_dir: Path, section: str) -> dict[str, Any]:
     """The chosen settings of ``section`` on this host ({} when none): re-read when the file
     changes, so a worker picks up a new measurement at its next job."""
+    return dict(recorded_section(data_dir, section).get("chosen") or {})
+
+
+def recorded_section(data_dir: Path, section: str) -> dict[str, Any]:
+    """The record of ``section`` on this host ({} when none), cached until the file changes."""
     path = record_path(data_dir)
     try:
         mtime = path.stat().st_mtime
@@ -121,7 +126,7 @@ def recorded_choice(data_dir: Path, section: str) -> dict[str, Any]:
             cached = (mtime, read_record(data_dir))
             _cache[str(path)] = cached
     record = cached[1] or {}
-    return dict((record.get(section) or {}).get("chosen") or {})
+    return dict(record.get(section) or {})
 
 
 # --- Measuring -------------------------------------------------------------------------------
@@ -335,3 +340,93 @@ def applied_generation_options(data_dir: Path, options: dict[str, Any]) -> dict[
     generation choice applied."""
     chosen = recorded_choice(data_dir, "generation")
     return {**options, **{k: bool(v) for k, v in chosen.items() if k in GENERATION_KEYS}}
+
+
+# --- Engine (ONNX Runtime on the conversion, or llama.cpp on the GGUF itself) ------------------
+
+ENGINE_CANDIDATES: tuple[dict[str, str], ...] = ({"engine": "onnx"}, {"engine": "llamacpp"})
+
+
+def gguf_perplexity_ratio(config: Any, *, cache_root: Path) -> tuple[float, float]:
+    """The llama.cpp backend's perplexity on the conversion's held-out windows, and its ratio to
+    the fp32 reference the ONNX conversion recorded (the same windows, the same tokenizer)."""
+    from generation.backends import load_backend
+    from generation.backends.convert import (
+        HELD_OUT_TOKENS,
+        _held_out_windows,
+        pooled_perplexity,
+        read_meta,
+    )
+
+    meta = read_meta(Path(config.onnx_dir)) or {}
+    reference = meta.get("perplexity_fp32")
+    if not reference:
+        raise ValueError("the ONNX conversion recorded no fp32 perplexity to compare with")
+    backend = load_backend(replace(config, backend="llamacpp"), cache_root=cache_root)
+    windows = _held_out_windows(backend.tokenizer, HELD_OUT_TOKENS)
+
+    def perplexity(window: list[int]) -> float:
+        score = backend.score_ids(prompt_ids=window[:1], ids=window[1:])
+        return float(score.perplexity or 0.0)
+
+    measured = pooled_perplexity(perplexity, windows)
+    return measured, measured / float(reference)
+
+
+def tune_engine(
+    config: Any,
+    *,
+    cache_root: Path,
+    quick: bool = False,
+    prompt: str = "The city council met on Monday to discuss the new budget. The mayor said",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """ONNX Runtime on the studio's conversion (the reference) against llama.cpp on the GGUF the
+    model was converted from, on the generation workload (``generation_runner``).
+
+    The two engines run different quantisations of one model, so their tokens differ and the
+    same-outputs rule cannot judge them: llama.cpp is admitted only when its perplexity on the
+    conversion's held-out windows is within ``convert.MAX_PERPLEXITY_RATIO`` of the fp32
+    reference, the rule every ONNX precision passes; then the faster one is kept (by more
+    than the margin). ``config``: the ONNX model's ``BackendConfig`` with this host's
+    generation choice applied."""
+    from generation.backends.convert import MAX_PERPLEXITY_RATIO
+
+    tokens = 16 if quick else 48
+    checked: dict[str, float] = {}
+
+    def make_runner(setting: dict[str, Any]) -> Runner:
+        candidate = replace(config, backend=setting["engine"])
+        if setting["engine"] == "llamacpp":
+            from generation.backends.llamacpp import available
+
+            reason = available()
+            if reason:
+                raise RuntimeError(reason)
+            perplexity, ratio = gguf_perplexity_ratio(config, cache_root=cache_root)
+            checked.update(perplexity=round(perplexity, 4), perplexity_ratio=round(ratio, 4))
+            if ratio > MAX_PERPLEXITY_RATIO:
+                raise ValueError(
+                    f"perplexity {ratio:.3f}x the fp32 reference, over {MAX_PERPLEXITY_RATIO}"
+                )
+        return generation_runner(
+            candidate, cache_root=cache_root, prompt=prompt, tokens=tokens, quick=quick
+        )
+
+    result = choose(
+        ENGINE_CANDIDATES,
+        make_runner=make_runner,
+        same=lambda reference, outputs: "",  # judged by perplexity instead (above)
+        rounds=2 if quick else 4,
+        progress=progress,
+    )
+    result.update(model=config.model_name, tokens=tokens, quick=quick, llamacpp=checked)
+    return result
+
+
+def applied_engine(data_dir: Path, model_name: str) -> str:
+    """The engine this host chose for ``model_name`` ("" when none was measured for it)."""
+    section = recorded_section(data_dir, "engine")
+    if section.get("model") != model_name:
+        return ""
+    return str((section.get("chosen") or {}).get("engine") or "")

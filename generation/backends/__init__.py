@@ -13,7 +13,7 @@ from pathlib import Path
 from generation.backends.base import Backend
 from generation.backends.types import BackendConfig, BackendError
 
-BACKEND_NAMES = ("transformers", "onnx", "openai")
+BACKEND_NAMES = ("transformers", "onnx", "llamacpp", "openai")
 
 _loaded: dict[tuple[object, ...], Backend] = {}
 _locks: dict[tuple[object, ...], threading.Lock] = {}
@@ -30,6 +30,10 @@ def load_backend(config: BackendConfig, *, cache_root: Path) -> Backend:
         from generation.backends.onnx_genai import OnnxGenAIBackend
 
         return OnnxGenAIBackend(config, cache_root=cache_root)
+    if config.backend == "llamacpp":
+        from generation.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(config, cache_root=cache_root)
     if config.backend == "openai":
         from generation.backends.openai_compat import OpenAIBackend
 

@@ -256,3 +256,82 @@ def text_ids_to_score(
         limit = min(limit, max_tokens)
     limit = max(0, limit)
     return ids[:limit], limit < len(ids)
+
+
+def step_candidates(
+    generator: Any,
+    *,
+    prompt_ids: list[int],
+    outputs: list[CandidateOutput],
+    decoders: list[IncrementalDecoder],
+    sampler: Any,
+    eos: set[int],
+    settings: SamplingSettings,
+    on_delta: OnDelta | None = None,
+    should_stop: ShouldStop | None = None,
+    drops_rows: bool = True,
+    prefix: int = 0,
+    step_lock: Any = None,
+) -> bool:
+    """The decoding loop the local backends share, on a generator that holds the KV cache.
+
+    The generator takes the prompt once for its ``len(outputs)`` rows (``append_tokens``), gives
+    each row's next-token logits (``get_logits``: rows x 1 x vocab, the forward pass running
+    there), and is told the tokens chosen (``set_next_tokens``). One that ``drops_rows`` is told
+    which rows go on (``keep_rows``) when a candidate ends; one that does not computes a
+    finished row to the end and is forced to the chosen tokens by one-hot logits (``set_logits``
+    and ``generate_next_token``: ONNX Runtime GenAI's generator). ``prefix``: how many of the
+    prompt's first tokens a cached preamble holds. Streams through ``on_delta``, polls
+    ``should_stop``; returns whether the loop was cancelled."""
+    import numpy as np
+
+    lock = step_lock if step_lock is not None else contextlib.nullcontext()
+    n = len(outputs)
+    eos_token = min(eos) if eos else 0
+    rows = list(range(n))
+    ids = np.array([prompt_ids] * n, dtype=np.int32)
+    with lock:
+        if drops_rows:
+            generator.append_tokens(ids, prefix=prefix)
+        else:
+            generator.append_tokens(ids)
+    for step in range(settings.max_new_tokens):
+        if should_stop is not None and should_stop():
+            return True
+        with lock:  # the forward pass runs here (lazily)
+            logits = generator.get_logits()  # (rows, 1, vocab)
+        now = time.monotonic()
+        deltas: list[str | None] = [None] * n
+        tokens = [eos_token] * len(rows)
+        for position, index in enumerate(rows):
+            out = outputs[index]
+            if out.finished:
+                continue
+            if out.first_token_at is None:
+                out.first_token_at = now
+            history = prompt_ids + out.token_ids
+            token = sampler.choose(index, logits[position, -1], history, step)
+            tokens[position] = token
+            if token in eos:
+                out.finished, out.finish_reason, out.finished_at = True, "eos", now
+                deltas[index] = ""
+                continue
+            out.token_ids.append(token)
+            deltas[index] = decoders[index].push(token)
+            if len(out.token_ids) >= settings.max_new_tokens:
+                out.finished, out.finish_reason, out.finished_at = True, "length", now
+        if on_delta is not None:
+            on_delta(deltas)
+        if all(out.finished for out in outputs):
+            break
+        if drops_rows:
+            keep = [p for p, index in enumerate(rows) if not outputs[index].finished]
+            generator.keep_rows(keep)
+            rows = [rows[p] for p in keep]
+            generator.set_next_tokens([tokens[p] for p in keep])
+        else:
+            forced = np.full_like(logits, -np.inf)
+            forced[np.arange(len(rows)), -1, tokens] = 0.0
+            generator.set_logits(forced)
+            generator.generate_next_token()
+    return False

@@ -37,6 +37,7 @@ from generation.backends.base import (
     encode_prompt,
     finish_outputs,
     render_chat_prompt,
+    step_candidates,
 )
 from generation.backends.convert import CONVERSION_FILE
 from generation.backends.oga_native import NativeError, NativeGenerator, NativeModel
@@ -348,7 +349,6 @@ class OnnxGenAIBackend(Backend):
         sampler = RowSampler(
             seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
         )
-        eos_token = min(self._eos) if self._eos else 0
         outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
         decoders = [IncrementalDecoder(self._decode) for _ in outputs]
         cancelled = False
@@ -369,58 +369,24 @@ class OnnxGenAIBackend(Backend):
                     max_length=max_length, do_sample=False, batch_size=n, random_seed=0
                 )
                 generator = og.Generator(self.model, params)
-            # The candidate of each row of the generator: the studio's loop drops a row when
-            # its candidate ends; ONNX Runtime GenAI's generator computes it to the end (its
-            # row then takes end-of-text).
-            rows = list(range(n))
+            # The studio's loop drops a row when its candidate ends; ONNX Runtime GenAI's
+            # generator computes it to the end (its row then takes end-of-text).
             drops_rows = isinstance(generator, LoopGenerator | BatchMember)
-            ids = np.array([prompt_ids] * n, dtype=np.int32)
-            with self._step_lock:
-                if drops_rows:
-                    # The loop: the preamble's KV from the model's prefix cache, then the rest.
-                    generator.append_tokens(ids, prefix=self._preamble_tokens(preamble, prompt_ids))
-                else:
-                    generator.append_tokens(ids)
-            for step in range(settings.max_new_tokens):
-                if should_stop is not None and should_stop():
-                    cancelled = True
-                    break
-                with self._step_lock:  # the forward pass runs here (lazily)
-                    logits = generator.get_logits()  # (rows, 1, vocab)
-                now = time.monotonic()
-                deltas: list[str | None] = [None] * n
-                tokens = [eos_token] * len(rows)
-                for position, index in enumerate(rows):
-                    out = outputs[index]
-                    if out.finished:
-                        continue
-                    if out.first_token_at is None:
-                        out.first_token_at = now
-                    history = prompt_ids + out.token_ids
-                    token = sampler.choose(index, logits[position, -1], history, step)
-                    tokens[position] = token
-                    if token in self._eos:
-                        out.finished, out.finish_reason, out.finished_at = True, "eos", now
-                        deltas[index] = ""
-                        continue
-                    out.token_ids.append(token)
-                    deltas[index] = decoders[index].push(token)
-                    if len(out.token_ids) >= settings.max_new_tokens:
-                        out.finished, out.finish_reason, out.finished_at = True, "length", now
-                if on_delta is not None:
-                    on_delta(deltas)
-                if all(out.finished for out in outputs):
-                    break
-                if drops_rows:
-                    keep = [p for p, index in enumerate(rows) if not outputs[index].finished]
-                    generator.keep_rows(keep)
-                    rows = [rows[p] for p in keep]
-                    generator.set_next_tokens([tokens[p] for p in keep])
-                else:
-                    forced = np.full_like(logits, -np.inf)
-                    forced[np.arange(len(rows)), -1, tokens] = 0.0
-                    generator.set_logits(forced)
-                    generator.generate_next_token()
+            cancelled = step_candidates(
+                generator,
+                prompt_ids=prompt_ids,
+                outputs=outputs,
+                decoders=decoders,
+                sampler=sampler,
+                eos=self._eos,
+                settings=settings,
+                on_delta=on_delta,
+                should_stop=should_stop,
+                drops_rows=drops_rows,
+                # The loop: the preamble's KV from the model's prefix cache, then the rest.
+                prefix=self._preamble_tokens(preamble, prompt_ids) if drops_rows else 0,
+                step_lock=self._step_lock,
+            )
         except (PromptTooLong, BackendError):
             raise
         except RuntimeError as exc:  # NativeError too

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation import tuning
 from generation.model_runtime import backend_config
-from generation.models import BackendKind, LanguageModel
+from generation.models import BackendKind, LanguageModel, ModelSource
 
 logger = logging.getLogger(__name__)
 STALE_LOCK_S = 1800
@@ -59,9 +59,34 @@ def tune_generation_for(
     # The candidates' sessions are loaded apart from the worker's own (``load_backend``, not
     # registered) and freed with them.
     result = tuning.tune_generation(
-        backend_config(model), cache_root=settings.MODEL_CACHE_DIR, quick=quick, progress=progress
+        backend_config(model, backend=BackendKind.ONNX),
+        cache_root=settings.MODEL_CACHE_DIR,
+        quick=quick,
+        progress=progress,
     )
     tuning.write_record(settings.DATA_DIR, "generation", result)
+    return result
+
+
+def tune_engine_for(
+    model: LanguageModel, *, quick: bool, progress: Any = None
+) -> dict[str, Any] | None:
+    """ONNX Runtime against llama.cpp on ``model`` (with this host's generation choice just
+    recorded) and record; None when it does not apply: not an ONNX model on CPU converted from
+    a GGUF. Recorded either way when it applies: without llama-cpp-python the record says so
+    (and ONNX Runtime serves)."""
+    gguf = model.source_kind == ModelSource.PACKAGE_GGUF or model.source.endswith(".gguf")
+    if model.backend != BackendKind.ONNX or not model.onnx_dir or model.device == "cuda":
+        return None
+    if not gguf:
+        return None
+    result = tuning.tune_engine(
+        backend_config(model, backend=BackendKind.ONNX),
+        cache_root=settings.MODEL_CACHE_DIR,
+        quick=quick,
+        progress=progress,
+    )
+    tuning.write_record(settings.DATA_DIR, "engine", result)
     return result
 
 
@@ -147,6 +172,11 @@ class Command(BaseCommand):
             else:
                 self.stdout.write("generation:")
                 self.stdout.write("\n".join(describe(result)))
+                bar = ProgressBar(sys.stdout, f"engine ({model.name})")
+                engine = tune_engine_for(model, quick=quick, progress=bar)
+                if engine is not None:
+                    self.stdout.write("engine (ONNX Runtime or llama.cpp on the GGUF):")
+                    self.stdout.write("\n".join(describe(engine)))
         if only in (None, "embedding"):
             bar = ProgressBar(sys.stdout, "embedding")
             try:
@@ -159,7 +189,7 @@ class Command(BaseCommand):
 
 
 def tune_at_start(
-    parts: tuple[str, ...] = ("generation", "embedding"),
+    parts: tuple[str, ...] = ("generation", "engine", "embedding"),
 ) -> threading.Thread | None:
     """A quick measurement in a background thread when nothing is recorded for this host
     (``TUNE_AT_START``); one process at a time (a lock file), so workers that start together
@@ -192,6 +222,8 @@ def tune_at_start(
             model = LanguageModel.objects.filter(enabled=True, is_default=True).first()
             if model is not None and "generation" in missing:
                 tune_generation_for(model, quick=True)
+            if model is not None and "engine" in missing:
+                tune_engine_for(model, quick=True)
             if "embedding" in missing:
                 try:
                     tune_embedding_here(quick=True)
