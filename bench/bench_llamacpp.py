@@ -26,9 +26,10 @@ or CONTENTSTUDIO_TOOL_CACHE), the one ``make llamacpp`` installs the studio's ba
 the comparison this bench installs the wheel into a venv of its own beside it.
 ``BENCH_LLAMACPP_BUILD=0`` skips the build when no wheel is cached; the figure then says
 ``skipped (reason)``, as it does when the build fails. Then, where node is installed, a
-stand-in is measured and labelled as one: ``cpu_decode_speedup_vs_llamacpp_node_prebuilt``, the same comparison against llama.cpp's
-prebuilt CPU binary through node-llama-cpp (``bench/llamacpp_node.mjs``, installed with npm into
-the same cache), a generic build rather than one compiled for this CPU.
+stand-in is measured and labelled as one: ``cpu_decode_speedup_vs_llamacpp_node_prebuilt``,
+the same comparison against llama.cpp's prebuilt CPU binary through node-llama-cpp
+(``bench/llamacpp_node.mjs``, installed with npm into the same cache), a generic build rather
+than one compiled for this CPU.
 Options: ``BENCH_QUICK=1`` (fewer rounds), ``BENCH_THREADS`` (default 2).
 """
 
