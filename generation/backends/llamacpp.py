@@ -14,9 +14,10 @@ prefills its prompt once as sequence 0, shares that KV with sequences 1..n-1 (on
 cache, ``llama_memory_seq_cp``) and steps its unfinished rows in one batch; a finished row's
 cells are released. Calls on one model take turns pass by pass (one lock): each pass runs on
 every core the worker has, and two calls stream side by side without asking for more threads
-than there are cores. llama.cpp's logits for a row can depend on how many rows step with it
-(its kernels are chosen by batch size), so a candidate is reproducible for the same seed,
-settings and number of candidates (tests/test_backend_llamacpp.py measures it).
+than there are cores, and a call's candidates do not depend on the calls beside it (each has a
+context of its own). llama.cpp chooses kernels by batch size, so that a row's logits could
+depend on how many rows step with it; measured here they do not (a call's rows write the lone
+row's greedy tokens), and tests/test_backend_llamacpp.py checks both on every run.
 """
 
 from __future__ import annotations
