@@ -353,7 +353,7 @@ def gguf_perplexity_ratio(config: Any, *, cache_root: Path) -> tuple[float, floa
     from generation.backends import load_backend
     from generation.backends.convert import (
         HELD_OUT_TOKENS,
-        _held_out_windows,
+        held_out_windows,
         pooled_perplexity,
         read_meta,
     )
@@ -363,7 +363,7 @@ def gguf_perplexity_ratio(config: Any, *, cache_root: Path) -> tuple[float, floa
     if not reference:
         raise ValueError("the ONNX conversion recorded no fp32 perplexity to compare with")
     backend = load_backend(replace(config, backend="llamacpp"), cache_root=cache_root)
-    windows = _held_out_windows(backend.tokenizer, HELD_OUT_TOKENS)
+    windows = held_out_windows(backend.tokenizer, HELD_OUT_TOKENS)
 
     def perplexity(window: list[int]) -> float:
         score = backend.score_ids(prompt_ids=window[:1], ids=window[1:])

@@ -94,7 +94,7 @@ def read_meta(path: Path) -> dict[str, Any] | None:
     return json.loads(meta_file.read_text())
 
 
-def _held_out_windows(tokenizer: Any, tokens: int) -> list[list[int]]:
+def held_out_windows(tokenizer: Any, tokens: int) -> list[list[int]]:
     return [list(tokenizer(text)["input_ids"][:tokens]) for text in held_out_texts()]
 
 
@@ -225,7 +225,7 @@ def convert_in_process(
     config = json.loads((source_dir / "config.json").read_text())
     context = int(config.get("max_position_embeddings") or config.get("n_positions") or 2048)
     # The generator refuses a sequence past the model's context: stay inside it.
-    windows = _held_out_windows(tokenizer, min(HELD_OUT_TOKENS, context - 8))
+    windows = held_out_windows(tokenizer, min(HELD_OUT_TOKENS, context - 8))
     tokens = sum(len(w) for w in windows)
     started = time.monotonic()
     reference = pooled_perplexity(lambda w: torch_perplexity(source_dir, w), windows)
