@@ -476,7 +476,7 @@ def part_ranker(backend: Any, embed: Any) -> None:
 def main() -> None:
     if "specifics" in PARTS:
         part_specifics()
-    if PARTS & {"offbrief", "heldout", "overhead", "ranker"}:
+    if PARTS & {"offbrief", "heldout", "heldout2", "overhead", "ranker"}:
         backend = load_backend()
         embed = embedder()
         if "overhead" in PARTS:
