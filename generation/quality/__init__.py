@@ -18,6 +18,7 @@ from generation.quality.brief import (
     unsupported_specifics,
 )
 from generation.quality.signals import (
+    OFF_BRIEF_REASON,
     OFF_BRIEF_SHARE,
     SIGNALS_VERSION,
     TOPUP_MAX,
@@ -31,6 +32,7 @@ from generation.quality.signals import (
 )
 
 __all__ = [
+    "OFF_BRIEF_REASON",
     "OFF_BRIEF_SHARE",
     "SIGNALS_VERSION",
     "TOPUP_MAX",

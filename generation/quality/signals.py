@@ -33,6 +33,8 @@ from generation.quality import text as tx
 SIGNALS_VERSION = 1
 OFF_BRIEF_SHARE = 0.5  # covers fewer than half of the brief's key terms: off brief
 REPETITIVE_SHARE = 0.2  # share of word 3-grams that repeat an earlier one
+# The first reason of an off-brief draft: why a higher score may not be first (``rank_order``).
+OFF_BRIEF_REASON = "Off brief: ranked after on-brief candidates"
 
 WEIGHTS: dict[str, float] = {
     "coverage": 0.40,
@@ -226,7 +228,7 @@ def reasons(signals: Mapping[str, Any]) -> list[str]:
     """Short lines that explain the score, worst first; shown beside it."""
     out: list[str] = []
     if signals.get("off_brief"):
-        out.append("Off brief: ranked after on-brief candidates")
+        out.append(OFF_BRIEF_REASON)
     cov = signals["coverage"]
     if cov["terms"]:
         line = f"Covers {len(cov['found'])} of {cov['terms']} brief terms"
