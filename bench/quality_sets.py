@@ -110,13 +110,67 @@ HELDOUT_NEWS_BRIEFS = [
 ]
 
 
+# Forty held out again (issue 21, the on-brief-first order): the forty above were read while the
+# order was chosen, so they are dev now. Written before anything was run on them, ten kinds of
+# story (courts, weather, sport, health, business, local government, science, transport,
+# culture, education), each with one to three specifics; ``heldout_leaks`` checks them apart
+# from both earlier sets. The bench reports them on their own lines (``_heldout2``).
+HELDOUT2_NEWS_BRIEFS = [
+    "A judge in Leeds fined a building firm 250,000 pounds after a scaffold fell onto a pavement.",
+    "The appeals court cleared two journalists of contempt over their reporting of a murder trial.",
+    "A jury convicted a former bank clerk of stealing 1.2 million dollars from elderly customers.",
+    "The constitutional court ordered a recount of the votes in three northern districts.",
+    "Hailstones the size of golf balls smashed greenhouses across 300 hectares near Almeria.",
+    "A tornado tore the roofs off forty houses in a small Oklahoma town on Tuesday night.",
+    "Fog grounded every flight at Milan's Linate airport for most of Saturday morning.",
+    "The wettest October in seventy years left rivers in Wales above their banks.",
+    "Kenyan runner Faith Mutua broke the women's marathon record in Berlin by 40 seconds.",
+    "The city's ice hockey team was relegated after losing its final match 5-2.",
+    "A cycling team withdrew from the Tour of Flanders after eight of its riders fell ill.",
+    "The chess federation suspended a grandmaster for six months for using a phone in a game.",
+    "Doctors in Lyon performed the country's first hand transplant on a teenager.",
+    "Cases of whooping cough tripled in the first half of the year, the health agency said.",
+    "The health service will hire 2,000 more mental health nurses by next spring.",
+    "A hospital in Porto apologised after a surgeon operated on the wrong knee.",
+    "The airline posted a record profit of 900 million euros on strong summer demand.",
+    "A brewery founded in 1842 was sold to a Dutch drinks group.",
+    "The steel plant on the river will shut its last blast furnace in September; 800 jobs go.",
+    "Shares in the online fashion retailer fell by a quarter after it warned on sales.",
+    "The borough council voted to raise parking charges in the town centre by 30 percent.",
+    "Residents of Greenfield Road won their fight to keep the village post office open.",
+    "The county will repair 500 kilometres of potholed roads before winter, its roads chief said.",
+    "The mayor of Lille dropped a plan to merge two primary schools after parents protested.",
+    "Astronomers spotted a comet that should be visible to the naked eye in May.",
+    "A team at the University of Bergen grew coral in a laboratory tank for the first time.",
+    "A drilling ship recovered ice cores two million years old from Antarctica.",
+    "Engineers launched a weather satellite that will map rainfall over Africa every hour.",
+    "The ferry service between Dover and Calais added four daily crossings for the summer.",
+    "A signal failure at Central Station stranded 20,000 commuters for three hours.",
+    "Buses in the city will be free for everyone under eighteen from September.",
+    "An electric air taxi completed its first passenger flight over the harbour in Oslo.",
+    "A lost symphony by a Czech composer was performed for the first time in Prague.",
+    "The film festival gave its top prize to a documentary about Mongolian herders.",
+    "Thieves stole three medieval manuscripts from a monastery library in the Alps.",
+    "The novelist Ana Ribeiro won the national book prize for her third novel.",
+    "Exam results showed that maths grades rose for the first time in five years.",
+    "The university will close its music department to save four million pounds.",
+    "A primary school in Dundee banned mobile phones for pupils during the school day.",
+    "Teachers will get 20 extra days of training each year under a new national plan.",
+]
+
+
 def heldout_leaks() -> list[tuple[str, str, str, str, float]]:
     """Near duplicates (word-set or word 3-shingle Jaccard >= 0.4, review.tools.splits) between
-    the held-out briefs and the forty the top-up was chosen on; empty when they are apart."""
+    any two of: the forty briefs the top-up was chosen on, the first held-out forty (dev since
+    the on-brief-first order was chosen on them) and the second; empty when they are apart."""
     from review.tools import splits
 
     return splits.check_apart(
-        {"tuned": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS], "heldout": HELDOUT_NEWS_BRIEFS}
+        {
+            "tuned": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS],
+            "heldout": HELDOUT_NEWS_BRIEFS,
+            "heldout2": HELDOUT2_NEWS_BRIEFS,
+        }
     )
 
 

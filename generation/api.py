@@ -52,8 +52,8 @@ class CandidateOut(serializers.Serializer):
     finish_reason = serializers.CharField()
     draft_id = serializers.IntegerField(allow_null=True)
     draft_url = serializers.CharField(allow_null=True)
-    # {"score", "reasons", "off_brief", "verify", "contradictions", "best"}; null before the
-    # draft is written.
+    # {"score", "reasons", "off_brief", "verify", "contradictions", "best", "rank"} (rank: the
+    # place in the job's on-brief-first order, 0 first); null before the draft is written.
     quality = serializers.DictField(allow_null=True)
 
 
@@ -81,7 +81,8 @@ class JobOut(serializers.Serializer):
     # How different the candidates are (1 - mean pairwise 3-word-shingle Jaccard); informs the
     # editor choosing between them, never holds a draft.
     diversity = serializers.DictField()
-    # Candidate indexes best first (by quality score; unscored ones last).
+    # Candidate indexes best first: on-brief ones before off-brief ones, each group by quality
+    # score (generation.quality.rank_order); unscored ones last.
     best_first = serializers.ListField(child=serializers.IntegerField())
 
 

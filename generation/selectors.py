@@ -13,7 +13,7 @@ from contentstudio.models import Project
 from contentstudio.selectors import membership_role
 from generation import stream
 from generation.models import Candidate, Draft, GenerationJob, LanguageModel, PromptTemplate
-from generation.quality import best_index
+from generation.quality import best_index, rank_order
 
 
 def models_listed(
@@ -162,39 +162,38 @@ def quality_summary(draft: Draft | None) -> dict[str, Any] | None:
         "verify": sum(1 for s in unsupported if s.get("status") != "contradiction"),
         "contradictions": sum(1 for s in unsupported if s.get("status") == "contradiction"),
         "best": False,
+        "rank": None,  # set by mark_best with the job's other candidates
     }
 
 
 def mark_best(rows: list[Any]) -> None:
-    """Mark the row whose draft scores highest (of two or more scored drafts) as the best."""
-    scores = [(r.get("quality") or {}).get("score") for r in rows]
-    best = best_index(scores)
-    if best is not None and sum(s is not None for s in scores) > 1:
-        rows[best]["quality"]["best"] = True
+    """Give each scored row its place in the on-brief-first order (``quality["rank"]``, 0 first;
+    the page script orders by it) and mark the first as the best (of two or more scored)."""
+    qualities = [r.get("quality") for r in rows]
+    scored = sum(q is not None for q in qualities)
+    for rank, i in enumerate(rank_order(qualities)):
+        if qualities[i] is not None:
+            qualities[i]["rank"] = rank
+            qualities[i]["best"] = rank == 0 and scored > 1
 
 
 def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Candidates ordered by quality score, highest first (unscored ones last, by index)."""
-    return sorted(
-        rows,
-        key=lambda r: (
-            (r.get("quality") or {}).get("score") is None,
-            -((r.get("quality") or {}).get("score") or 0.0),
-            r["index"],
-        ),
-    )
+    """Candidates in the on-brief-first order (``generation.quality.rank_order``: on brief
+    before off brief, then the higher quality score; unscored ones last, by index)."""
+    rows = sorted(rows, key=lambda r: r["index"])
+    return [rows[i] for i in rank_order([r.get("quality") for r in rows])]
 
 
 def job_best_drafts(*, job_ids: Iterable[int]) -> set[int]:
     """The ids of the best draft of each of ``job_ids`` (jobs of two or more scored drafts)."""
-    by_job: dict[int, list[tuple[int, float | None]]] = {}
+    by_job: dict[int, list[tuple[int, dict[str, Any]]]] = {}
     rows = Draft.objects.filter(job_id__in=set(job_ids)).order_by("candidate__index")
     for draft_id, job_id, quality in rows.values_list("pk", "job_id", "quality"):
-        by_job.setdefault(job_id, []).append((draft_id, (quality or {}).get("score")))
+        by_job.setdefault(job_id, []).append((draft_id, quality or {}))
     best: set[int] = set()
     for drafts in by_job.values():
-        scores = [s for _, s in drafts]
-        index = best_index(scores)
-        if index is not None and sum(s is not None for s in scores) > 1:
+        qualities = [q for _, q in drafts]
+        index = best_index(qualities)
+        if index is not None and sum(q.get("score") is not None for q in qualities) > 1:
             best.add(drafts[index][0])
     return best

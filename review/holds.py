@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
+from generation.quality import OFF_BRIEF_REASON
 from review.checks.ethics import DEFAULT_RULES
 
 # Defaults chosen on the toxicity stand-in's calibration set (``python -m
@@ -206,7 +207,9 @@ def quality_reasons(quality: Mapping[str, Any], policy: PolicyView) -> list[str]
             f"key terms of the brief (missing: {missing})"
         )
     if float(quality["score"]) < floor:
-        why = "; ".join((quality.get("reasons") or [])[:3])
+        # What explains the score (the off-brief line explains the order, and has its own).
+        explain = [r for r in quality.get("reasons") or [] if r != OFF_BRIEF_REASON]
+        why = "; ".join(explain[:3])
         reasons.append(f"Quality: score {float(quality['score']):.2f} < floor {floor:.2f} ({why})")
     return reasons
 

@@ -1,5 +1,6 @@
-"""The job page in a real headless Chromium: candidates best first by quality score, the
-reasons beside each and on hover, the best one marked; the draft page's "verify" marks."""
+"""The job page in a real headless Chromium: candidates best first (on brief first, then by
+quality score), the reasons beside each and on hover, the best one marked; the draft page's
+"verify" marks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from generation.models import GenerationJob
 from generation.quality import topup_note
 from review.lifecycle import DraftStatus
 from tests.test_browser_review import _orm_beside_playwright, browser, login  # noqa: F401
-from tests.test_quality_drafts import GOOD, INVENTED, OFF, job_with_drafts
+from tests.test_quality_drafts import (
+    FLUENT_OFF,
+    GOOD,
+    INVENTED,
+    OFF,
+    ROUGH_ON,
+    job_with_drafts,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -23,8 +31,8 @@ def test_the_job_page_orders_candidates_best_first_with_their_reasons(
 ) -> None:
     # given a finished job whose candidates are, by index: off brief, on brief, invented
     job, drafts = job_with_drafts(cast, [OFF, GOOD, INVENTED], status=DraftStatus.AWAITING_REVIEW)
-    scores = {d.candidate.index: d.quality["score"] for d in drafts}
-    expected = sorted(scores, key=lambda i: (-scores[i], i))
+    quality = {d.candidate.index: d.quality for d in drafts}
+    expected = sorted(quality, key=lambda i: (quality[i]["off_brief"], -quality[i]["score"], i))
     assert expected[0] == 1 and expected[-1] == 0  # the on-brief one leads, off brief is last
     page = login(browser, asgi_server, "bob")
     errors: list[str] = []
@@ -93,6 +101,39 @@ def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
         assert first.locator("[data-role=best]").is_visible()
         assert not first.locator("[data-role=offbrief]").is_visible()
         assert page.locator(".candidate [data-role=offbrief]:visible").count() == 2
+        assert errors == []
+    finally:
+        page.context.close()
+
+
+def test_the_page_script_keeps_an_on_brief_draft_above_a_higher_scoring_off_brief_one(
+    asgi_server: str,
+    browser: Any,  # noqa: F811
+    cast: dict,
+) -> None:
+    # given a job whose off-brief candidate (index 0) outscores the on-brief one (index 1)
+    job, (off, on) = job_with_drafts(
+        cast, [FLUENT_OFF, ROUGH_ON], status=DraftStatus.AWAITING_REVIEW
+    )
+    assert off.quality["score"] > on.quality["score"] and off.quality["off_brief"]
+    page = login(browser, asgi_server, "bob")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
+        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
+        # once the script has applied the live snapshot (and reordered by it)
+        page.wait_for_function("() => document.querySelector('#conn-status').textContent === ''")
+        order = page.eval_on_selector_all(
+            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
+        )
+        assert order == [1, 0]
+        first = page.locator("#candidates .candidate").first
+        assert first.locator("[data-role=best]").is_visible()
+        last = page.locator('.candidate[data-index="0"]')
+        assert last.locator("[data-role=offbrief]").is_visible()
+        reasons = last.locator("[data-role=reasons]").inner_text()
+        assert reasons.startswith("Off brief: ranked after on-brief candidates")
         assert errors == []
     finally:
         page.context.close()

@@ -97,8 +97,11 @@ def test_the_runner_stores_signals_on_every_draft_with_the_models_fluency(
     api = APIClient()
     api.force_authenticate(cast["bob"])
     body = api.get(reverse("api_job", args=[job.pk])).json()
-    scores = {c["index"]: c["quality"]["score"] for c in body["candidates"]}
-    assert body["best_first"] == sorted(scores, key=lambda i: (-scores[i], i))
+    quality = {c["index"]: c["quality"] for c in body["candidates"]}
+    assert body["best_first"] == sorted(
+        quality, key=lambda i: (quality[i]["off_brief"], -quality[i]["score"], i)
+    )
+    assert [quality[i]["rank"] for i in body["best_first"]] == [0, 1]
     assert sum(c["quality"]["best"] for c in body["candidates"]) == 1
 
 
@@ -208,6 +211,47 @@ def test_the_queue_marks_the_best_candidate_of_a_job(client: Any, cast: dict) ->
     assert len(marked) == 1 and f'data-draft="{drafts[1].pk}"' in marked[0]
 
 
+# A fluent, complete off-brief draft (3 of the brief's 8 terms) that outscores a rough on-brief
+# one (4 of 8, cut off, three specifics of its own).
+FLUENT_OFF = (
+    "The city council met again this week. Members of the council talked about the "
+    "library and the parks, and they agreed to meet again soon to talk about them more."
+)
+ROUGH_ON = (
+    "The council set a budget of $4.2 million on Tuesday, and Mayor "
+    "Ann Ortiz said 300 new jobs and 12 new branches would follow in"
+)
+
+
+def test_every_view_of_a_job_ranks_an_on_brief_draft_above_a_higher_scoring_off_brief_one(
+    client: Any, cast: dict
+) -> None:
+    # given a job whose off-brief candidate (index 0) has the higher score
+    job, (off, on) = job_with_drafts(
+        cast, [FLUENT_OFF, ROUGH_ON], status=DraftStatus.AWAITING_REVIEW
+    )
+    assert off.quality["off_brief"] and not on.quality["off_brief"]
+    assert off.quality["score"] > on.quality["score"]
+    # the job API: best first, the best mark and the ranks
+    api = APIClient()
+    api.force_authenticate(cast["bob"])
+    body = api.get(reverse("api_job", args=[job.pk])).json()
+    assert body["best_first"] == [1, 0]
+    marks = {c["index"]: (c["quality"]["best"], c["quality"]["rank"]) for c in body["candidates"]}
+    assert marks == {0: (False, 1), 1: (True, 0)}
+    assert body["candidates"][0]["quality"]["reasons"][0] == (
+        "Off brief: ranked after on-brief candidates"
+    )
+    # the job page renders the same order
+    client.force_login(cast["bob"])
+    html = client.get(reverse("job_detail", args=["newsroom", job.pk])).content.decode()
+    assert html.index('data-index="1"') < html.index('data-index="0"')
+    # the queue marks the on-brief one as the best of the job
+    rows = client.get(reverse("queue")).content.decode().split('<tr class="queue-row"')[1:]
+    marked = [r for r in rows if 'data-testid="best-of-job"' in r]
+    assert len(marked) == 1 and f'data-draft="{on.pk}"' in marked[0]
+
+
 def set_quality_policy(cast: dict, *, hold: bool, floor: float = 0.45) -> None:
     policy = review_services.policy_get(project=cast["newsroom"])
     review_services.policy_update(
@@ -241,7 +285,8 @@ def test_an_off_brief_draft_passes_by_default_and_is_held_when_the_policy_asks(
     assert off.status == DraftStatus.HELD
     reasons = DraftEvent.objects.filter(draft=off, action="hold").latest("pk").data["reasons"]
     assert any(r.startswith("Off brief: covers 0 of") for r in reasons)
-    assert any(r.startswith("Quality: score") and "< floor 0.45" in r for r in reasons)
+    [floor] = [r for r in reasons if r.startswith("Quality: score")]
+    assert "< floor 0.45 (Covers 0 of" in floor  # the score's reasons, not the order's
     # the on-brief draft passes under the same policy
     assert checked(good, hold_queue).status == DraftStatus.AWAITING_REVIEW
 

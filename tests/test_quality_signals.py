@@ -13,6 +13,7 @@ from generation.quality import (
     coverage,
     draft_signals,
     job_signals,
+    rank_order,
     rebrief,
     text,
     unsupported_specifics,
@@ -175,7 +176,7 @@ def test_job_signals_rank_the_on_brief_clean_draft_first() -> None:
         per_candidate=[{"finish_reason": "eos"}] * 3 + [{"finish_reason": "length"}],
     )
     scores = [r["score"] for r in results]
-    assert best_index(scores) == 2
+    assert best_index(results) == 2
     assert results[0]["off_brief"] and not results[2]["off_brief"]
     assert scores[2] > scores[1] and scores[2] > scores[0] and scores[2] > scores[3]
     assert any(r.startswith("Contradicts the brief: $13.5 million") for r in results[1]["reasons"])
@@ -187,6 +188,44 @@ def test_job_signals_rank_the_on_brief_clean_draft_first() -> None:
 
     rel = draft_signals(text=GOOD, brief=BRIEF, embed=embed)["relevance"]
     assert rel == {"available": True, "cosine": 0.6}
+
+
+# Built so the weighted score prefers the off-brief draft: fluent, complete, nothing invented,
+# but 3 of the brief's 8 terms; the on-brief one covers 6 and is cut off, less fluent, and
+# states three specifics of its own.
+FLUENT_OFF = (
+    "The city council met again this week. Members of the council talked about the "
+    "libraries and the parks, and they agreed to meet again soon to talk about them more."
+)
+ROUGH_ON = (
+    "The council approved a budget of $4.2 million for the libraries on Tuesday, and Mayor "
+    "Ann Ortiz said 300 new jobs and 12 new branches would follow in"
+)
+
+
+def test_an_off_brief_draft_ranks_after_an_on_brief_one_even_with_a_higher_score() -> None:
+    # given a job whose fluent off-brief candidate outscores a rough on-brief one
+    results = job_signals(
+        texts=[FLUENT_OFF, ROUGH_ON, FLUENT_OFF],
+        common={"brief": BRIEF, "content_type": "news_report"},
+        per_candidate=[
+            {"finish_reason": "eos", "mean_logprob": -0.8, "tokens": 40},
+            {"finish_reason": "length", "mean_logprob": -3.0, "tokens": 40},
+            {"finish_reason": "eos", "mean_logprob": -0.5, "tokens": 40},
+        ],
+    )
+    assert [r["off_brief"] for r in results] == [True, False, True]
+    assert results[0]["coverage"]["share"] < qs.OFF_BRIEF_SHARE <= results[1]["coverage"]["share"]
+    assert results[2]["score"] > results[0]["score"] > results[1]["score"]
+    # when they are ordered: the on-brief one first, then the off-brief ones by their score
+    assert rank_order(results) == [1, 2, 0]
+    assert best_index(results) == 1
+    # unscored candidates come last; none scored, no best
+    assert rank_order([None, results[0], results[1]]) == [2, 1, 0]
+    assert best_index([None, None]) is None
+    # and the editor is told why the higher score is not first
+    assert results[0]["reasons"][0] == "Off brief: ranked after on-brief candidates"
+    assert not any(r.startswith("Off brief") for r in results[1]["reasons"])
 
 
 def test_fluency_is_the_mean_log_probability_of_the_chosen_tokens() -> None:

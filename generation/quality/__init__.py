@@ -2,7 +2,8 @@
 
 ``brief``: ``brief_terms``, ``coverage``, ``unsupported_specifics``, ``agreement`` (what a
 draft owes its brief and its sources). ``signals``: the per-draft signals, the score and the
-reasons (``draft_signals``, ``job_signals``, ``quality_score``), and the top-up rule
+reasons (``draft_signals``, ``job_signals``, ``quality_score``), the on-brief-first order of a
+job's candidates (``rank_order``, ``best_index``), and the top-up rule
 (``needs_topup``, ``topup_note``; ``rebrief`` spells out the brief's key terms for the extra
 candidates). ``text``: the rules that read numbers, dates, names and quotations. How the score
 is made: docs/generation.md.
@@ -17,6 +18,7 @@ from generation.quality.brief import (
     unsupported_specifics,
 )
 from generation.quality.signals import (
+    OFF_BRIEF_REASON,
     OFF_BRIEF_SHARE,
     SIGNALS_VERSION,
     TOPUP_MAX,
@@ -25,10 +27,12 @@ from generation.quality.signals import (
     job_signals,
     needs_topup,
     quality_score,
+    rank_order,
     topup_note,
 )
 
 __all__ = [
+    "OFF_BRIEF_REASON",
     "OFF_BRIEF_SHARE",
     "SIGNALS_VERSION",
     "TOPUP_MAX",
@@ -40,6 +44,7 @@ __all__ = [
     "job_signals",
     "needs_topup",
     "quality_score",
+    "rank_order",
     "rebrief",
     "signals",
     "text",

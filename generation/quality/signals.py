@@ -9,6 +9,12 @@ The score (``quality_score``, 0..1, documented in docs/generation.md) is a weigh
 components available; a component that could not be computed drops out and the others keep
 their proportions. Brief coverage weighs most: an editor's first question is whether the draft
 is about the brief at all.
+
+The order of a job's candidates is on brief first (``rank_order``, ``best_index``): a candidate
+flagged off brief (fewer than half of the brief's key terms) ranks below every on-brief one,
+and the score orders each group. Coverage inside the weighted score alone let fluent, relevant
+off-brief drafts outscore on-brief ones (docs/generation.md has the figures). Every consumer
+(the job page and its live frames, the queue's best mark, the API, the benches) orders by these.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from generation.quality import text as tx
 SIGNALS_VERSION = 1
 OFF_BRIEF_SHARE = 0.5  # covers fewer than half of the brief's key terms: off brief
 REPETITIVE_SHARE = 0.2  # share of word 3-grams that repeat an earlier one
+# The first reason of an off-brief draft: why a higher score may not be first (``rank_order``).
+OFF_BRIEF_REASON = "Off brief: ranked after on-brief candidates"
 
 WEIGHTS: dict[str, float] = {
     "coverage": 0.40,
@@ -219,6 +227,8 @@ def quality_score(signals: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
 def reasons(signals: Mapping[str, Any]) -> list[str]:
     """Short lines that explain the score, worst first; shown beside it."""
     out: list[str] = []
+    if signals.get("off_brief"):
+        out.append(OFF_BRIEF_REASON)
     cov = signals["coverage"]
     if cov["terms"]:
         line = f"Covers {len(cov['found'])} of {cov['terms']} brief terms"
@@ -347,7 +357,23 @@ def topup_note(*, drawn: int, first: int, covered: int) -> str:
     return f"Drew {drawn} more: none of the first {first} covered the brief; {after}."
 
 
-def best_index(scores: Sequence[float | None]) -> int | None:
-    """The candidate a best-first order puts first: the highest score, the first on a tie."""
-    known = [i for i, s in enumerate(scores) if s is not None]
-    return max(known, key=lambda i: (scores[i], -i)) if known else None
+def rank_key(quality: Mapping[str, Any] | None, index: int) -> tuple[bool, bool, float, int]:
+    """The sort key of one candidate in the on-brief-first order: scored before unscored, on
+    brief before off brief, then the higher score, then the lower index."""
+    quality = quality or {}
+    score = quality.get("score")
+    return (score is None, bool(quality.get("off_brief")), -float(score or 0.0), index)
+
+
+def rank_order(qualities: Sequence[Mapping[str, Any] | None]) -> list[int]:
+    """The positions of ``qualities`` (each candidate's signals, or at least its ``score`` and
+    ``off_brief``; None before it is scored) best first: the one order every consumer shows."""
+    return sorted(range(len(qualities)), key=lambda i: rank_key(qualities[i], i))
+
+
+def best_index(qualities: Sequence[Mapping[str, Any] | None]) -> int | None:
+    """The candidate the on-brief-first order puts first (None when none is scored)."""
+    order = rank_order(qualities)
+    if not order or (qualities[order[0]] or {}).get("score") is None:
+        return None
+    return order[0]

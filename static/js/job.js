@@ -60,7 +60,8 @@
     c.draft.replaceChildren(a);
   }
 
-  // Quality signals arrive with the drafts: show the score and reasons, then order best first.
+  // Quality signals arrive with the drafts: show the score and reasons, then order best first
+  // by the rank the server gives (generation.quality.rank_order: on brief first, then score).
   function applyQuality(rows) {
     let scored = false;
     for (const row of rows) {
@@ -69,6 +70,7 @@
       if (!c || !q || !c.score) continue;
       scored = true;
       c.el.dataset.score = String(q.score);
+      c.el.dataset.rank = q.rank == null ? "" : String(q.rank);
       c.score.textContent = "quality " + Number(q.score).toFixed(2);
       c.score.title = q.reasons.join(" · ");
       c.score.hidden = false;
@@ -78,9 +80,9 @@
     }
     if (!scored) return;
     const list = [...cands.entries()].sort((a, b) => {
-      const sa = a[1].el.dataset.score === "" ? -1 : Number(a[1].el.dataset.score);
-      const sb = b[1].el.dataset.score === "" ? -1 : Number(b[1].el.dataset.score);
-      return sb - sa || a[0] - b[0];
+      const ra = a[1].el.dataset.rank === "" ? Infinity : Number(a[1].el.dataset.rank);
+      const rb = b[1].el.dataset.rank === "" ? Infinity : Number(b[1].el.dataset.rank);
+      return (ra === rb ? 0 : ra < rb ? -1 : 1) || a[0] - b[0];
     });
     const box = document.getElementById("candidates");
     for (const [, c] of list) box.appendChild(c.el);
