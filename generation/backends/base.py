@@ -23,6 +23,7 @@ from generation.backends.types import (
     SamplingSettings,
     ShouldStop,
     TextScore,
+    check_prompt_length,
     clean_text,
 )
 
@@ -256,6 +257,35 @@ def text_ids_to_score(
         limit = min(limit, max_tokens)
     limit = max(0, limit)
     return ids[:limit], limit < len(ids)
+
+
+def start_candidates(
+    *,
+    prompt_ids: list[int],
+    n: int,
+    seeds: Sequence[int],
+    settings: SamplingSettings,
+    temperatures: Sequence[float] | None,
+    eos: set[int],
+    decode: Callable[[list[int]], str],
+    context_length: int | None,
+) -> tuple[Any, list[CandidateOutput], list[IncrementalDecoder]]:
+    """What a local backend's call starts with: the prompt checked against the context (raises
+    PromptTooLong), the seeded sampler (``RowSampler``), and per candidate an empty output and
+    an incremental decoder."""
+    from generation.backends.sampling import RowSampler
+
+    if context_length is not None:
+        check_prompt_length(
+            prompt_tokens=len(prompt_ids),
+            max_new_tokens=settings.max_new_tokens,
+            context_length=context_length,
+        )
+    sampler = RowSampler(
+        seeds=seeds, settings=settings, eos_ids=sorted(eos), temperatures=temperatures
+    )
+    outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
+    return sampler, outputs, [IncrementalDecoder(decode) for _ in outputs]
 
 
 def step_candidates(

@@ -19,14 +19,14 @@ from typing import Any
 
 from generation.backends.base import (
     Backend,
-    IncrementalDecoder,
     encode_prompt,
     finish_outputs,
     render_chat_prompt,
+    start_candidates,
     weights_checksum,
 )
 from generation.backends.gguf import convert_packaged_gguf
-from generation.backends.sampling import SAMPLER_VERSION, RowSampler
+from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
     CandidateOutput,
@@ -36,7 +36,6 @@ from generation.backends.types import (
     SamplingSettings,
     ShouldStop,
     TextScore,
-    check_prompt_length,
 )
 
 
@@ -232,16 +231,16 @@ class TransformersBackend(Backend):
     ) -> list[CandidateOutput]:
         torch = self._torch
         prompt_ids = self.encode(prompt)
-        check_prompt_length(
-            prompt_tokens=len(prompt_ids),
-            max_new_tokens=settings.max_new_tokens,
+        sampler, outputs, decoders = start_candidates(
+            prompt_ids=prompt_ids,
+            n=n,
+            seeds=seeds,
+            settings=settings,
+            temperatures=temperatures,
+            eos=self._eos,
+            decode=self._decode,
             context_length=self.context_length,
         )
-        sampler = RowSampler(
-            seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
-        )
-        outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
-        decoders = [IncrementalDecoder(self._decode) for _ in outputs]
         cancelled = False
         with torch.inference_mode():
             ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)

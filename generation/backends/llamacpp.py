@@ -36,11 +36,11 @@ import numpy as np
 
 from generation.backends.base import (
     Backend,
-    IncrementalDecoder,
     encode_prompt,
     file_checksum,
     finish_outputs,
     render_chat_prompt,
+    start_candidates,
     step_candidates,
 )
 from generation.backends.gguf import (
@@ -48,7 +48,7 @@ from generation.backends.gguf import (
     package_dir,
     parse_package_source,
 )
-from generation.backends.sampling import SAMPLER_VERSION, RowSampler
+from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
     BackendError,
@@ -59,7 +59,6 @@ from generation.backends.types import (
     SamplingSettings,
     ShouldStop,
     TextScore,
-    check_prompt_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -421,19 +420,18 @@ class LlamaCppBackend(Backend):
         preamble: str = "",
     ) -> list[CandidateOutput]:
         prompt_ids = self.encode(prompt)
-        check_prompt_length(
-            prompt_tokens=len(prompt_ids),
-            max_new_tokens=settings.max_new_tokens,
+        sampler, outputs, decoders = start_candidates(
+            prompt_ids=prompt_ids,
+            n=n,
+            seeds=seeds,
+            settings=settings,
+            temperatures=temperatures,
+            eos=self._eos,
+            decode=self._decode,
             context_length=self.context_length,
         )
-        sampler = RowSampler(
-            seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
-        )
-        outputs = [
-            CandidateOutput(index=i, seed=int(s), threads=self.threads)
-            for i, s in enumerate(seeds[:n])
-        ]
-        decoders = [IncrementalDecoder(self._decode) for _ in outputs]
+        for out in outputs:
+            out.threads = self.threads
         generator: LlamaGenerator | None = None
         try:
             generator = LlamaGenerator(

@@ -33,10 +33,10 @@ import numpy as np
 
 from generation.backends.base import (
     Backend,
-    IncrementalDecoder,
     encode_prompt,
     finish_outputs,
     render_chat_prompt,
+    start_candidates,
     step_candidates,
 )
 from generation.backends.convert import CONVERSION_FILE
@@ -44,7 +44,7 @@ from generation.backends.oga_native import NativeError, NativeGenerator, NativeM
 from generation.backends.ort_batch import BatchMember, SharedBatch
 from generation.backends.ort_loop import LoopGenerator, LoopModel, LoopUnsupported
 from generation.backends.reservations import reserved
-from generation.backends.sampling import SAMPLER_VERSION, RowSampler
+from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
     BackendError,
@@ -56,7 +56,6 @@ from generation.backends.types import (
     SamplingSettings,
     ShouldStop,
     TextScore,
-    check_prompt_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -341,16 +340,16 @@ class OnnxGenAIBackend(Backend):
     ) -> list[CandidateOutput]:
         og = self._og
         prompt_ids = self.encode(prompt)
-        check_prompt_length(
-            prompt_tokens=len(prompt_ids),
-            max_new_tokens=settings.max_new_tokens,
+        sampler, outputs, decoders = start_candidates(
+            prompt_ids=prompt_ids,
+            n=n,
+            seeds=seeds,
+            settings=settings,
+            temperatures=temperatures,
+            eos=self._eos,
+            decode=self._decode,
             context_length=self.context_length,
         )
-        sampler = RowSampler(
-            seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
-        )
-        outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
-        decoders = [IncrementalDecoder(self._decode) for _ in outputs]
         cancelled = False
         generator = None
         native, threads = self._session_for_call()
