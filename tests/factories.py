@@ -333,3 +333,39 @@ async def refusal_code(comm: Any) -> int:
     message = await comm.receive_output(timeout=2)
     assert message["type"] == "websocket.close", message
     return message["code"]
+
+
+def make_house_model(
+    cast: dict,
+    base: Any,
+    *,
+    name: str = "tiny-house",
+    project: str = "newsroom",
+    by: str = "alice",
+    **fields: Any,
+) -> Any:
+    """A project's house model (the newsroom's by default): a succeeded fine-tune run whose
+    result is a model of its own (``base``'s weights, on the transformers backend the studio
+    uses for tuned models)."""
+    from finetune.models import FineTuneRun
+    from finetune.training.config import TrainSettings
+    from generation.models import LanguageModel
+
+    house = LanguageModel.objects.create(
+        name=name,
+        source_kind="local",
+        source=base.source,
+        backend="transformers",
+        project=cast[project],
+        **fields,
+    )
+    FineTuneRun.objects.create(
+        project=cast[project],
+        created_by=cast[by],
+        base_model=base,
+        result_model=house,
+        data={"drafts": True},
+        settings=TrainSettings(seed=1).as_dict(),
+        status="succeeded",
+    )
+    return house

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from generation import tuning
-from generation.backends import forget_backends, load_backend
+from generation.backends import load_backend
 from generation.backends.convert import CONVERSION_FILE
 from generation.backends.llamacpp import LlamaCppBackend, available, gguf_file
 from generation.backends.types import (
@@ -26,7 +26,7 @@ from generation.backends.types import (
 )
 from generation.model_runtime import backend_config
 from generation.models import LanguageModel
-from tests import test_backends
+from tests import test_backends, test_tuning
 
 # Through the backend's import (its thread spin count set first), not a bare import.
 if available():
@@ -212,14 +212,7 @@ tiny_llama_dir = test_backends.tiny_llama_dir
 model_cache = test_backends.model_cache
 onnx_model = test_backends.onnx_model
 
-
-@pytest.fixture
-def tuned(settings: Any, tmp_path: Path) -> Any:
-    settings.DATA_DIR = tmp_path / "data"
-    settings.TUNING = True
-    settings.TORCH_THREADS = 2
-    yield settings
-    forget_backends()
+tuned_settings = test_tuning.tuned_settings
 
 
 def _engine_config(onnx_dir: str) -> BackendConfig:
@@ -227,7 +220,7 @@ def _engine_config(onnx_dir: str) -> BackendConfig:
 
 
 def test_llama_cpp_is_refused_when_its_perplexity_is_over_the_bound(
-    tuned: Any, onnx_model: LanguageModel, tmp_path: Path
+    tuned_settings: Any, onnx_model: LanguageModel, tmp_path: Path
 ) -> None:
     # The reference perplexity set far below what any model reaches: the bound cannot hold.
     strict = tmp_path / "strict-onnx"
@@ -236,7 +229,7 @@ def test_llama_cpp_is_refused_when_its_perplexity_is_over_the_bound(
     meta["perplexity_fp32"] = 1.0
     (strict / CONVERSION_FILE).write_text(json.dumps(meta))
     result = tuning.tune_engine(
-        _engine_config(str(strict)), cache_root=tuned.MODEL_CACHE_DIR, quick=True
+        _engine_config(str(strict)), cache_root=tuned_settings.MODEL_CACHE_DIR, quick=True
     )
     refused = result["trials"][1]
     assert refused["setting"] == {"engine": "llamacpp"}
@@ -246,10 +239,10 @@ def test_llama_cpp_is_refused_when_its_perplexity_is_over_the_bound(
 
 
 def test_an_admitted_engine_is_timed_and_the_worker_serves_the_recorded_choice(
-    tuned: Any, onnx_model: LanguageModel
+    tuned_settings: Any, onnx_model: LanguageModel
 ) -> None:
     result = tuning.tune_engine(
-        _engine_config(onnx_model.onnx_dir), cache_root=tuned.MODEL_CACHE_DIR, quick=True
+        _engine_config(onnx_model.onnx_dir), cache_root=tuned_settings.MODEL_CACHE_DIR, quick=True
     )
     # The tiny model's fp32 perplexity is far above SmolLM2's: llama.cpp is admitted and timed.
     assert all(len(t["seconds"]) == result["rounds"] for t in result["trials"])
@@ -260,19 +253,19 @@ def test_an_admitted_engine_is_timed_and_the_worker_serves_the_recorded_choice(
         name="gguf-onnx", source_kind="package_gguf", source=SOURCE, backend="onnx"
     )
     tuning.write_record(
-        tuned.DATA_DIR, "engine", {"model": "gguf-onnx", "chosen": {"engine": "llamacpp"}}
+        tuned_settings.DATA_DIR, "engine", {"model": "gguf-onnx", "chosen": {"engine": "llamacpp"}}
     )
     assert backend_config(gguf_model).backend == "llamacpp"
     # The check action and the tuning itself still load the configured backend when asked.
     assert backend_config(gguf_model, backend="onnx").backend == "onnx"
     # A model converted from a directory, not a GGUF, keeps ONNX Runtime whatever is recorded.
     assert backend_config(onnx_model).backend == "onnx"
-    tuned.TUNING = False  # CONTENTSTUDIO_TUNING=0: the configured backend serves
+    tuned_settings.TUNING = False  # CONTENTSTUDIO_TUNING=0: the configured backend serves
     assert backend_config(gguf_model).backend == "onnx"
 
 
 def test_the_admins_check_loads_the_gguf_writes_and_records_the_outcome(
-    db: None, tuned: Any
+    db: None, tuned_settings: Any
 ) -> None:
     from generation.model_runtime import model_check
 

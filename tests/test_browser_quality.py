@@ -4,6 +4,8 @@ quality score), the reasons beside each and on hover, the best one marked; the d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -24,6 +26,26 @@ from tests.test_quality_drafts import (
 pytestmark = pytest.mark.browser
 
 
+@contextmanager
+def job_page(chromium: Any, asgi_server: str, job: Any) -> Iterator[tuple[Any, list[str], list]]:
+    """The job page as bob sees it once the page script has applied the live snapshot (and
+    reordered by it): the page, the script's errors so far, and the candidates' indexes top
+    first."""
+    page = login(chromium, asgi_server, "bob")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
+        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
+        page.wait_for_function("() => document.querySelector('#conn-status').textContent === ''")
+        order = page.eval_on_selector_all(
+            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
+        )
+        yield page, errors, order
+    finally:
+        page.context.close()
+
+
 def test_the_job_page_orders_candidates_best_first_with_their_reasons(
     asgi_server: str,
     browser: Any,  # noqa: F811
@@ -34,17 +56,7 @@ def test_the_job_page_orders_candidates_best_first_with_their_reasons(
     quality = {d.candidate.index: d.quality for d in drafts}
     expected = sorted(quality, key=lambda i: (quality[i]["off_brief"], -quality[i]["score"], i))
     assert expected[0] == 1 and expected[-1] == 0  # the on-brief one leads, off brief is last
-    page = login(browser, asgi_server, "bob")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
-        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
-        # the page script applies the snapshot it receives, and keeps the order
-        page.wait_for_function("() => document.querySelector('#conn-status').textContent === ''")
-        order = page.eval_on_selector_all(
-            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
-        )
+    with job_page(browser, asgi_server, job) as (page, errors, order):
         assert order == expected
         first = page.locator("#candidates .candidate").first
         assert first.locator("[data-role=best]").is_visible()
@@ -65,8 +77,6 @@ def test_the_job_page_orders_candidates_best_first_with_their_reasons(
         assert "The brief says $4.2 million" in (mark.get_attribute("title") or "")
         assert page.locator("#draft-text mark.hl-verify").count() == 2
         assert errors == []
-    finally:
-        page.context.close()
 
 
 def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
@@ -82,19 +92,11 @@ def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
         topup=1,
         topup_record={"drawn": 1, "first": 2, "covered": 1, "note": note},
     )
-    page = login(browser, asgi_server, "bob")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
-        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
+    with job_page(browser, asgi_server, job) as (page, errors, order):
         assert (
             page.get_by_test_id("topup-note")
             .inner_text()
             .startswith("Drew 1 more: none of the first 2 covered the brief; it does.")
-        )
-        order = page.eval_on_selector_all(
-            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
         )
         assert order[0] == 2 and sorted(order) == [0, 1, 2]
         first = page.locator("#candidates .candidate").first
@@ -102,8 +104,6 @@ def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
         assert not first.locator("[data-role=offbrief]").is_visible()
         assert page.locator(".candidate [data-role=offbrief]:visible").count() == 2
         assert errors == []
-    finally:
-        page.context.close()
 
 
 def test_the_page_script_keeps_an_on_brief_draft_above_a_higher_scoring_off_brief_one(
@@ -116,17 +116,7 @@ def test_the_page_script_keeps_an_on_brief_draft_above_a_higher_scoring_off_brie
         cast, [FLUENT_OFF, ROUGH_ON], status=DraftStatus.AWAITING_REVIEW
     )
     assert off.quality["score"] > on.quality["score"] and off.quality["off_brief"]
-    page = login(browser, asgi_server, "bob")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(f"{asgi_server}/p/newsroom/jobs/{job.pk}/")
-        page.wait_for_selector(".candidate [data-role=score]:not([hidden])")
-        # once the script has applied the live snapshot (and reordered by it)
-        page.wait_for_function("() => document.querySelector('#conn-status').textContent === ''")
-        order = page.eval_on_selector_all(
-            "#candidates .candidate", "els => els.map(e => Number(e.dataset.index))"
-        )
+    with job_page(browser, asgi_server, job) as (page, errors, order):
         assert order == [1, 0]
         first = page.locator("#candidates .candidate").first
         assert first.locator("[data-role=best]").is_visible()
@@ -135,5 +125,3 @@ def test_the_page_script_keeps_an_on_brief_draft_above_a_higher_scoring_off_brie
         reasons = last.locator("[data-role=reasons]").inner_text()
         assert reasons.startswith("Off brief: ranked after on-brief candidates")
         assert errors == []
-    finally:
-        page.context.close()

@@ -20,7 +20,7 @@ from finetune.models import EvaluationRun, FineTuneRun
 from finetune.training.config import TrainSettings
 from generation.models import LanguageModel
 from review.models import ArchiveDocument
-from tests.factories import make_archive
+from tests.factories import make_archive, make_house_model
 from tests.test_grounding import _env  # noqa: F401 - the same fresh indexes (autouse)
 
 TOPICS = [
@@ -200,38 +200,10 @@ def test_candidates_are_scored_under_the_projects_house_model_when_it_has_one(
     from generation.backends import get_backend
     from generation.model_runtime import backend_config
 
-    house = LanguageModel.objects.create(
-        name="tiny-house",
-        source_kind="local",
-        source=language_model.source,
-        backend="transformers",
-        project=cast["newsroom"],
-        max_new_tokens=8,
-    )
-    FineTuneRun.objects.create(
-        project=cast["newsroom"],
-        created_by=cast["alice"],
-        base_model=language_model,
-        result_model=house,
-        data={"drafts": True},
-        settings=TrainSettings(seed=1).as_dict(),
-        status="succeeded",
-    )
+    house = make_house_model(cast, language_model, max_new_tokens=8)
     # Another project's tuned model, newer, is never this project's house model.
-    other = LanguageModel.objects.create(
-        name="tiny-other-house",
-        source_kind="local",
-        source=language_model.source,
-        project=cast["other"],
-    )
-    FineTuneRun.objects.create(
-        project=cast["other"],
-        created_by=cast["eve"],
-        base_model=language_model,
-        result_model=other,
-        data={"drafts": True},
-        settings=TrainSettings(seed=1).as_dict(),
-        status="succeeded",
+    other = make_house_model(
+        cast, language_model, name="tiny-other-house", project="other", by="eve"
     )
     assert evaluation.house_model(cast["newsroom"].pk) == house
     assert evaluation.house_model(cast["other"].pk) == other

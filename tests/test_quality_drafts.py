@@ -16,7 +16,7 @@ from generation.services.quality import job_quality
 from review import services as review_services
 from review.lifecycle import DraftStatus
 from review.models import DraftEvent
-from tests.factories import checked, make_archive, make_draft
+from tests.factories import checked, make_archive, make_draft, make_house_model
 
 BRIEF = {
     "headline": "Council approves library budget",
@@ -115,31 +115,13 @@ def test_with_a_house_model_each_draft_stores_its_fluency_under_it_and_shows_it(
 ) -> None:
     from django.conf import settings as django_settings
 
-    from finetune.models import FineTuneRun
-    from finetune.training.config import TrainSettings
     from generation.backends import get_backend
     from generation.model_runtime import backend_config
-    from generation.models import LanguageModel
     from generation.quality import signals
 
     # The project's house model: a fine-tune run's result (the tiny model's weights, loaded as
     # a model of its own, with the transformers backend the studio uses for tuned models).
-    house = LanguageModel.objects.create(
-        name="tiny-house",
-        source_kind="local",
-        source=language_model.source,
-        backend="transformers",
-        project=cast["newsroom"],
-    )
-    FineTuneRun.objects.create(
-        project=cast["newsroom"],
-        created_by=cast["alice"],
-        base_model=language_model,
-        result_model=house,
-        data={"drafts": True},
-        settings=TrainSettings(seed=1).as_dict(),
-        status="succeeded",
-    )
+    house = make_house_model(cast, language_model)
     job = _brief_job_run(cast, news_template)
     drafts = list(Draft.objects.filter(job=job).order_by("candidate__index"))
     assert len(drafts) == 2

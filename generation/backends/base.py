@@ -142,6 +142,54 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
 
+class LocalBackend(Backend):
+    """A backend that runs the model in this process with the studio's tokenizer and sampler
+    (transformers, ONNX, llama.cpp): the prompt, its tokens and the start of a call, once.
+    Subclasses set ``tokenizer`` and ``_eos`` (the token ids that end a candidate)."""
+
+    tokenizer: Any = None
+    _eos: set[int]
+
+    def render_prompt(self, *, system: str, user: str) -> str:
+        return render_chat_prompt(self.tokenizer, system=system, user=user)
+
+    def encode(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.encode(prompt))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def start_call(
+        self,
+        *,
+        prompt: str,
+        n: int,
+        seeds: Sequence[int],
+        settings: SamplingSettings,
+        temperatures: Sequence[float] | None,
+    ) -> tuple[list[int], Any, list[CandidateOutput], list[IncrementalDecoder]]:
+        """What a call starts with: the prompt's ids (checked against the context: raises
+        PromptTooLong), the seeded sampler (``RowSampler``), and per candidate an empty output
+        and an incremental decoder."""
+        from generation.backends.sampling import RowSampler
+
+        prompt_ids = self.encode(prompt)
+        if self.context_length is not None:
+            check_prompt_length(
+                prompt_tokens=len(prompt_ids),
+                max_new_tokens=settings.max_new_tokens,
+                context_length=self.context_length,
+            )
+        sampler = RowSampler(
+            seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
+        )
+        outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
+        return prompt_ids, sampler, outputs, [IncrementalDecoder(self._decode) for _ in outputs]
+
+
 class IncrementalDecoder:
     """Token ids to text deltas for one candidate, never half a UTF-8 character.
 
@@ -257,35 +305,6 @@ def text_ids_to_score(
         limit = min(limit, max_tokens)
     limit = max(0, limit)
     return ids[:limit], limit < len(ids)
-
-
-def start_candidates(
-    *,
-    prompt_ids: list[int],
-    n: int,
-    seeds: Sequence[int],
-    settings: SamplingSettings,
-    temperatures: Sequence[float] | None,
-    eos: set[int],
-    decode: Callable[[list[int]], str],
-    context_length: int | None,
-) -> tuple[Any, list[CandidateOutput], list[IncrementalDecoder]]:
-    """What a local backend's call starts with: the prompt checked against the context (raises
-    PromptTooLong), the seeded sampler (``RowSampler``), and per candidate an empty output and
-    an incremental decoder."""
-    from generation.backends.sampling import RowSampler
-
-    if context_length is not None:
-        check_prompt_length(
-            prompt_tokens=len(prompt_ids),
-            max_new_tokens=settings.max_new_tokens,
-            context_length=context_length,
-        )
-    sampler = RowSampler(
-        seeds=seeds, settings=settings, eos_ids=sorted(eos), temperatures=temperatures
-    )
-    outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
-    return sampler, outputs, [IncrementalDecoder(decode) for _ in outputs]
 
 
 def step_candidates(

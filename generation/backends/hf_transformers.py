@@ -9,7 +9,6 @@ candidate that has finished leaves the batch (its cache rows are dropped).
 
 from __future__ import annotations
 
-import functools
 import inspect
 import threading
 import time
@@ -18,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from generation.backends.base import (
-    Backend,
-    encode_prompt,
+    LocalBackend,
     finish_outputs,
-    render_chat_prompt,
-    start_candidates,
     weights_checksum,
 )
 from generation.backends.gguf import convert_packaged_gguf
@@ -137,7 +133,7 @@ def load_weights(config: BackendConfig, *, cache_root: Path) -> Weights:
         return weights
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(LocalBackend):
     name = "transformers"
 
     def __init__(self, config: BackendConfig, *, cache_root: Path) -> None:
@@ -156,7 +152,6 @@ class TransformersBackend(Backend):
         self._version = f"transformers {transformers.__version__}, torch {torch.__version__}"
         self._weights_id_value: str | None = None
         self._weights_id_lock = threading.Lock()
-        self._decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
         self._eos = set(self.weights.eos_ids())
         # transformers 5 renames past_key_values to cache (the old name warns, then goes).
         params = inspect.signature(self.model.forward).parameters
@@ -191,15 +186,6 @@ class TransformersBackend(Backend):
             "threads": self._torch.get_num_threads(),
         }
 
-    def render_prompt(self, *, system: str, user: str) -> str:
-        return render_chat_prompt(self.tokenizer, system=system, user=user)
-
-    def encode(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
-
     def score_ids(self, *, prompt_ids: list[int], ids: list[int]) -> TextScore:
         """One forward pass over prompt and text; the log-softmax at each of the text's
         positions (fp32, whatever the weights' dtype)."""
@@ -230,16 +216,8 @@ class TransformersBackend(Backend):
         preamble: str = "",
     ) -> list[CandidateOutput]:
         torch = self._torch
-        prompt_ids = self.encode(prompt)
-        sampler, outputs, decoders = start_candidates(
-            prompt_ids=prompt_ids,
-            n=n,
-            seeds=seeds,
-            settings=settings,
-            temperatures=temperatures,
-            eos=self._eos,
-            decode=self._decode,
-            context_length=self.context_length,
+        prompt_ids, sampler, outputs, decoders = self.start_call(
+            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
         )
         cancelled = False
         with torch.inference_mode():

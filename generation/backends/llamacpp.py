@@ -35,12 +35,9 @@ from typing import Any
 import numpy as np
 
 from generation.backends.base import (
-    Backend,
-    encode_prompt,
+    LocalBackend,
     file_checksum,
     finish_outputs,
-    render_chat_prompt,
-    start_candidates,
     step_candidates,
 )
 from generation.backends.gguf import (
@@ -328,7 +325,7 @@ class LlamaGenerator:
             self.ctx = None
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(LocalBackend):
     name = "llamacpp"
 
     def __init__(self, config: BackendConfig, *, cache_root: Path) -> None:
@@ -368,7 +365,6 @@ class LlamaCppBackend(Backend):
         self._eos = set(self.native.eos)
         if self.tokenizer.eos_token_id is not None:
             self._eos.add(int(self.tokenizer.eos_token_id))
-        self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
         self.load_seconds = time.monotonic() - started
 
     def provenance(self) -> Provenance:
@@ -381,15 +377,6 @@ class LlamaCppBackend(Backend):
             "sampler": SAMPLER_VERSION,
             "threads": self.threads,
         }
-
-    def render_prompt(self, *, system: str, user: str) -> str:
-        return render_chat_prompt(self.tokenizer, system=system, user=user)
-
-    def encode(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
 
     def score_ids(self, *, prompt_ids: list[int], ids: list[int]) -> TextScore:
         """Teacher-forced in one prefill of prompt and text, every position's logits kept."""
@@ -419,16 +406,8 @@ class LlamaCppBackend(Backend):
         temperatures: Sequence[float] | None = None,
         preamble: str = "",
     ) -> list[CandidateOutput]:
-        prompt_ids = self.encode(prompt)
-        sampler, outputs, decoders = start_candidates(
-            prompt_ids=prompt_ids,
-            n=n,
-            seeds=seeds,
-            settings=settings,
-            temperatures=temperatures,
-            eos=self._eos,
-            decode=self._decode,
-            context_length=self.context_length,
+        prompt_ids, sampler, outputs, decoders = self.start_call(
+            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
         )
         for out in outputs:
             out.threads = self.threads

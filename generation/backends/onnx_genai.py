@@ -32,11 +32,8 @@ from typing import Any
 import numpy as np
 
 from generation.backends.base import (
-    Backend,
-    encode_prompt,
+    LocalBackend,
     finish_outputs,
-    render_chat_prompt,
-    start_candidates,
     step_candidates,
 )
 from generation.backends.convert import CONVERSION_FILE
@@ -119,7 +116,7 @@ def _native_model(
     return NativeModel(path, session_options=session_options, cuda=cuda)
 
 
-class OnnxGenAIBackend(Backend):
+class OnnxGenAIBackend(LocalBackend):
     name = "onnx"
 
     def __init__(self, config: BackendConfig, *, cache_root: Path) -> None:
@@ -224,7 +221,6 @@ class OnnxGenAIBackend(Backend):
         # Only for the Python module's generators (see above); native ones need no lock.
         self._step_lock = threading.Lock() if self.native is None else contextlib.nullcontext()
         self.load_seconds = time.monotonic() - started
-        self._decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _session_for_call(self) -> tuple[LoopModel | NativeModel | None, int]:
         """The session a starting call steps on, and its threads: the wide one when no other
@@ -252,9 +248,6 @@ class OnnxGenAIBackend(Backend):
             "threads": self.threads,
         }
 
-    def render_prompt(self, *, system: str, user: str) -> str:
-        return render_chat_prompt(self.tokenizer, system=system, user=user)
-
     def preamble(self, *, system: str) -> str:
         """The chat template's system turn (or the system text) up to the user's text: the
         studio's loop prefills it once per model and system text (``ort_loop.PrefixCache``)."""
@@ -276,12 +269,6 @@ class OnnxGenAIBackend(Backend):
         while count < limit and head[count] == prompt_ids[count]:
             count += 1
         return count
-
-    def encode(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
-
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.encode(prompt))
 
     def score_ids(self, *, prompt_ids: list[int], ids: list[int]) -> TextScore:
         """Teacher-forced through the same session and loop that generation steps (one row:
@@ -339,16 +326,8 @@ class OnnxGenAIBackend(Backend):
         preamble: str = "",
     ) -> list[CandidateOutput]:
         og = self._og
-        prompt_ids = self.encode(prompt)
-        sampler, outputs, decoders = start_candidates(
-            prompt_ids=prompt_ids,
-            n=n,
-            seeds=seeds,
-            settings=settings,
-            temperatures=temperatures,
-            eos=self._eos,
-            decode=self._decode,
-            context_length=self.context_length,
+        prompt_ids, sampler, outputs, decoders = self.start_call(
+            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
         )
         cancelled = False
         generator = None
