@@ -159,10 +159,57 @@ HELDOUT2_NEWS_BRIEFS = [
 ]
 
 
+# Written before the top-up's steering was measured (the bias was chosen on the dev briefs
+# above); run once after the choice.
+HELDOUT3_NEWS_BRIEFS = [
+    "Divers in Antwerp harbour found an unexploded wartime mine beside a container quay.",
+    "A Madrid court ordered a football agent to repay 6 million euros in unpaid tax.",
+    "Judges ruled that police may not read text messages on a seized phone without a warrant.",
+    "A man was arrested after a fire destroyed a timber warehouse in Gdansk overnight.",
+    "An avalanche buried a hut near Bolzano; all eleven hikers inside were rescued.",
+    "A heatwave pushed temperatures in Seville to 46 degrees, a record for June.",
+    "Drought has left the reservoir that supplies Barcelona at 12 percent of capacity.",
+    "An earthquake of magnitude 5.8 shook western Turkey; no deaths were reported.",
+    "The national rugby team beat Ireland 24-19 to win the Six Nations title.",
+    "Swimmer Lena Kovacs won three gold medals at the European championships in Rome.",
+    "The football club sacked its manager after nine games without a win.",
+    "Organisers moved the city marathon to October because of the summer heat.",
+    "A new vaccine cut malaria cases among young children by half in a trial in Ghana.",
+    "The hospital in Tampere opened a ward for patients with long Covid.",
+    "Waiting times for cataract surgery fell to eleven weeks, the health ministry said.",
+    "A shortage of pharmacists closed 60 chemists across rural Scotland last year.",
+    "The carmaker will build a battery factory near Valencia, creating 3,000 jobs.",
+    "The central bank of Norway held its main interest rate at 4.5 percent.",
+    "A supermarket chain recalled its own-brand peanut butter over salmonella fears.",
+    "The shipping company cut 1,200 office jobs after freight prices collapsed.",
+    "The town council of Harrogate approved 400 new homes on the old gasworks site.",
+    "Residents voted to turn the disused railway line into a cycle path.",
+    "The city will plant 10,000 trees along its main roads over the next three years.",
+    "A bridge over the Danube in Novi Sad reopened after two years of repairs.",
+    "Divers mapped a sunken Bronze Age village in a Swiss lake near Zurich.",
+    "Researchers in Zurich built a robot hand that can tie a shoelace.",
+    "A probe sent to Jupiter's moon Europa returned its first close images.",
+    "Scientists counted 1,400 wolves in the Alps, twice as many as ten years ago.",
+    "The night train from Vienna to Paris will run daily from next spring.",
+    "A strike by air traffic controllers cancelled 900 flights across France.",
+    "The port of Rotterdam handled a record 15 million containers last year.",
+    "Trams will return to the streets of Leicester after sixty years.",
+    "A painting by Artemisia Gentileschi sold at auction for 4.8 million dollars.",
+    "The opera house in Cardiff cancelled its season after the roof began to leak.",
+    "A museum in Krakow returned a stolen icon to a church in Ukraine.",
+    "The singer Marta Lind cancelled her tour after losing her voice.",
+    "The government will cap tuition fees at 9,000 pounds for the next four years.",
+    "A secondary school in Galway will teach all lessons in Irish from September.",
+    "Thousands of students marched in Lisbon against the rising cost of rent.",
+    "The education minister resigned after exam papers leaked online.",
+]
+
+
 def heldout_leaks() -> list[tuple[str, str, str, str, float]]:
     """Near duplicates (word-set or word 3-shingle Jaccard >= 0.4, review.tools.splits) between
     any two of: the forty briefs the top-up was chosen on, the first held-out forty (dev since
-    the on-brief-first order was chosen on them) and the second; empty when they are apart."""
+    the on-brief-first order was chosen on them), the second (dev since the steering was
+    chosen after its look) and the third; empty when they are apart."""
     from review.tools import splits
 
     return splits.check_apart(
@@ -170,6 +217,7 @@ def heldout_leaks() -> list[tuple[str, str, str, str, float]]:
             "tuned": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS],
             "heldout": HELDOUT_NEWS_BRIEFS,
             "heldout2": HELDOUT2_NEWS_BRIEFS,
+            "heldout3": HELDOUT3_NEWS_BRIEFS,
         }
     )
 
