@@ -2,7 +2,8 @@
 
 Run from the repo root: ``.venv/bin/python bench/bench_quality.py``. One ``name: value`` line
 per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated, default
-``specifics,offbrief,heldout,heldout2,overhead``; ``ranker`` on request, it is long on a CPU):
+``specifics,offbrief,heldout,heldout2,heldout3,overhead``; ``ranker`` on request, it is long on a
+CPU):
 
 * ``unsupported_specifics_recall`` / ``_precision``: on the labelled set of
   ``bench/quality_sets.py`` (numbers, names, dates and quotations changed from the brief or
@@ -28,7 +29,11 @@ per figure on stdout; details on stderr. Parts (``BENCH_PARTS``, comma-separated
   used to choose nothing until the on-brief-first order was chosen on their misses: dev since.
 * ``off_brief_top1_rate_heldout2`` (every offbrief line with ``_heldout2``): the same on 40 news
   briefs written before the order was measured (``HELDOUT2_NEWS_BRIEFS``, checked apart from
-  both sets above), run once after the choice: the figure for new briefs.
+  both sets above), run once after the order was chosen (0.175, n=40), dev since: the top-up's
+  steering (``quality.topup_steering``, its bias ``BENCH_STEER``) was chosen on all three sets.
+* ``off_brief_top1_rate_heldout3`` (every offbrief line with ``_heldout3``): the same on 40 news
+  briefs written before the steering was measured (``HELDOUT3_NEWS_BRIEFS``, checked apart from
+  the three sets above), run once after its choice: the figure for new briefs.
 * ``quality_signals_overhead_ratio``: wall time of generating a job's candidates and computing
   their signals (log-probabilities recorded in the sampler, every signal, relevance) / the
   same generation with the recording off and no signals, same prompt, seeds and settings,
@@ -65,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.quality_sets import (  # noqa: E402
     HELDOUT2_NEWS_BRIEFS,
+    HELDOUT3_NEWS_BRIEFS,
     HELDOUT_NEWS_BRIEFS,
     MORE_NEWS_BRIEFS,
     NEWS_BRIEFS,
@@ -83,7 +89,9 @@ from generation.quality import (  # noqa: E402
 from generation.quality import signals as qs  # noqa: E402
 
 PARTS = set(
-    os.environ.get("BENCH_PARTS", "specifics,offbrief,heldout,heldout2,overhead").split(",")
+    os.environ.get("BENCH_PARTS", "specifics,offbrief,heldout,heldout2,heldout3,overhead").split(
+        ","
+    )
 )
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "96"))
@@ -198,7 +206,13 @@ CACHE = Path(os.environ.get("BENCH_QUALITY_CACHE", "/tmp/quality/candidates"))
 
 
 def generate(
-    backend: Any, user: str, *, seeds: list[int], tokens: int = TOKENS, cache: bool = True
+    backend: Any,
+    user: str,
+    *,
+    seeds: list[int],
+    tokens: int = TOKENS,
+    cache: bool = True,
+    steering: dict[str, Any] | None = None,
 ) -> list[Any]:
     """The backend's candidates for ``user``; with ``cache``, kept under ``CACHE`` by prompt,
     seeds, tokens and settings, so a rerun that only changes the scoring generates nothing
@@ -210,9 +224,23 @@ def generate(
     from generation.backends.types import SamplingSettings
 
     prompt = backend.render_prompt(system="", user=user)
-    settings = SamplingSettings(max_new_tokens=tokens, **SETTINGS)
+    steer: dict[str, Any] = {}
+    if steering and steering["steer_bias"]:
+        steer = {
+            "steer_terms": tuple(steering["steer_terms"]),
+            "steer_bias": steering["steer_bias"],
+        }
+    settings = SamplingSettings(max_new_tokens=tokens, **SETTINGS, **steer)
     key = json.dumps(
-        [getattr(backend, "name", ""), prompt, seeds, tokens, SETTINGS], sort_keys=True
+        [
+            getattr(backend, "name", ""),
+            prompt,
+            seeds,
+            tokens,
+            SETTINGS,
+            *([steer] if steer else []),
+        ],
+        sort_keys=True,
     )
     path = CACHE / f"{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}.json"
     if cache and path.exists():
@@ -258,8 +286,8 @@ def score_only(results: list[dict]) -> int:
 def part_offbrief(backend: Any, embed: Any, *, split: str = "") -> None:
     """k candidates per brief; where none covers half of the brief (``needs_topup``), the job
     draws ``BENCH_TOPUP`` more (the runner's rule, seeds following the job's), and the ranker
-    orders them all. The top-up's cost is reported on its own line. ``split`` "heldout" /
-    "heldout2": the forty briefs of ``HELDOUT_NEWS_BRIEFS`` / ``HELDOUT2_NEWS_BRIEFS``, every
+    orders them all. The top-up's cost is reported on its own line. ``split`` "heldout",
+    "heldout2", "heldout3": the forty briefs of ``HELDOUT_NEWS_BRIEFS`` (and ...2, ...3), every
     figure's name ending in ``_<split>``; refused if any two sets are near duplicates."""
     if split:
         leaks = heldout_leaks()
@@ -267,6 +295,7 @@ def part_offbrief(backend: Any, embed: Any, *, split: str = "") -> None:
             raise SystemExit(f"held-out briefs near-duplicate earlier ones: {leaks}")
     sets = {"": [*NEWS_BRIEFS, *MORE_NEWS_BRIEFS], "heldout": HELDOUT_NEWS_BRIEFS}
     sets["heldout2"] = HELDOUT2_NEWS_BRIEFS
+    sets["heldout3"] = HELDOUT3_NEWS_BRIEFS
     jobs = sets[split][: int(os.environ.get("BENCH_JOBS", "40"))]
     tail = f"_{split}" if split else ""
     topup = int(os.environ.get("BENCH_TOPUP", "2"))
@@ -302,11 +331,15 @@ def part_offbrief(backend: Any, embed: Any, *, split: str = "") -> None:
             t0 = time.perf_counter()
             # The runner's top-up prompt: the brief with its key terms spelled out.
             more_user = rebrief(user, brief_terms(user)) if REBRIEF else user
+            # ... and the runner's steering towards them (BENCH_STEER: another bias, 0: none).
+            steering = qs.topup_steering(brief_terms(user))
+            steering["steer_bias"] = float(os.environ.get("BENCH_STEER", steering["steer_bias"]))
             more = generate(
                 backend,
                 more_user,
                 seeds=[1000 * number + K + i for i in range(topup)],
                 tokens=tokens,
+                steering=steering,
             )
             extra_s += time.perf_counter() - t0
             extra_tokens += sum(len(o.token_ids) for o in more)
@@ -478,14 +511,14 @@ def part_ranker(backend: Any, embed: Any) -> None:
 def main() -> None:
     if "specifics" in PARTS:
         part_specifics()
-    if PARTS & {"offbrief", "heldout", "heldout2", "overhead", "ranker"}:
+    if PARTS & {"offbrief", "heldout", "heldout2", "heldout3", "overhead", "ranker"}:
         backend = load_backend()
         embed = embedder()
         if "overhead" in PARTS:
             part_overhead(backend, embed)
         if "offbrief" in PARTS:
             part_offbrief(backend, embed)
-        for split in ("heldout", "heldout2"):
+        for split in ("heldout", "heldout2", "heldout3"):
             if split in PARTS:
                 part_offbrief(backend, embed, split=split)
         if "ranker" in PARTS:

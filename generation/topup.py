@@ -4,6 +4,7 @@ before its drafts are saved; ``recorder`` is the runner's (it streams and saves 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,11 +34,12 @@ def top_up(
 ) -> tuple[list[CandidateOutput], str]:
     """When none of the job's candidates covers half of its brief's key terms, draw
     ``job.topup`` more (bounded by ``quality.TOPUP_MAX``), streamed after the others, with the
-    seeds that follow theirs and the brief's key terms spelled out at the end of the user
-    message (``quality.rebrief``), and record it on the job (the job page says "Drew 2 more:
-    none of the first 4 covered the brief; ..."). Returns every output and the top-up's
-    prompt ("" when none was drawn); ``candidates`` grows in place. A failure of the top-up
-    keeps the first candidates and says why."""
+    seeds that follow theirs, the brief's key terms spelled out at the end of the user
+    message (``quality.rebrief``) and the sampler steered towards them
+    (``quality.topup_steering``, kept in each extra candidate's settings), and record it on
+    the job (the job page says "Drew 2 more: none of the first 4 covered the brief; ...").
+    Returns every output and the top-up's prompt ("" when none was drawn); ``candidates``
+    grows in place. A failure of the top-up keeps the first candidates and says why."""
     finished = [out for out in outputs if out.finish_reason != "cancelled"]
     if not finished or len(finished) < len(outputs) or recorder.should_stop():
         return outputs, ""
@@ -48,6 +50,12 @@ def top_up(
         return outputs, ""
     terms = quality.brief_terms(brief, job_variables(job) or None)
     topup_prompt = backend.render_prompt(system=system_text, user=quality.rebrief(brief, terms))
+    steering = quality.topup_steering(terms)
+    settings = dataclasses.replace(
+        settings,
+        steer_terms=tuple(steering["steer_terms"]),
+        steer_bias=float(steering["steer_bias"]),
+    )
     count = min(job.topup, quality.TOPUP_MAX)
     start = len(candidates)
     now = timezone.now()
@@ -57,7 +65,7 @@ def top_up(
             job=job,
             index=start + i,
             seed=job.base_seed + start + i,
-            settings=dict(template.settings),
+            settings={**template.settings, **steering},
             status=CandidateStatus.STREAMING,
             started_at=now,
             prompt_tokens=template.prompt_tokens,
@@ -68,6 +76,7 @@ def top_up(
         "drawn": count,
         "first": start,
         "terms": [t["text"] for t in terms],
+        "steer_bias": steering["steer_bias"],
         "note": f"Drawing {count} more: none of the first {start} covered the brief.",
     }
     running = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=job.worker)

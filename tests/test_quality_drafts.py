@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from generation import runner, services
 from generation.models import Draft, GenerationJob
+from generation.quality import TOPUP_STEER_BIAS
 from generation.services.quality import job_quality
 from review import services as review_services
 from review.lifecycle import DraftStatus
@@ -332,6 +333,11 @@ def test_a_job_none_of_whose_candidates_covers_the_brief_draws_its_top_up(
     line = "Mention each of these words from the brief: "
     assert all(line not in d.prompt for d in drafts[:2])
     assert all(line in d.prompt and "$4.2 million" in d.prompt for d in drafts[2:])
+    # and its sampler was steered towards them, as each extra candidate's settings say
+    assert all("steer_terms" not in d.candidate.settings for d in drafts[:2])
+    for d in drafts[2:]:
+        assert d.candidate.settings["steer_terms"] == record["terms"]
+        assert d.candidate.settings["steer_bias"] == record["steer_bias"] == TOPUP_STEER_BIAS
     api = APIClient()
     api.force_authenticate(cast["bob"])
     body = api.get(reverse("api_job", args=[job.pk])).json()

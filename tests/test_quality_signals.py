@@ -249,6 +249,58 @@ def test_fluency_is_the_mean_log_probability_of_the_chosen_tokens() -> None:
     assert qs.fluency(None)["available"] is False
 
 
+def _draw(sampler: RowSampler, logits: list[np.ndarray], written: list[int]) -> list[int]:
+    """Steps ``sampler``'s row 0 over ``logits`` the way the decoding loop does (the history
+    is the prompt, here ``[1, 2]``, then what the row wrote)."""
+    for step, x in enumerate(logits):
+        written.append(sampler.choose(0, x, [1, 2, *written], step))
+    return written
+
+
+def test_a_steered_row_writes_its_terms_whole_and_is_then_left_to_the_model() -> None:
+    rng = np.random.default_rng(3)
+    logits = [rng.normal(size=50).astype(np.float32) for _ in range(12)]
+    base = SamplingSettings(max_new_tokens=12, temperature=0.7, top_k=10, top_p=0.9)
+    steered = SamplingSettings(
+        max_new_tokens=12, temperature=0.7, top_k=10, top_p=0.9, steer_bias=40.0
+    )
+    # two terms: one written as tokens 11 then 12 (or 13 alone), the other as token 20
+    ways = [[[11, 12], [13]], [[20]]]
+
+    def run(settings: SamplingSettings, steer: list) -> tuple[list[int], RowSampler]:
+        sampler = RowSampler(seeds=[5], settings=settings, eos_ids=[], steer=steer)
+        return _draw(sampler, logits, []), sampler
+
+    plain, plain_sampler = run(base, [])
+    written, sampler = run(steered, ways)
+    # then both terms come first, a started term is finished (11 is followed by 12) ...
+    head = written[:3]
+    assert 20 in head and (13 in head or written[written.index(11) + 1] == 12)
+    # ... and once written, the row draws what it would have drawn unsteered
+    assert written[4:] == plain[4:] and written[:4] != plain[:4]
+    assert sampler._steer_left == [set()]
+    # the fluency recorded is the model's own: from the logits before the steering
+    expected = np.mean(
+        [
+            x[t] - np.log(np.exp(x.astype(np.float64)).sum())
+            for x, t in zip(logits, written, strict=True)
+        ]
+    )
+    assert abs(sampler.mean_logprob(0) - expected) < 1e-5
+    # a bias of 0 steers nothing
+    assert run(base, ways)[0] == plain and plain_sampler._steer_left == [set()]
+
+
+def test_a_top_up_steers_towards_the_briefs_terms_and_says_so_in_its_settings() -> None:
+    terms = brief_terms("The council approved a budget of $4.2 million for libraries.")
+    steering = qs.topup_steering(terms)
+    assert "$4.2 million" in steering["steer_terms"] and "libraries" in steering["steer_terms"]
+    assert steering["steer_bias"] == qs.TOPUP_STEER_BIAS > 0
+    settings = SamplingSettings.from_dict({"max_new_tokens": 8, **steering})
+    assert settings.steer_terms == tuple(steering["steer_terms"])
+    assert qs.topup_steering([]) == {"steer_terms": [], "steer_bias": 0.0}
+
+
 def test_a_top_up_is_needed_only_when_no_candidate_covers_the_brief() -> None:
     off = "As I was finishing my dinner in a small cafe, I could not help but glance outside."
     common = {"brief": BRIEF}

@@ -174,7 +174,7 @@ class LocalBackend(Backend):
         """What a call starts with: the prompt's ids (checked against the context: raises
         PromptTooLong), the seeded sampler (``RowSampler``), and per candidate an empty output
         and an incremental decoder."""
-        from generation.backends.sampling import RowSampler
+        from generation.backends.sampling import RowSampler, steer_ids
 
         prompt_ids = self.encode(prompt)
         if self.context_length is not None:
@@ -184,7 +184,11 @@ class LocalBackend(Backend):
                 context_length=self.context_length,
             )
         sampler = RowSampler(
-            seeds=seeds, settings=settings, eos_ids=sorted(self._eos), temperatures=temperatures
+            seeds=seeds,
+            settings=settings,
+            eos_ids=sorted(self._eos),
+            temperatures=temperatures,
+            steer=steer_ids(self.tokenizer, settings.steer_terms) if settings.steer_bias else (),
         )
         outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
         return prompt_ids, sampler, outputs, [IncrementalDecoder(self._decode) for _ in outputs]

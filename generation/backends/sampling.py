@@ -68,6 +68,24 @@ def _banned_ngram_tokens(history: Sequence[int], size: int) -> list[int]:
     return banned
 
 
+def steer_ids(tokenizer: object, terms: Sequence[str]) -> list[list[list[int]]]:
+    """Per term, the token ids of the ways a text writes it: after a space as given, with a
+    capital, in lower case, and at the very start (no space before it)."""
+    out = []
+    for term in terms:
+        term = term.strip()
+        if not term:
+            continue
+        forms = {f" {term}", f" {term[:1].upper()}{term[1:]}", f" {term.lower()}"}
+        forms.add(f"{term[:1].upper()}{term[1:]}")
+        ways = [
+            list(tokenizer(form, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+            for form in sorted(forms)
+        ]
+        out.append([w for w in ways if w])
+    return out
+
+
 class RowSampler:
     """Chooses the next token of every candidate, each from its own random stream."""
 
@@ -81,8 +99,15 @@ class RowSampler:
         settings: SamplingSettings,
         eos_ids: Sequence[int],
         temperatures: Sequence[float] | None = None,
+        steer: Sequence[Sequence[Sequence[int]]] = (),
     ) -> None:
         self.settings = settings
+        # Per steered term, the token ids of each way of writing it (``steer_ids``); per row,
+        # the terms it has not written yet.
+        self.steer = [[list(ids) for ids in term if ids] for term in steer]
+        self._steer_left = [
+            set(range(len(self.steer))) if settings.steer_bias else set() for _ in seeds
+        ]
         self.temperatures = (
             list(temperatures) if temperatures else [settings.temperature] * len(seeds)
         )
@@ -120,6 +145,34 @@ class RowSampler:
         token = self._choose(row, logits, history, step)
         return self._record(row, logits, token) if self.record_logprobs else token
 
+    def _steer_row(self, row: int, x: np.ndarray, written: Sequence[int]) -> None:
+        """Add ``steer_bias`` to the logits of the tokens that start a term the row has not
+        written yet or, when it has just written the start of one, only to the tokens that go
+        on with it (a term is written whole; once written it is no longer steered towards)."""
+        left = self._steer_left[row]
+        written = list(written)
+        starts: set[int] = set()
+        going_on: set[int] = set()
+        for term in sorted(left):
+            ways = self.steer[term]
+            if any(
+                written[len(written) - len(ids) :] == ids
+                for ids in ways
+                if len(written) >= len(ids)
+            ):
+                left.discard(term)
+                continue
+            for ids in ways:
+                starts.add(ids[0])
+                # The longest start of this way of writing the term that ends what was written.
+                for k in range(min(len(ids) - 1, len(written)), 0, -1):
+                    if written[-k:] == ids[:k]:
+                        going_on.add(ids[k])
+                        break
+        boost = [t for t in (going_on or starts) if t < x.shape[0]]
+        if boost:
+            x[boost] += np.float32(self.settings.steer_bias)
+
     def _choose(self, row: int, logits: np.ndarray, history: Sequence[int], step: int) -> int:
         """The token candidate ``row`` writes at ``step`` given next-token ``logits``.
 
@@ -141,6 +194,8 @@ class RowSampler:
                 x[banned] = -np.inf
         if step < s.min_new_tokens and self.eos_ids:
             x[self.eos_ids] = -np.inf
+        if self._steer_left[row]:
+            self._steer_row(row, x, history[len(history) - step :] if step else [])
         temperature = self.temperatures[row]
         if temperature <= 0:
             return int(np.argmax(x))

@@ -51,6 +51,11 @@ class SamplingSettings:
     top_k: int = 50
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    # Terms the candidates are steered towards (a job's top-up: the brief's key terms, see
+    # ``RowSampler``): until a candidate has written a term, its next token gets ``steer_bias``
+    # added to its logit (a local model's sampler only; a remote server ignores it).
+    steer_terms: tuple[str, ...] = ()
+    steer_bias: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplingSettings:
@@ -62,6 +67,8 @@ class SamplingSettings:
             top_k=int(data.get("top_k", 0)),
             repetition_penalty=float(data.get("repetition_penalty", 1.0)),
             no_repeat_ngram_size=int(data.get("no_repeat_ngram_size", 0)),
+            steer_terms=tuple(str(t) for t in data.get("steer_terms", ())),
+            steer_bias=float(data.get("steer_bias", 0.0)),
         )
 
 

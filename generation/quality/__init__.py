@@ -22,6 +22,7 @@ from generation.quality.signals import (
     OFF_BRIEF_SHARE,
     SIGNALS_VERSION,
     TOPUP_MAX,
+    TOPUP_STEER_BIAS,
     best_index,
     draft_signals,
     job_signals,
@@ -29,6 +30,7 @@ from generation.quality.signals import (
     quality_score,
     rank_order,
     topup_note,
+    topup_steering,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "OFF_BRIEF_SHARE",
     "SIGNALS_VERSION",
     "TOPUP_MAX",
+    "TOPUP_STEER_BIAS",
     "agreement",
     "best_index",
     "brief_terms",
@@ -49,5 +52,6 @@ __all__ = [
     "signals",
     "text",
     "topup_note",
+    "topup_steering",
     "unsupported_specifics",
 ]

@@ -337,6 +337,19 @@ def job_signals(
 TOPUP_MAX = 4  # the most candidates a job may draw on top of those it asked for
 
 
+# The logit bonus a top-up candidate's sampler gives the tokens of a brief term it has not
+# written yet (``topup_steering``). Chosen on the dev briefs (bench/bench_quality.py, docs).
+TOPUP_STEER_BIAS = 3.0
+
+
+def topup_steering(terms: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sampling settings a job's top-up adds to its own: steer the extra candidates
+    towards the brief's key ``terms`` (``brief_terms``), recorded in each candidate's
+    settings so that its seed reproduces it."""
+    texts = [str(t["text"]) for t in terms if str(t.get("text", "")).strip()]
+    return {"steer_terms": texts, "steer_bias": TOPUP_STEER_BIAS if texts else 0.0}
+
+
 def needs_topup(results: Sequence[Mapping[str, Any]]) -> bool:
     """Whether a job should draw more candidates: none of ``results`` (the finished
     candidates' signals) covers half of its brief's key terms, so no order of them puts an
