@@ -90,14 +90,23 @@ def test_the_job_page_says_it_drew_more_candidates_and_shows_them_best_first(
     GenerationJob.objects.filter(pk=job.pk).update(
         n_candidates=2,
         topup=1,
-        topup_record={"drawn": 1, "first": 2, "covered": 1, "note": note},
+        topup_record={
+            "drawn": 1,
+            "first": 2,
+            "covered": 1,
+            "note": note,
+            "terms": ["<b>budget</b>", "libraries"],
+            "steer_bias": 3.0,
+        },
     )
     with job_page(browser, asgi_server, job) as (page, errors, order):
-        assert (
-            page.get_by_test_id("topup-note")
-            .inner_text()
-            .startswith("Drew 1 more: none of the first 2 covered the brief; it does.")
+        shown = page.get_by_test_id("topup-note")
+        assert shown.inner_text().startswith(
+            "Drew 1 more: none of the first 2 covered the brief; it does."
         )
+        # it says the extra candidates were steered towards the terms, escaped
+        assert "steered towards the terms <b>budget</b>, libraries" in shown.inner_text()
+        assert shown.locator("b").count() == 0
         assert order[0] == 2 and sorted(order) == [0, 1, 2]
         first = page.locator("#candidates .candidate").first
         assert first.locator("[data-role=best]").is_visible()
