@@ -1,3 +1,5 @@
+# Over 500 lines: every quality figure (specifics, off-brief on four brief sets, overhead,
+# ranker) shares one candidate cache and one scoring path.
 """Benchmark of the drafts' quality signals (generation.quality) and the best-first order.
 
 Run from the repo root: ``.venv/bin/python bench/bench_quality.py``. One ``name: value`` line
