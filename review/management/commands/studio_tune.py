@@ -49,23 +49,33 @@ class ProgressBar:
         self.stream.flush()
 
 
-def tune_generation_for(
-    model: LanguageModel, *, quick: bool, progress: Any = None
+def _tune_onnx_model(
+    model: LanguageModel, section: str, measure: Any, *, quick: bool, progress: Any
 ) -> dict[str, Any] | None:
-    """Measure on ``model`` and record; None (with nothing recorded) when it cannot be measured
-    here: not an ONNX model, or not converted yet."""
+    """Run ``measure`` (a ``tuning.tune_*``) on ``model``'s ONNX conversion and record it as
+    ``section``; None (nothing recorded) when it cannot be measured here: not an ONNX model on
+    CPU, or not converted yet. The candidates' sessions are loaded apart from the worker's own
+    (``load_backend``, not registered) and freed with them."""
     if model.backend != BackendKind.ONNX or not model.onnx_dir or model.device == "cuda":
         return None
-    # The candidates' sessions are loaded apart from the worker's own (``load_backend``, not
-    # registered) and freed with them.
-    result = tuning.tune_generation(
+    result = measure(
         backend_config(model, backend=BackendKind.ONNX),
         cache_root=settings.MODEL_CACHE_DIR,
         quick=quick,
         progress=progress,
     )
-    tuning.write_record(settings.DATA_DIR, "generation", result)
+    tuning.write_record(settings.DATA_DIR, section, result)
     return result
+
+
+def tune_generation_for(
+    model: LanguageModel, *, quick: bool, progress: Any = None
+) -> dict[str, Any] | None:
+    """This host's generation settings measured on ``model`` and recorded (None: see
+    ``_tune_onnx_model``)."""
+    return _tune_onnx_model(
+        model, "generation", tuning.tune_generation, quick=quick, progress=progress
+    )
 
 
 def tune_engine_for(
@@ -75,19 +85,9 @@ def tune_engine_for(
     recorded) and record; None when it does not apply: not an ONNX model on CPU converted from
     a GGUF. Recorded either way when it applies: without llama-cpp-python the record says so
     (and ONNX Runtime serves)."""
-    gguf = model.source_kind == ModelSource.PACKAGE_GGUF or model.source.endswith(".gguf")
-    if model.backend != BackendKind.ONNX or not model.onnx_dir or model.device == "cuda":
+    if not (model.source_kind == ModelSource.PACKAGE_GGUF or model.source.endswith(".gguf")):
         return None
-    if not gguf:
-        return None
-    result = tuning.tune_engine(
-        backend_config(model, backend=BackendKind.ONNX),
-        cache_root=settings.MODEL_CACHE_DIR,
-        quick=quick,
-        progress=progress,
-    )
-    tuning.write_record(settings.DATA_DIR, "engine", result)
-    return result
+    return _tune_onnx_model(model, "engine", tuning.tune_engine, quick=quick, progress=progress)
 
 
 def tune_embedding_here(*, quick: bool, progress: Any = None) -> dict[str, Any]:
