@@ -311,6 +311,27 @@ def text_ids_to_score(
     return ids[:limit], limit < len(ids)
 
 
+def take_token(
+    out: CandidateOutput,
+    token: int,
+    *,
+    eos: set[int],
+    decoder: IncrementalDecoder,
+    settings: SamplingSettings,
+    now: float,
+) -> str:
+    """Record ``token`` as what candidate ``out`` writes next and return its text delta: at
+    end-of-text the candidate ends (delta ""), at ``max_new_tokens`` it ends after the token."""
+    if token in eos:
+        out.finished, out.finish_reason, out.finished_at = True, "eos", now
+        return ""
+    out.token_ids.append(token)
+    delta = decoder.push(token)
+    if len(out.token_ids) >= settings.max_new_tokens:
+        out.finished, out.finish_reason, out.finished_at = True, "length", now
+    return delta
+
+
 def step_candidates(
     generator: Any,
     *,
@@ -365,14 +386,9 @@ def step_candidates(
             history = prompt_ids + out.token_ids
             token = sampler.choose(index, logits[position, -1], history, step)
             tokens[position] = token
-            if token in eos:
-                out.finished, out.finish_reason, out.finished_at = True, "eos", now
-                deltas[index] = ""
-                continue
-            out.token_ids.append(token)
-            deltas[index] = decoders[index].push(token)
-            if len(out.token_ids) >= settings.max_new_tokens:
-                out.finished, out.finish_reason, out.finished_at = True, "length", now
+            deltas[index] = take_token(
+                out, token, eos=eos, decoder=decoders[index], settings=settings, now=now
+            )
         if on_delta is not None:
             on_delta(deltas)
         if all(out.finished for out in outputs):

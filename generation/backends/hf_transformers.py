@@ -19,6 +19,7 @@ from typing import Any
 from generation.backends.base import (
     LocalBackend,
     finish_outputs,
+    take_token,
     weights_checksum,
 )
 from generation.backends.gguf import convert_packaged_gguf
@@ -248,17 +249,17 @@ class TransformersBackend(LocalBackend):
                     if out.first_token_at is None:
                         out.first_token_at = now
                     token = sampler.choose(index, rows[row], prompt_ids + out.token_ids, step)
-                    if token in self._eos:
-                        out.finished, out.finish_reason, out.finished_at = True, "eos", now
-                        deltas[index] = ""
-                        continue
-                    out.token_ids.append(token)
-                    deltas[index] = decoders[index].push(token)
-                    if len(out.token_ids) >= settings.max_new_tokens:
-                        out.finished, out.finish_reason, out.finished_at = True, "length", now
-                        continue
-                    keep.append(row)
-                    chosen.append(token)
+                    deltas[index] = take_token(
+                        out,
+                        token,
+                        eos=self._eos,
+                        decoder=decoders[index],
+                        settings=settings,
+                        now=now,
+                    )
+                    if not out.finished:
+                        keep.append(row)
+                        chosen.append(token)
                 if on_delta is not None:
                     on_delta(deltas)
                 if not keep:
