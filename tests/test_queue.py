@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from contentstudio.html import text_to_html
-from contentstudio.models import Project, Role
+from contentstudio.models import Project, Role, WorkerBeat
 from contentstudio.services import membership_set
 from generation.models import Draft, PromptTemplate
 from review import editorial, lifecycle, services
@@ -230,7 +230,12 @@ def test_the_queue_costs_the_same_number_of_queries_for_10_or_100_rows(
                 response = bob.get(f"{url}?page_size={size}")
             assert len(row_ids(response.content)) == size
             assert "✎ alice" in response.content.decode() and "charlie" in response.content.decode()
-            counts[url, size] = len(queries)
+            # The worker banner (every signed-in page) reads the worker table when its
+            # 5-second cache runs out: whether that falls in this request is a matter of time,
+            # not of rows, so it is left out of the count.
+            counts[url, size] = sum(
+                WorkerBeat._meta.db_table not in q["sql"] for q in queries.captured_queries
+            )
     assert counts["/queue/", 10] == counts["/queue/", 100], counts
     assert counts["/queue/rows/", 10] == counts["/queue/rows/", 100], counts
     assert counts["/queue/rows/", 100] <= 12, counts
