@@ -365,3 +365,80 @@ def test_a_system_turn_carrying_background_is_no_shared_preamble() -> None:
     assert grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": []})
     assert grounding.shared_system({"layout": grounding.LAYOUT_BEFORE, "sources": [source]})
     assert not grounding.shared_system({"layout": grounding.LAYOUT_SYSTEM, "sources": [source]})
+
+
+# --- Steering towards the background ----------------------------------------------------------
+
+
+def test_background_terms_are_the_top_passages_words_that_the_brief_does_not_give() -> None:
+    texts = [
+        "Rescue crews used boats in Millbrook as the river flooded the valley.",
+        "The river flooded Millbrook twice; rescue crews and volunteers filled sandbags.",
+        "Volunteers filled sandbags along the river in Millbrook and the council paid for them.",
+    ]
+    brief = "River floods the valley again"
+    # with the retriever's key terms (rarest in the archive first): weighted by the passage's
+    # rank, summed, then by their place in the lists; the brief's words and what the passage
+    # given to the model no longer holds ("levee") left out; in the passages' spelling
+    sources = [
+        {"text": texts[0], "key_terms": ["millbrook", "boats", "crews", "rescue"]},
+        {"text": texts[1], "key_terms": ["sandbags", "millbrook", "flooded", "levee"]},
+    ]
+    assert grounding.background_terms(sources, brief=brief) == [
+        "Millbrook", "boats", "crews", "Rescue", "sandbags"
+    ]  # fmt: skip
+    # without them, the passages' own words of four letters or more, not stopwords
+    plain = [{"text": t} for t in texts]
+    assert grounding.background_terms(plain, brief=brief) == [
+        "Millbrook", "Rescue", "crews", "used", "boats", "volunteers"
+    ]  # fmt: skip
+    assert grounding.background_terms(plain, brief="", limit=2) == ["river", "Millbrook"]
+    assert grounding.background_terms([], brief="") == []
+
+
+def test_a_grounded_job_is_steered_towards_the_backgrounds_terms_and_says_so(
+    cast: dict,
+    archive: Any,
+    language_model: Any,
+    news_template: Any,
+    hold_queue: list,
+    monkeypatch: Any,
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    def job(seed: int) -> list[Draft]:
+        return _run(
+            services.job_create(
+                project=cast["newsroom"],
+                user=cast["bob"],
+                template_version=news_template,
+                variables=FLOOD_BRIEF,
+                n_candidates=2,
+                base_seed=seed,
+                background=3,
+            )
+        )
+
+    # given: with steering off, a grounded job records none
+    monkeypatch.setattr(grounding, "STEER_BIAS", 0.0)
+    assert all("steer" not in d.background for d in job(7))
+    # when: a strong bias, so that the tiny model's real forward pass must follow it
+    monkeypatch.setattr(grounding, "STEER_BIAS", 40.0)
+    drafts = job(7)
+    # then: the terms are the supplied passages', the record keeps them with the bias ...
+    steer = drafts[0].background["steer"]
+    assert steer["bias"] == 40.0
+    assert steer["terms"] == grounding.background_terms(
+        drafts[0].background["sources"], brief=drafts[0].background["query"]
+    )
+    assert all(s["key_terms"] for s in drafts[0].background["sources"])
+    assert steer["terms"]
+    # ... and every candidate wrote the first of them
+    assert all(steer["terms"][0].lower() in d.model_output.lower() for d in drafts)
+    # the draft page says the draft was steered, and towards what
+    client = Client()
+    client.force_login(cast["bob"])
+    page = client.get(reverse("draft_detail", args=["newsroom", drafts[0].pk])).content.decode()
+    assert "The model was steered towards the background" in page
+    assert ", ".join(steer["terms"]) in page
