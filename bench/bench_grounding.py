@@ -26,18 +26,14 @@ Options (environment): ``BENCH_N`` briefs (default 24), ``BENCH_K`` candidates p
 (torch and ONNX threads, default 2), ``BENCH_HELD_OUT`` (years, default "2012,2015,2019,2022"),
 ``BENCH_ONNX_PRECISION`` (int8 to skip the conversion's measured choice, which picked int8),
 ``BENCH_REPETITION_PENALTY`` (default: the model's, 1.1; the same for both arms),
-``BENCH_STEERS`` (comma-separated biases of ``generation.grounding.STEER_BIAS``, default the
-product's) and ``BENCH_LAYOUTS`` (comma-separated prompt layouts of
-``generation.grounding.LAYOUTS``, default the product's ``DEFAULT_LAYOUT``): each layout at
-each bias is a grounded arm against the same plain drafts, and prints its own
-``grounded_reference_gain[arm]`` lines when there are several.
+``BENCH_LAYOUTS`` (comma-separated prompt layouts of ``generation.grounding.LAYOUTS``, default
+the product's ``DEFAULT_LAYOUT``): each layout is a grounded arm against the same plain drafts,
+and prints its own ``grounded_reference_gain[layout]`` lines when there are several.
 
 Splits: ``BENCH_SPLIT=test`` (the default: 2012, 2015, 2019, 2022 held out) is for reporting;
 settings are chosen on ``BENCH_SPLIT=dev`` (2011, 2016, 2018, 2023 held out instead: other
-addresses, so no brief of one split is a paragraph of the other). ``BENCH_SPLIT=test2`` (2013,
-2014, 2020, 2024) is a second test split for the steering towards the background, since the
-first had been looked at four times. ``BENCH_HELD_OUT`` (years) overrides the split. The
-number of passages (5 against 3), the layout and the steering bias were chosen on dev.
+addresses, so no brief of one split is a paragraph of the other). ``BENCH_HELD_OUT`` (years)
+overrides both. The number of passages (5 against 3) and the layout were chosen on dev.
 """
 
 from __future__ import annotations
@@ -61,13 +57,7 @@ PASSAGES = int(os.environ.get("BENCH_PASSAGES", "5"))
 MAX_NEW = int(os.environ.get("BENCH_MAX_NEW", "96"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SINCE = int(os.environ.get("BENCH_SINCE", "2010"))
-SPLITS = {
-    "test": "2012,2015,2019,2022",
-    "dev": "2011,2016,2018,2023",
-    # A second test split, written down before any run on it: the first was looked at four
-    # times (3 and 5 passages, the repetition penalty, the system layout).
-    "test2": "2013,2014,2020,2024",
-}
+SPLITS = {"test": "2012,2015,2019,2022", "dev": "2011,2016,2018,2023"}
 SPLIT = os.environ.get("BENCH_SPLIT", "test")
 if SPLIT not in SPLITS:
     raise SystemExit(f"BENCH_SPLIT must be one of {sorted(SPLITS)}")
@@ -75,7 +65,6 @@ HELD_OUT = {int(y) for y in os.environ.get("BENCH_HELD_OUT", SPLITS[SPLIT]).spli
 if os.environ.get("BENCH_HELD_OUT"):
     SPLIT = "custom"
 LAYOUTS = [x.strip() for x in os.environ.get("BENCH_LAYOUTS", "").split(",") if x.strip()]
-STEERS = [float(x) for x in os.environ.get("BENCH_STEERS", "").split(",") if x.strip()]
 BACKEND = os.environ.get("BENCH_BACKEND", "onnx")
 MIN_WORDS = 60
 EXTRA_SETTINGS: dict[str, Any] = (
@@ -227,15 +216,12 @@ def run_job(
     seed: int,
     background: int,
     layout: str | None = None,
-    steer: float | None = None,
 ) -> tuple[list[str], dict[str, Any], float]:
     from generation import grounding, runner, services
     from generation.models import Draft
 
     if layout is not None:  # the product's default layout, for this job
         grounding.DEFAULT_LAYOUT = layout
-    if steer is not None:  # the product's steering towards the background, for this job
-        grounding.STEER_BIAS = steer
 
     job = services.job_create(
         project=project,
@@ -282,16 +268,10 @@ def main() -> None:
 
         from generation import grounding
 
-        unknown = set(LAYOUTS) - set(grounding.LAYOUTS)
+        layouts = LAYOUTS or [grounding.DEFAULT_LAYOUT]
+        unknown = set(layouts) - set(grounding.LAYOUTS)
         if unknown:
             raise SystemExit(f"unknown layouts {sorted(unknown)}; known: {grounding.LAYOUTS}")
-        # The grounded arms: each layout at each steering bias, against the same plain drafts.
-        arm_specs = {
-            (f"{layout}+steer{steer:g}" if STEERS else layout): (layout, steer)
-            for layout in LAYOUTS or [grounding.DEFAULT_LAYOUT]
-            for steer in STEERS or [grounding.STEER_BIAS]
-        }
-        layouts = list(arm_specs)
         archive, briefs = split_rows()
         guard(archive, briefs)
         log(
@@ -322,22 +302,21 @@ def main() -> None:
                     opening,
                     seed,
                     PASSAGES if layout else 0,
-                    *(arm_specs[layout] if layout else (None, None)),
+                    layout,
                 )
                 seconds[layout or "plain"] += secs
                 scores[layout] = statistics.mean(
                     scorer.score(rest, text)["rougeL"].fmeasure for text in texts
                 )
                 if layout:
-                    if record.get("layout") != arm_specs[layout][0]:
-                        raise SystemExit(f"asked for arm {layout}, got {record.get('layout')}")
+                    if record.get("layout") != layout:
+                        raise SystemExit(f"asked for layout {layout}, got {record.get('layout')}")
                     kept_counts[layout].append(len(record.get("sources", [])))
                     used = re.search(r"(\d+) of (\d+) prompt tokens", record.get("note", ""))
                     if used:
                         prompt_tokens[layout].append(int(used.group(1)))
                     if number < 2:
                         log(f"  {layout} background of {title!r}: {record.get('note')}")
-                        log(f"    steered towards {record.get('steer')}")
                         if layout == layouts[0]:
                             for s in record.get("sources", []):
                                 log(f"    {s['title']} score {s['score']}")

@@ -18,14 +18,10 @@ exact text each source put into the prompt (the checks judge the draft against i
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypedDict
 
-from generation.backends.types import SamplingSettings
-from generation.quality import text as tx
 from generation.quality.text import STOPWORDS
 
 # A passage cut shorter than this says too little to be worth its place.
@@ -75,7 +71,6 @@ class BackgroundSource(TypedDict, total=False):
     cosine: float | None
     text: str  # exactly what went into the prompt (trimmed passages: the kept part)
     trimmed: bool
-    key_terms: list[str]  # the passage's most telling words, rarest in the archive first
 
 
 class BackgroundRecord(TypedDict, total=False):
@@ -88,7 +83,6 @@ class BackgroundRecord(TypedDict, total=False):
     budget_tokens: int | None
     tokens_estimated: bool
     layout: str  # where the background went in the prompt (``LAYOUTS``)
-    steer: dict[str, Any]  # the terms the candidates were steered towards and the bias
     note: str
 
 
@@ -337,61 +331,3 @@ def supplied_texts(record: Mapping[str, Any] | None) -> list[str]:
     """The texts the model was given as background (a draft's ``background``), for checks that
     judge a draft against its sources (unsupported specifics, copying)."""
     return [s["text"] for s in (record or {}).get("sources", []) if s.get("text")]
-
-
-# Steering a grounded job's candidates towards the background (``steered``): the key terms
-# of the supplied passages (``background_terms``) get this logit bonus until a candidate has
-# written each once, as a top-up's brief terms do. 0 turns it off. Chosen on the grounding
-# bench's dev split (docs/grounding.md).
-STEER_BIAS = 0.0
-STEER_TERMS = 6  # the most terms a job is steered towards
-
-
-def background_terms(
-    sources: Sequence[Mapping[str, Any]], *, brief: str, limit: int = STEER_TERMS
-) -> list[str]:
-    """The key terms of the background (``sources``, best passage first) that the brief does
-    not already give. Each passage's ``key_terms`` (the retriever's: its words rarest in the
-    archive) or, without them, its words of four letters or more that are not stopwords; a
-    term scores 1 for the best passage that has it, 1/2 for the second and so on, summed over
-    the passages (a term of the best passage, or one that several share, before an aside of
-    the fifth), then by how early it comes in their lists; each in the passages' commonest
-    spelling."""
-    given = tx.word_stems(brief)
-    weight: dict[str, float] = {}
-    place: Counter[str] = Counter()
-    spellings: dict[str, Counter[str]] = {}
-    for rank, source in enumerate(sources):
-        text = str(source.get("text", ""))
-        words = [w for w, _, _ in tx.words(text)]
-        for word in words:
-            spellings.setdefault(tx.stem(word.lower()), Counter())[word] += 1
-        keys = source.get("key_terms") or [
-            w for w in words if len(w) >= 4 and w.lower() not in STOPWORDS
-        ]
-        seen: set[str] = set()
-        for position, term in enumerate(keys):
-            key = tx.stem(str(term).lower())
-            if key in given or key in seen or key not in spellings:
-                continue  # the brief's, said already, or cut from the passage to fit
-            seen.add(key)
-            weight[key] = weight.get(key, 0.0) + 1.0 / (rank + 1)
-            place[key] += position
-    ranked = sorted(weight, key=lambda key: (-weight[key], place[key], key))
-    return [spellings[key].most_common(1)[0][0] for key in ranked[:limit]]
-
-
-def steered(
-    settings: SamplingSettings, record: BackgroundRecord | dict[str, Any]
-) -> SamplingSettings:
-    """``settings`` steered towards the key terms of the background in ``record`` (a job's,
-    which then keeps the terms and the bias under ``steer``); unchanged without background,
-    without terms, or with ``STEER_BIAS`` 0."""
-    sources = [s for s in record.get("sources", []) if s.get("text")]
-    if not sources or STEER_BIAS <= 0:
-        return settings
-    terms = background_terms(sources, brief=str(record.get("query", "")))
-    if not terms:
-        return settings
-    record["steer"] = {"terms": terms, "bias": STEER_BIAS}
-    return dataclasses.replace(settings, steer_terms=tuple(terms), steer_bias=STEER_BIAS)

@@ -250,7 +250,7 @@ def _claimed_job_generate(
         c.prompt_tokens = prompt_tokens
 
     recorder = _Recorder(job=job, candidates=candidates, js=js, heartbeat=heartbeat)
-    settings = grounding.steered(SamplingSettings.from_dict(job.settings), background)
+    settings = SamplingSettings.from_dict(job.settings)
     temperatures = [float(c.settings.get("temperature", settings.temperature)) for c in candidates]
     error = ""
     outputs: list[CandidateOutput] = []

@@ -45,8 +45,6 @@ BM25_B = 0.75
 DEPTH_FACTOR = 5
 # Sentences fetched from the semantic index per passage wanted (a passage has several).
 SENTENCES_PER_PASSAGE = 8
-# Key terms kept per passage (``_Bm25.key_terms``): what a grounded job may be steered towards.
-KEY_TERMS = 8
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 STOP_WORDS = frozenset(
@@ -155,21 +153,6 @@ class _Bm25:
     passage_ids: np.ndarray
     vocabulary: dict[str, int]
     weights: sparse.csc_matrix  # passages x terms, BM25 weight of each term in each passage
-    idf: np.ndarray  # per term of the vocabulary
-
-    def key_terms(self, text: str, n: int = KEY_TERMS) -> list[str]:
-        """The ``n`` words of ``text`` (a passage of the archive) that say most about it: BM25's
-        saturated count times the word's rarity in the archive, highest first ("ISIL",
-        "coalition" before "people", "years")."""
-        counts: dict[str, int] = {}
-        for word in terms(text):
-            if word in self.vocabulary and len(word) > 3:
-                counts[word] = counts.get(word, 0) + 1
-        scored = {
-            word: float(self.idf[self.vocabulary[word]]) * c * (BM25_K1 + 1) / (c + BM25_K1)
-            for word, c in counts.items()
-        }
-        return sorted(scored, key=lambda word: (-scored[word], word))[:n]
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         columns = sorted({self.vocabulary[t] for t in terms(query) if t in self.vocabulary})
@@ -207,7 +190,7 @@ def _build_bm25(key: tuple[Any, ...], rows: Sequence[tuple[int, str]]) -> _Bm25:
     data = tf.data * (BM25_K1 + 1) / (tf.data + row_norm) * idf[tf.indices]
     weights = sparse.csr_matrix((data, tf.indices, tf.indptr), shape=tf.shape).tocsc()
     ids = np.asarray([pk for pk, _ in rows], dtype=np.int64)
-    return _Bm25(key=key, passage_ids=ids, vocabulary=vocabulary, weights=weights, idf=idf)
+    return _Bm25(key=key, passage_ids=ids, vocabulary=vocabulary, weights=weights)
 
 
 _bm25: dict[int, _Bm25] = {}
@@ -265,8 +248,7 @@ def background_passages(
     and what ran (registered with ``generation.grounding`` by review's AppConfig)."""
     depth = max(20, k * DEPTH_FACTOR)
     info: dict[str, Any] = {"method": "reciprocal-rank fusion", "rrf_k": RRF_K}
-    bm25 = lexical_index(project_id)
-    lexical = bm25.search(query, depth)
+    lexical = lexical_index(project_id).search(query, depth)
     info["lexical"] = {"ranker": "bm25", "hits": len(lexical)}
     try:
         ranked = _semantic_ranking(project_id, query, depth)
@@ -319,7 +301,6 @@ def background_passages(
                 "semantic_rank": semantic_rank.get(pk),
                 "cosine": round(cosine[pk], 4) if pk in cosine else None,
                 "text": passage.text,
-                "key_terms": bm25.key_terms(passage.text),
             }
         )
         if len(sources) >= k:
