@@ -13,6 +13,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,18 +163,23 @@ class LocalBackend(Backend):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def start_call(
+    def generate(
         self,
         *,
         prompt: str,
         n: int,
         seeds: Sequence[int],
         settings: SamplingSettings,
-        temperatures: Sequence[float] | None,
-    ) -> tuple[list[int], Any, list[CandidateOutput], list[IncrementalDecoder]]:
-        """What a call starts with: the prompt's ids (checked against the context: raises
-        PromptTooLong), the seeded sampler (``RowSampler``), and per candidate an empty output
-        and an incremental decoder."""
+        on_delta: OnDelta | None = None,
+        should_stop: ShouldStop | None = None,
+        temperatures: Sequence[float] | None = None,
+        preamble: str = "",
+    ) -> list[CandidateOutput]:
+        """As :meth:`Backend.generate`. A call starts here the same way on every local backend:
+        the prompt's ids (checked against the context: raises PromptTooLong), the seeded sampler
+        (``RowSampler``), and per candidate an empty output and an incremental decoder; the
+        subclass decodes it (:meth:`decode_call`), and each candidate's text and counts are
+        finished here (``finish_outputs``)."""
         from generation.backends.sampling import RowSampler, steer_ids
 
         prompt_ids = self.encode(prompt)
@@ -191,7 +197,45 @@ class LocalBackend(Backend):
             steer=steer_ids(self.tokenizer, settings.steer_terms) if settings.steer_bias else (),
         )
         outputs = [CandidateOutput(index=i, seed=int(s)) for i, s in enumerate(seeds[:n])]
-        return prompt_ids, sampler, outputs, [IncrementalDecoder(self._decode) for _ in outputs]
+        call = Call(
+            prompt_ids=prompt_ids,
+            sampler=sampler,
+            outputs=outputs,
+            decoders=[IncrementalDecoder(self._decode) for _ in outputs],
+            settings=settings,
+            on_delta=on_delta,
+            should_stop=should_stop,
+            preamble=preamble,
+        )
+        cancelled = self.decode_call(call)
+        return finish_outputs(
+            outputs,
+            call.decoders,
+            prompt_tokens=len(prompt_ids),
+            cancelled=cancelled,
+            sampler=sampler,
+        )
+
+    @abstractmethod
+    def decode_call(self, call: Call) -> bool:
+        """Write ``call``'s candidates token by token into its outputs, streaming and polling as
+        :meth:`Backend.generate` says; True when the call was cancelled."""
+
+
+@dataclass
+class Call:
+    """One ``generate`` call of a local backend, as :meth:`LocalBackend.generate` starts it:
+    the prompt's ids, the seeded sampler, per candidate its output and incremental decoder,
+    and the caller's settings, streaming, cancelling and cached preamble."""
+
+    prompt_ids: list[int]
+    sampler: Any
+    outputs: list[CandidateOutput]
+    decoders: list[IncrementalDecoder]
+    settings: SamplingSettings
+    on_delta: OnDelta | None = None
+    should_stop: ShouldStop | None = None
+    preamble: str = ""
 
 
 class IncrementalDecoder:
@@ -334,31 +378,28 @@ def take_token(
 
 def step_candidates(
     generator: Any,
+    call: Call,
     *,
-    prompt_ids: list[int],
-    outputs: list[CandidateOutput],
-    decoders: list[IncrementalDecoder],
-    sampler: Any,
     eos: set[int],
-    settings: SamplingSettings,
-    on_delta: OnDelta | None = None,
-    should_stop: ShouldStop | None = None,
     drops_rows: bool = True,
     prefix: int = 0,
     step_lock: Any = None,
 ) -> bool:
     """The decoding loop the local backends share, on a generator that holds the KV cache.
 
-    The generator takes the prompt once for its ``len(outputs)`` rows (``append_tokens``), gives
-    each row's next-token logits (``get_logits``: rows x 1 x vocab, the forward pass running
-    there), and is told the tokens chosen (``set_next_tokens``). One that ``drops_rows`` is told
-    which rows go on (``keep_rows``) when a candidate ends; one that does not computes a
-    finished row to the end and is forced to the chosen tokens by one-hot logits (``set_logits``
-    and ``generate_next_token``: ONNX Runtime GenAI's generator). ``prefix``: how many of the
-    prompt's first tokens a cached preamble holds. Streams through ``on_delta``, polls
-    ``should_stop``; returns whether the loop was cancelled."""
+    The generator takes the prompt once for its rows, one per candidate of ``call``
+    (``append_tokens``), gives each row's next-token logits (``get_logits``: rows x 1 x vocab,
+    the forward pass running there), and is told the tokens chosen (``set_next_tokens``). One
+    that ``drops_rows`` is told which rows go on (``keep_rows``) when a candidate ends; one that
+    does not computes a finished row to the end and is forced to the chosen tokens by one-hot
+    logits (``set_logits`` and ``generate_next_token``: ONNX Runtime GenAI's generator).
+    ``prefix``: how many of the prompt's first tokens a cached preamble holds. Streams through
+    the call's ``on_delta``, polls its ``should_stop``; returns whether the loop was
+    cancelled."""
     import numpy as np
 
+    prompt_ids, outputs, decoders = call.prompt_ids, call.outputs, call.decoders
+    sampler, settings, on_delta = call.sampler, call.settings, call.on_delta
     lock = step_lock if step_lock is not None else contextlib.nullcontext()
     n = len(outputs)
     eos_token = min(eos) if eos else 0
@@ -370,7 +411,7 @@ def step_candidates(
         else:
             generator.append_tokens(ids)
     for step in range(settings.max_new_tokens):
-        if should_stop is not None and should_stop():
+        if call.should_stop is not None and call.should_stop():
             return True
         with lock:  # the forward pass runs here (lazily)
             logits = generator.get_logits()  # (rows, 1, vocab)

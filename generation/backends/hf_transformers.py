@@ -12,13 +12,12 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from generation.backends.base import (
+    Call,
     LocalBackend,
-    finish_outputs,
     take_token,
     weights_checksum,
 )
@@ -26,12 +25,8 @@ from generation.backends.gguf import convert_packaged_gguf
 from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
-    CandidateOutput,
     ModelLoadError,
-    OnDelta,
     Provenance,
-    SamplingSettings,
-    ShouldStop,
     TextScore,
 )
 
@@ -204,22 +199,16 @@ class TransformersBackend(LocalBackend):
             total = float(logprobs.gather(1, target[:, None]).sum())
         return TextScore(logprob_sum=total, tokens=len(ids))
 
-    def generate(
-        self,
-        *,
-        prompt: str,
-        n: int,
-        seeds: Sequence[int],
-        settings: SamplingSettings,
-        on_delta: OnDelta | None = None,
-        should_stop: ShouldStop | None = None,
-        temperatures: Sequence[float] | None = None,
-        preamble: str = "",
-    ) -> list[CandidateOutput]:
+    def decode_call(self, call: Call) -> bool:
         torch = self._torch
-        prompt_ids, sampler, outputs, decoders = self.start_call(
-            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
+        prompt_ids, outputs, decoders = call.prompt_ids, call.outputs, call.decoders
+        sampler, settings, on_delta, should_stop = (
+            call.sampler,
+            call.settings,
+            call.on_delta,
+            call.should_stop,
         )
+        n = len(outputs)
         cancelled = False
         with torch.inference_mode():
             ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
@@ -274,10 +263,4 @@ class TransformersBackend(LocalBackend):
                         input_ids=step_ids, use_cache=True, **{self._cache_kw: past}
                     )
                 logits = result.logits[:, -1, :].float()
-        return finish_outputs(
-            outputs,
-            decoders,
-            prompt_tokens=len(prompt_ids),
-            cancelled=cancelled,
-            sampler=sampler,
-        )
+        return cancelled

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from generation.backends.base import (
+    Call,
     LocalBackend,
     file_checksum,
-    finish_outputs,
     step_candidates,
 )
 from generation.backends.gguf import (
@@ -49,12 +49,8 @@ from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
     BackendError,
-    CandidateOutput,
     ModelLoadError,
-    OnDelta,
     Provenance,
-    SamplingSettings,
-    ShouldStop,
     TextScore,
 )
 
@@ -394,46 +390,18 @@ class LlamaCppBackend(LocalBackend):
         total = float((rows[np.arange(len(ids)), ids] - log_total).sum())
         return TextScore(logprob_sum=total, tokens=len(ids))
 
-    def generate(
-        self,
-        *,
-        prompt: str,
-        n: int,
-        seeds: Sequence[int],
-        settings: SamplingSettings,
-        on_delta: OnDelta | None = None,
-        should_stop: ShouldStop | None = None,
-        temperatures: Sequence[float] | None = None,
-        preamble: str = "",
-    ) -> list[CandidateOutput]:
-        prompt_ids, sampler, outputs, decoders = self.start_call(
-            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
-        )
-        for out in outputs:
+    def decode_call(self, call: Call) -> bool:
+        for out in call.outputs:
             out.threads = self.threads
         generator: LlamaGenerator | None = None
         try:
             generator = LlamaGenerator(
-                self.native, batch_size=n, prompt=len(prompt_ids), new=settings.max_new_tokens
+                self.native,
+                batch_size=len(call.outputs),
+                prompt=len(call.prompt_ids),
+                new=call.settings.max_new_tokens,
             )
-            cancelled = step_candidates(
-                generator,
-                prompt_ids=prompt_ids,
-                outputs=outputs,
-                decoders=decoders,
-                sampler=sampler,
-                eos=self._eos,
-                settings=settings,
-                on_delta=on_delta,
-                should_stop=should_stop,
-            )
+            return step_candidates(generator, call, eos=self._eos)
         finally:
             if generator is not None:
                 generator.close()
-        return finish_outputs(
-            outputs,
-            decoders,
-            prompt_tokens=len(prompt_ids),
-            cancelled=cancelled,
-            sampler=sampler,
-        )

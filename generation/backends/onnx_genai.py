@@ -25,15 +25,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from generation.backends.base import (
+    Call,
     LocalBackend,
-    finish_outputs,
     step_candidates,
 )
 from generation.backends.convert import CONVERSION_FILE
@@ -45,13 +44,9 @@ from generation.backends.sampling import SAMPLER_VERSION
 from generation.backends.types import (
     BackendConfig,
     BackendError,
-    CandidateOutput,
     ModelLoadError,
-    OnDelta,
     PromptTooLong,
     Provenance,
-    SamplingSettings,
-    ShouldStop,
     TextScore,
 )
 
@@ -313,29 +308,15 @@ class OnnxGenAIBackend(LocalBackend):
             _call_ended()
         return TextScore(logprob_sum=total, tokens=len(ids))
 
-    def generate(
-        self,
-        *,
-        prompt: str,
-        n: int,
-        seeds: Sequence[int],
-        settings: SamplingSettings,
-        on_delta: OnDelta | None = None,
-        should_stop: ShouldStop | None = None,
-        temperatures: Sequence[float] | None = None,
-        preamble: str = "",
-    ) -> list[CandidateOutput]:
+    def decode_call(self, call: Call) -> bool:
         og = self._og
-        prompt_ids, sampler, outputs, decoders = self.start_call(
-            prompt=prompt, n=n, seeds=seeds, settings=settings, temperatures=temperatures
-        )
-        cancelled = False
+        n = len(call.outputs)
         generator = None
         native, threads = self._session_for_call()
-        for out in outputs:
+        for out in call.outputs:
             out.threads = threads
         try:
-            max_length = len(prompt_ids) + settings.max_new_tokens
+            max_length = len(call.prompt_ids) + call.settings.max_new_tokens
             if self.shared is not None:
                 generator = self.shared.member(batch_size=n, max_length=max_length)
             elif native is not None:
@@ -350,19 +331,13 @@ class OnnxGenAIBackend(LocalBackend):
             # The studio's loop drops a row when its candidate ends; ONNX Runtime GenAI's
             # generator computes it to the end (its row then takes end-of-text).
             drops_rows = isinstance(generator, LoopGenerator | BatchMember)
-            cancelled = step_candidates(
+            return step_candidates(
                 generator,
-                prompt_ids=prompt_ids,
-                outputs=outputs,
-                decoders=decoders,
-                sampler=sampler,
+                call,
                 eos=self._eos,
-                settings=settings,
-                on_delta=on_delta,
-                should_stop=should_stop,
                 drops_rows=drops_rows,
                 # The loop: the preamble's KV from the model's prefix cache, then the rest.
-                prefix=self._preamble_tokens(preamble, prompt_ids) if drops_rows else 0,
+                prefix=self._preamble_tokens(call.preamble, call.prompt_ids) if drops_rows else 0,
                 step_lock=self._step_lock,
             )
         except (PromptTooLong, BackendError):
@@ -373,10 +348,3 @@ class OnnxGenAIBackend(LocalBackend):
             if isinstance(generator, NativeGenerator | LoopGenerator | BatchMember):
                 generator.close()  # its KV cache now (a shared batch: it leaves the batch)
             _call_ended()
-        return finish_outputs(
-            outputs,
-            decoders,
-            prompt_tokens=len(prompt_ids),
-            cancelled=cancelled,
-            sampler=sampler,
-        )
