@@ -202,12 +202,7 @@ class TransformersBackend(LocalBackend):
     def decode_call(self, call: Call) -> bool:
         torch = self._torch
         prompt_ids, outputs, decoders = call.prompt_ids, call.outputs, call.decoders
-        sampler, settings, on_delta, should_stop = (
-            call.sampler,
-            call.settings,
-            call.on_delta,
-            call.should_stop,
-        )
+        sampler, settings = call.sampler, call.settings
         n = len(outputs)
         cancelled = False
         with torch.inference_mode():
@@ -225,7 +220,7 @@ class TransformersBackend(LocalBackend):
                 logits = logits.expand(n, -1)
             active = list(range(n))  # the candidate of each batch row
             for step in range(settings.max_new_tokens):
-                if should_stop is not None and should_stop():
+                if call.should_stop is not None and call.should_stop():
                     cancelled = True
                     break
                 rows = logits.cpu().numpy()
@@ -249,8 +244,8 @@ class TransformersBackend(LocalBackend):
                     if not out.finished:
                         keep.append(row)
                         chosen.append(token)
-                if on_delta is not None:
-                    on_delta(deltas)
+                if call.on_delta is not None:
+                    call.on_delta(deltas)
                 if not keep:
                     break
                 if len(keep) < len(active):
