@@ -34,7 +34,7 @@ and prints its own ``grounded_reference_gain[layout]`` lines when there are seve
 Splits: ``BENCH_SPLIT=test`` (the default: 2012, 2015, 2019, 2022 held out) is for reporting;
 settings are chosen on ``BENCH_SPLIT=dev`` (2011, 2016, 2018, 2023 held out instead: other
 addresses, so no brief of one split is a paragraph of the other). ``BENCH_SPLIT=test2`` (2013,
-2014, 2020, 2024 held out) is a second test split (run once, on the shipped settings).
+2014, 2020, 2024 held out) is a second test split (run on the shipped settings only).
 ``BENCH_HELD_OUT`` (years) overrides the split. The number of passages (5 against 3) and the
 layout were chosen on dev.
 """
@@ -64,8 +64,8 @@ SPLITS = {
     "test": "2012,2015,2019,2022",
     "dev": "2011,2016,2018,2023",
     # A second test split, since "test" was looked at four times (3 and 5 passages, the
-    # repetition penalty, the system layout); run once so far, on the shipped settings, to
-    # measure them (docs/grounding.md), nothing chosen on it.
+    # repetition penalty, the system layout); run only on the shipped settings, to measure
+    # them (docs/grounding.md), nothing chosen on it.
     "test2": "2013,2014,2020,2024",
 }
 SPLIT = os.environ.get("BENCH_SPLIT", "test")
