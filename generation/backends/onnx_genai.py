@@ -45,7 +45,6 @@ from generation.backends.types import (
     BackendConfig,
     BackendError,
     ModelLoadError,
-    PromptTooLong,
     Provenance,
     TextScore,
 )
@@ -340,8 +339,6 @@ class OnnxGenAIBackend(LocalBackend):
                 prefix=self._preamble_tokens(call.preamble, call.prompt_ids) if drops_rows else 0,
                 step_lock=self._step_lock,
             )
-        except (PromptTooLong, BackendError):
-            raise
         except RuntimeError as exc:  # NativeError too
             raise BackendError(f"ONNX Runtime: {exc}") from exc
         finally:
